@@ -1,0 +1,40 @@
+# Kopilka: `make run` starts everything, `make test` runs the whole suite against real services.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml deploy/dev/system-deps.sh | cksum | cut -d' ' -f1)
+
+.PHONY: run test unit lint format bench clean
+
+$(STAMP): pyproject.toml deploy/dev/system-deps.sh
+	@deploy/dev/system-deps.sh
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@echo "installing Python packages into $(VENV) ..."
+	@$(BIN)/pip install -q --upgrade pip >/dev/null
+	@$(BIN)/pip install -q -e '.[dev]'
+	@rm -f $(VENV)/.installed-*
+	@touch $(STAMP)
+
+run: $(STAMP)  ## start Kafka, Postgres (unless configured), the ingress and the worker
+	@$(BIN)/kopilka run
+
+test: $(STAMP)  ## the whole suite: unit tests, then end-to-end against real Kafka + Postgres
+	@$(BIN)/pytest
+
+unit: $(STAMP)  ## only the fast, pure tests
+	@$(BIN)/pytest -m "not connected"
+
+lint: $(STAMP)
+	@$(BIN)/ruff check .
+	@$(BIN)/ruff format --check .
+
+format: $(STAMP)
+	@$(BIN)/ruff check --fix .
+	@$(BIN)/ruff format .
+
+bench: $(STAMP)  ## ingest latency and throughput against a freshly started stack
+	@$(BIN)/python -m tests.perf.ingest_bench
+
+clean:  ## remove the virtualenv and every byte of local data (Kafka, Postgres, logs)
+	rm -rf $(VENV) .data .pytest_cache
+	rm -rf /var/tmp/kopilka-$(shell printf '%s' "$(CURDIR)" | sha1sum | cut -c1-10)

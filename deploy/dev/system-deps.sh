@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Make sure the system programs Kopilka's local stack needs are present: Java 17+ and Maven (to
+# fetch and run the Kafka broker) and the PostgreSQL server. As root, missing ones are installed
+# from Debian's packages; otherwise we say what to install and stop.
+set -euo pipefail
+
+missing=()
+command -v java >/dev/null 2>&1 || missing+=(openjdk-17-jre-headless)
+command -v mvn >/dev/null 2>&1 || missing+=(maven)
+if [ -z "${DATABASE_URL:-}" ] && ! ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 \
+    && ! command -v postgres >/dev/null 2>&1; then
+  missing+=(postgresql)
+fi
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "kopilka needs these Debian packages: ${missing[*]}" >&2
+  echo "install them (sudo apt-get install ${missing[*]}) or set KAFKA_BOOTSTRAP_SERVERS / DATABASE_URL" >&2
+  exit 1
+fi
+echo "installing ${missing[*]} ..."
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+# Debian's package starts its own cluster on 5432; Kopilka runs its own server, so stop that one.
+if printf '%s\n' "${missing[@]}" | grep -qx postgresql; then
+  (service postgresql stop || true) >/dev/null 2>&1
+fi

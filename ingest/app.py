@@ -1,0 +1,95 @@
+"""The ingress application factory and its entry point (`kopilka ingest`)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import asyncpg
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from ingest.context import BACKGROUND, POOL, PRODUCER, SETTINGS, TENANTS
+from ingest.read_api import get_customer
+from ingest.responses import json_response
+from ingest.webhooks import receive_webhook
+from kopilka import db
+from kopilka.kafka import ensure_topics, make_producer
+from kopilka.logging import get_logger
+from kopilka.settings import Settings
+from kopilka.tenants import TenantDirectory
+
+log = get_logger(__name__)
+
+
+async def _database(app: web.Application):
+    settings = app[SETTINGS]
+    pool = await db.create_pool(settings.database_url.get_secret_value(), min_size=2, max_size=20)
+    app[POOL] = pool
+    app[TENANTS] = TenantDirectory(pool, ttl_s=settings.tenant_cache_ttl_s)
+    yield
+    await pool.close()
+
+
+async def _kafka(app: web.Application):
+    settings = app[SETTINGS]
+    await ensure_topics(settings)
+    producer = make_producer(settings)
+    await producer.start()
+    app[PRODUCER] = producer
+    app[BACKGROUND] = set()
+    yield
+    if app[BACKGROUND]:
+        await asyncio.wait(app[BACKGROUND], timeout=5)
+    await producer.stop()
+
+
+async def healthz(_request: web.Request) -> web.Response:
+    return json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    checks = {}
+    try:
+        async with asyncio.timeout(2):
+            await request.app[POOL].fetchval("SELECT 1")
+        checks["postgres"] = "ok"
+    except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+        checks["postgres"] = type(exc).__name__
+    try:
+        async with asyncio.timeout(2):
+            ok = await request.app[PRODUCER].client.force_metadata_update()
+        checks["kafka"] = "ok" if ok else "no metadata"
+    except Exception as exc:
+        checks["kafka"] = type(exc).__name__
+    ready = all(v == "ok" for v in checks.values())
+    return json_response(
+        {"status": "ready" if ready else "not_ready", "checks": checks}, 200 if ready else 503
+    )
+
+
+async def metrics(_request: web.Request) -> web.Response:
+    return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def init_app(settings: Settings) -> web.Application:
+    app = web.Application(client_max_size=settings.max_body_bytes)
+    app[SETTINGS] = settings
+    app.cleanup_ctx.extend([_database, _kafka])
+    app.router.add_post("/api/webhook/{secret}", receive_webhook)
+    app.router.add_get("/api/v1/customers", get_customer)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
+    return app
+
+
+def run(settings: Settings) -> None:
+    log.info("ingest_starting", host=settings.http_host, port=settings.http_port)
+    web.run_app(
+        init_app(settings),
+        host=settings.http_host,
+        port=settings.http_port,
+        access_log=None,
+        print=None,
+        shutdown_timeout=10,
+    )

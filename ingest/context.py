@@ -1,0 +1,16 @@
+"""Typed application keys: the resources an ingress process holds for its lifetime."""
+
+from __future__ import annotations
+
+import asyncpg
+from aiohttp import web
+from aiokafka import AIOKafkaProducer
+
+from kopilka.settings import Settings
+from kopilka.tenants import TenantDirectory
+
+SETTINGS = web.AppKey("settings", Settings)
+POOL = web.AppKey("pool", asyncpg.Pool)
+PRODUCER = web.AppKey("producer", AIOKafkaProducer)
+TENANTS = web.AppKey("tenants", TenantDirectory)
+BACKGROUND = web.AppKey("background", set)

@@ -1,0 +1,77 @@
+"""Postgres access shared by every process: pools and migrations."""
+
+from __future__ import annotations
+
+import asyncio
+from importlib import resources
+
+import asyncpg
+import orjson
+
+from kopilka.logging import get_logger
+
+log = get_logger(__name__)
+
+_MIGRATION_LOCK = 0x6B6F70696C6B61  # "kopilka": one migrator at a time across processes
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    await conn.set_type_codec(
+        "jsonb",
+        encoder=lambda v: orjson.dumps(v).decode(),
+        decoder=orjson.loads,
+        schema="pg_catalog",
+    )
+
+
+async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
+    return await asyncpg.create_pool(
+        dsn, min_size=min_size, max_size=max_size, init=_init_connection, command_timeout=30
+    )
+
+
+async def wait_for_database(dsn: str, timeout_s: float = 30.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        try:
+            conn = await asyncpg.connect(dsn, timeout=2)
+            await conn.close()
+            return
+        except (TimeoutError, OSError, asyncpg.PostgresError):
+            if asyncio.get_running_loop().time() > deadline:
+                raise
+            await asyncio.sleep(0.2)
+
+
+def _migrations() -> list[tuple[str, str]]:
+    files = resources.files("kopilka") / "migrations"
+    return sorted(
+        (f.name.removesuffix(".sql"), f.read_text("utf-8"))
+        for f in files.iterdir()
+        if f.name.endswith(".sql")
+    )
+
+
+async def migrate(dsn: str) -> list[str]:
+    """Apply the pending migrations in order, each in its own transaction; return their names."""
+    conn = await asyncpg.connect(dsn)
+    applied: list[str] = []
+    try:
+        await conn.execute("SELECT pg_advisory_lock($1)", _MIGRATION_LOCK)
+        await conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations ("
+            " version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        done = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
+        for version, sql in _migrations():
+            if version in done:
+                continue
+            async with conn.transaction():
+                await conn.execute(sql)
+                await conn.execute("INSERT INTO schema_migrations (version) VALUES ($1)", version)
+            applied.append(version)
+            log.info("migration_applied", version=version)
+    finally:
+        await conn.execute("SELECT pg_advisory_unlock($1)", _MIGRATION_LOCK)
+        await conn.close()
+    return applied

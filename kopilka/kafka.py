@@ -1,0 +1,62 @@
+"""Kafka plumbing shared by the processes: topic creation and the ingest producer."""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+
+from kopilka import topics
+from kopilka.logging import get_logger
+from kopilka.settings import Settings
+
+log = get_logger(__name__)
+
+
+async def ensure_topics(settings: Settings, timeout_s: float = 60.0) -> None:
+    """Create Kopilka's topics if missing (idempotent; safe from several processes at once)."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_list)
+        try:
+            await admin.start()
+            existing = set(await admin.list_topics())
+            missing = [
+                NewTopic(
+                    spec.name,
+                    num_partitions=settings.topic_partitions,
+                    replication_factor=settings.topic_replication_factor,
+                    topic_configs={"cleanup.policy": "compact"} if spec.compacted else {},
+                )
+                for spec in topics.ALL
+                if spec.name not in existing
+            ]
+            if missing:
+                try:
+                    await admin.create_topics(missing)
+                except TopicAlreadyExistsError:
+                    pass
+                log.info("topics_created", topics=[t.name for t in missing])
+            return
+        except KafkaError:
+            if asyncio.get_running_loop().time() > deadline:
+                raise
+            await asyncio.sleep(0.5)
+        finally:
+            await admin.close()
+
+
+def make_producer(settings: Settings) -> AIOKafkaProducer:
+    """acks=all + idempotence: a 202 means the record is on every in-sync replica, once."""
+    return AIOKafkaProducer(
+        bootstrap_servers=settings.bootstrap_list,
+        acks="all",
+        enable_idempotence=True,
+        linger_ms=1,
+        max_request_size=settings.max_body_bytes + 64 * 1024,
+        request_timeout_ms=int(settings.publish_timeout_s * 1000),
+        retry_backoff_ms=100,
+        client_id=f"{settings.worker_id}-ingest",
+    )

@@ -1,0 +1,65 @@
+"""One frozen settings object, read from the environment (and `.env` when present)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _env(name: str) -> AliasChoices:
+    """Accept both the conventional name (`DATABASE_URL`) and the prefixed one."""
+    return AliasChoices(name, f"KOPILKA_{name}")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="KOPILKA_", env_file=".env", frozen=True, extra="ignore"
+    )
+
+    kafka_bootstrap_servers: str = Field(
+        "127.0.0.1:9092", validation_alias=_env("KAFKA_BOOTSTRAP_SERVERS")
+    )
+    database_url: SecretStr = Field(
+        SecretStr("postgresql://kopilka@127.0.0.1:5433/kopilka"),
+        validation_alias=_env("DATABASE_URL"),
+    )
+
+    http_host: str = "127.0.0.1"
+    http_port: int = 8080
+    # The address shops use to reach the ingress; printed in webhook URLs.
+    public_url: str | None = None
+
+    topic_partitions: int = 8
+    topic_replication_factor: int = 1
+
+    max_body_bytes: int = 4 * 1024 * 1024
+    # Tilda gives up after 5 s: answer 503 well before that when Kafka does not ack.
+    publish_timeout_s: float = 3.0
+    retry_after_s: int = 5
+    tenant_cache_ttl_s: float = 5.0
+
+    worker_id: str = "kopilka"
+    sink_batch_size: int = 1000
+    sink_batch_within_s: float = 0.1
+
+    log_level: str = "INFO"
+    log_format: str = "json"  # json | console
+
+    @property
+    def webhook_base_url(self) -> str:
+        base = self.public_url or f"http://{self.http_host}:{self.http_port}"
+        return base.rstrip("/") + "/api/webhook/"
+
+    @property
+    def bootstrap_list(self) -> list[str]:
+        return [s.strip() for s in self.kafka_bootstrap_servers.split(",") if s.strip()]
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

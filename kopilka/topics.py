@@ -1,0 +1,26 @@
+"""The topic registry: every Kafka topic Kopilka reads or writes, in one place."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    key: str
+    doc: str
+    compacted: bool = False
+
+
+WEBHOOKS_RAW = TopicSpec("webhooks.raw", "tenant_id", "raw request bodies accepted by ingest")
+WEBHOOKS_AUDIT = TopicSpec(
+    "webhooks.audit", "tenant_id", "requests ingest refused (reason, no body), for the audit log"
+)
+WEBHOOKS_DEAD = TopicSpec(
+    "webhooks.dead", "tenant_id", "accepted requests the normaliser could not turn into commands"
+)
+COMMANDS = TopicSpec("loyalty.commands", "tenant_id:customer_id", "canonical loyalty commands")
+EVENTS = TopicSpec("loyalty.events", "tenant_id:customer_id", "public loyalty events (JSON)")
+
+ALL = (WEBHOOKS_RAW, WEBHOOKS_AUDIT, WEBHOOKS_DEAD, COMMANDS, EVENTS)

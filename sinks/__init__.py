@@ -1,0 +1,1 @@
+"""Sinks: where events leave the stream. Each is idempotent on `event_id`."""

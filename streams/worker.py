@@ -1,0 +1,17 @@
+"""The stream worker process: every agent on one Faust app (`kopilka worker`)."""
+
+from __future__ import annotations
+
+import faust
+
+import sinks.postgres  # noqa: F401 - registers the sink agents
+import streams.ledger
+import streams.normalize  # noqa: F401 - registers the normalize agent
+from kopilka.settings import get_settings
+from streams.app import app
+
+
+def run() -> None:
+    settings = get_settings()
+    worker = faust.Worker(app, loglevel=settings.log_level.lower(), quiet=True)
+    worker.execute_from_commandline()

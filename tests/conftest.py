@@ -1,0 +1,60 @@
+"""Test session plumbing.
+
+Unit tests need nothing. Tests marked `connected` (all of tests/e2e) share one real stack for the
+session: a real Kafka broker and a real Postgres (started here unless KAFKA_BOOTSTRAP_SERVERS /
+DATABASE_URL point at external ones), the real ingress and the real Faust worker as separate
+processes, all on loopback. Data starts empty every session.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+
+import pytest
+
+from kopilka import devservices
+from kopilka.settings import PROJECT_ROOT
+from kopilka.stack import Stack
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if "/e2e/" in str(item.fspath):
+            item.add_marker(pytest.mark.connected)
+
+
+@pytest.fixture(scope="session")
+def stack():
+    data_dir = PROJECT_ROOT / ".data" / "test"
+    shutil.rmtree(data_dir, ignore_errors=True)
+    shutil.rmtree(devservices.postgres_datadir("test-postgres"), ignore_errors=True)
+    env = {
+        k: os.environ[k] for k in ("KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL") if os.environ.get(k)
+    }
+    env.update(
+        {
+            "KOPILKA_HTTP_PORT": str(devservices.free_port()),
+            "KOPILKA_LOG_LEVEL": "INFO",
+            "KOPILKA_TENANT_CACHE_TTL_S": "0.5",
+        }
+    )
+    s = Stack(
+        data_dir,
+        env=env,
+        durable=False,
+        kafka_port=devservices.free_port(),
+        kafka_controller_port=devservices.free_port(),
+        postgres_port=devservices.free_port(),
+        out=lambda msg: print(msg, file=sys.stderr),
+    )
+    try:
+        s.start_services()
+        s.start_worker()
+        s.start_ingest()
+    except devservices.ServiceStartError:
+        s.stop()
+        raise
+    yield s
+    s.stop()

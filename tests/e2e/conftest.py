@@ -1,0 +1,86 @@
+"""Fixtures for end-to-end tests: HTTP clients, fresh tenants, and waiting for the pipeline."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from decimal import Decimal
+
+import aiohttp
+import asyncpg
+import pytest
+
+from kopilka.cli import create_tenant_json
+
+
+class Api:
+    """A shop's and an operator's view of Kopilka, over real HTTP."""
+
+    def __init__(self, session: aiohttp.ClientSession, base: str) -> None:
+        self.session, self.base = session, base
+
+    async def post_webhook(self, secret: str, *, json=None, data=None, headers=None):
+        async with self.session.post(
+            f"{self.base}/api/webhook/{secret}", json=json, data=data, headers=headers
+        ) as resp:
+            return resp.status, await resp.json(content_type=None), resp.headers
+
+    async def customer(self, api_key: str, **query):
+        async with self.session.get(
+            f"{self.base}/api/v1/customers",
+            params=query,
+            headers={"Authorization": f"Bearer {api_key}"},
+        ) as resp:
+            return resp.status, await resp.json(content_type=None)
+
+    async def wait_for_customer(
+        self, api_key: str, predicate=lambda body: True, timeout_s: float = 30.0, **query
+    ) -> dict:
+        deadline = time.monotonic() + timeout_s
+        last = None
+        while time.monotonic() < deadline:
+            status, body = await self.customer(api_key, **query)
+            last = (status, body)
+            if status == 200 and predicate(body):
+                return body
+            await asyncio.sleep(0.2)
+        raise AssertionError(f"customer {query} never matched within {timeout_s}s; last: {last}")
+
+
+@pytest.fixture(scope="session")
+def base_url(stack) -> str:
+    settings = stack.settings()
+    return f"http://{settings.http_host}:{settings.http_port}"
+
+
+@pytest.fixture
+async def api(base_url):
+    async with aiohttp.ClientSession() as session:
+        yield Api(session, base_url)
+
+
+@pytest.fixture(scope="session")
+def dsn(stack) -> str:
+    return stack.settings().database_url.get_secret_value()
+
+
+@pytest.fixture
+async def db(dsn):
+    conn = await asyncpg.connect(dsn)
+    yield conn
+    await conn.close()
+
+
+@pytest.fixture
+def make_tenant(dsn):
+    async def make(name: str = "Test shop", base_percent: str = "5", ttl_days: int = 365) -> dict:
+        return await create_tenant_json(
+            dsn, name=name, base_percent=Decimal(base_percent), bonus_ttl_days=ttl_days
+        )
+
+    return make
+
+
+@pytest.fixture
+async def tenant(make_tenant) -> dict:
+    return await make_tenant()
