@@ -33,7 +33,7 @@ format: $(STAMP)
 	@$(BIN)/ruff format .
 
 bench: $(STAMP)  ## ingest latency and throughput against a freshly started stack
-	@$(BIN)/python -m tests.perf.ingest_bench
+	@$(BIN)/python tests/perf/ingest_bench.py $(ARGS)
 
 clean:  ## remove the virtualenv and every byte of local data (Kafka, Postgres, logs)
 	rm -rf $(VENV) .data .pytest_cache

@@ -315,7 +315,8 @@ def start_postgres(
 
     def accepting() -> bool:
         ready = subprocess.run(
-            [str(bindir / "pg_isready"), "-h", "127.0.0.1", "-p", str(port), "-q"], check=False
+            [str(bindir / "pg_isready"), "-h", "127.0.0.1", "-p", str(port), "-U", "kopilka", "-q"],
+            check=False,
         )
         return ready.returncode == 0
 

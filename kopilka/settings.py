@@ -44,6 +44,7 @@ class Settings(BaseSettings):
     tenant_cache_ttl_s: float = 5.0
 
     worker_id: str = "kopilka"
+    worker_session_timeout_s: float = 10.0
     sink_batch_size: int = 1000
     sink_batch_within_s: float = 0.1
 

@@ -39,44 +39,56 @@ class Stack:
         """Start Kafka and Postgres unless configured from outside; `env` says where they are."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         if not self.env.get("KAFKA_BOOTSTRAP_SERVERS"):
-            if devservices.port_open(self.kafka_port):
-                raise ServiceStartError(
-                    f"port {self.kafka_port} is taken: stop what uses it, or set "
-                    "KAFKA_BOOTSTRAP_SERVERS to use that broker"
-                )
-            t0 = time.monotonic()
-            kafka = devservices.start_kafka(
-                self.data_dir / "kafka",
-                self.kafka_port,
-                self.kafka_controller_port,
-                heap=self.kafka_heap,
-                out=self.out,
-            )
-            self.processes.append(kafka)
-            self.env["KAFKA_BOOTSTRAP_SERVERS"] = kafka.extra["bootstrap"]
-            self.out(
-                f"kafka {devservices.KAFKA_VERSION} up at {kafka.extra['bootstrap']} "
-                f"({time.monotonic() - t0:.1f}s)"
-            )
+            self._refuse_taken_port(self.kafka_port, "KAFKA_BOOTSTRAP_SERVERS to use that broker")
+            self.start_kafka()
         if not self.env.get("DATABASE_URL"):
-            if devservices.port_open(self.postgres_port):
-                raise ServiceStartError(
-                    f"port {self.postgres_port} is taken: stop what uses it, or set DATABASE_URL"
-                )
-            t0 = time.monotonic()
-            pg = devservices.start_postgres(
-                devservices.postgres_datadir(self.data_dir.name + "-postgres"),
-                self.postgres_port,
-                log_path=self.data_dir / "postgres.log",
-                durable=self.durable,
-            )
-            self.processes.append(pg)
-            self.env["DATABASE_URL"] = pg.extra["dsn"]
-            self.out(
-                f"postgres up at 127.0.0.1:{self.postgres_port} ({time.monotonic() - t0:.1f}s)"
-            )
-        settings = self.settings()
-        asyncio.run(self._prepare(settings))
+            self._refuse_taken_port(self.postgres_port, "DATABASE_URL")
+            self.start_postgres()
+        asyncio.run(self._prepare(self.settings()))
+
+    @staticmethod
+    def _refuse_taken_port(port: int, instead: str) -> None:
+        if devservices.port_open(port):
+            raise ServiceStartError(f"port {port} is taken: stop what uses it, or set {instead}")
+
+    def start_kafka(self) -> ManagedProcess:
+        t0 = time.monotonic()
+        kafka = devservices.start_kafka(
+            self.data_dir / "kafka",
+            self.kafka_port,
+            self.kafka_controller_port,
+            heap=self.kafka_heap,
+            out=self.out,
+        )
+        self.processes.insert(0, kafka)
+        self.env["KAFKA_BOOTSTRAP_SERVERS"] = kafka.extra["bootstrap"]
+        self.out(
+            f"kafka {devservices.KAFKA_VERSION} up at {kafka.extra['bootstrap']} "
+            f"({time.monotonic() - t0:.1f}s)"
+        )
+        return kafka
+
+    def start_postgres(self) -> ManagedProcess:
+        t0 = time.monotonic()
+        pg = devservices.start_postgres(
+            devservices.postgres_datadir(self.data_dir.name + "-postgres"),
+            self.postgres_port,
+            log_path=self.data_dir / "postgres.log",
+            durable=self.durable,
+        )
+        self.processes.insert(0, pg)
+        self.env["DATABASE_URL"] = pg.extra["dsn"]
+        self.out(f"postgres up at 127.0.0.1:{self.postgres_port} ({time.monotonic() - t0:.1f}s)")
+        return pg
+
+    def process(self, name: str) -> ManagedProcess:
+        return next(p for p in self.processes if p.name == name)
+
+    def stop_process(self, name: str, *, kill: bool = False) -> None:
+        """Stop (or kill -9) one process of the stack and forget it: for fault tests."""
+        proc = self.process(name)
+        proc.kill() if kill else proc.stop()
+        self.processes.remove(proc)
 
     @staticmethod
     async def _prepare(settings: Settings) -> None:

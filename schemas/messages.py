@@ -36,13 +36,14 @@ class RawEnvelope(Record):
 
 
 class AuditRecord(Record):
-    """`webhooks.audit` (refused by ingest) and `webhooks.dead` (refused by the normaliser)."""
+    """The audit trail of one request: `webhooks.audit` carries the ingress's refusals and the
+    normaliser's acceptances, `webhooks.dead` what the normaliser could not use."""
 
     v: Literal[1] = 1
     event_id: str
     tenant_id: str
     received_at: datetime
-    status: Literal["rejected", "dead"]
+    status: Literal["accepted", "rejected", "dead"]
     http_status: int | None = None
     code: str
     field: str | None = None

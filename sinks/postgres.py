@@ -17,7 +17,7 @@ import orjson
 
 from kopilka.logging import get_logger
 from schemas.events import Event, parse_event
-from schemas.messages import AuditRecord, RawEnvelope
+from schemas.messages import AuditRecord
 from streams.app import (
     app,
     events,
@@ -25,7 +25,6 @@ from streams.app import (
     settings,
     webhooks_audit,
     webhooks_dead,
-    webhooks_raw,
 )
 from streams.retry import until_done
 
@@ -111,7 +110,7 @@ class LedgerSink:
 
 
 class AuditSink:
-    """webhooks.raw (accepted), webhooks.audit (refused), webhooks.dead -> webhook_audit."""
+    """webhooks.audit (accepted, refused) and webhooks.dead -> webhook_audit; dead wins."""
 
     _UPSERT = """
     INSERT INTO webhook_audit AS a (event_id, tenant_id, received_at, status, http_status, code,
@@ -128,35 +127,19 @@ class AuditSink:
         self.rows: dict[str, tuple] = {}
 
     def add(self, raw: bytes) -> None:
-        doc = orjson.loads(raw)
-        if "body" in doc:
-            env = RawEnvelope.model_validate(doc)
-            row = (
-                env.event_id,
-                env.tenant_id,
-                env.received_at,
-                "accepted",
-                202,
-                None,
-                None,
-                None,
-                env.content_type,
-                len(env.body.encode()),
-            )
-        else:
-            rec = AuditRecord.model_validate(doc)
-            row = (
-                rec.event_id,
-                rec.tenant_id,
-                rec.received_at,
-                rec.status,
-                rec.http_status,
-                rec.code,
-                rec.field,
-                rec.reason,
-                rec.content_type,
-                rec.body_bytes,
-            )
+        rec = AuditRecord.from_bytes(raw)
+        row = (
+            rec.event_id,
+            rec.tenant_id,
+            rec.received_at,
+            rec.status,
+            rec.http_status,
+            rec.code,
+            rec.field,
+            rec.reason,
+            rec.content_type,
+            rec.body_bytes,
+        )
         previous = self.rows.get(row[0])
         if previous is None or row[3] == "dead":  # one row per event per statement
             self.rows[row[0]] = row
@@ -186,7 +169,6 @@ async def _drain(stream, sink) -> None:
 
 
 audit_topics = app.topic(
-    webhooks_raw.get_topic_name(),
     webhooks_audit.get_topic_name(),
     webhooks_dead.get_topic_name(),
     key_type=bytes,

@@ -17,7 +17,44 @@ from kopilka.settings import get_settings
 
 settings = get_settings()
 
-app = faust.App(
+
+class App(faust.App):
+    """faust.App with one repair for faust-streaming 0.15.
+
+    While a rebalance or a table recovery seeks and suspends the flow, the fetcher can drop
+    records it already fetched (its read offset and aiokafka's position move past them without
+    a stream seeing them). The partition then sits idle and, with a gap in its acks, never
+    commits again (seen on restarts that had a table to restore, and after kill -9). Once the
+    rebalance has ended we stop the flow, seek every stream partition back to its committed
+    offset (to the beginning when nothing was committed, as auto_offset_reset=earliest says)
+    and resume: what was not committed is delivered again, which every stage here tolerates,
+    being idempotent on derived ids.
+    """
+
+    def on_rebalance_end(self) -> None:
+        super().on_rebalance_end()
+        self._reseek_task = asyncio.ensure_future(self._seek_to_committed())
+
+    async def _seek_to_committed(self) -> None:
+        generation = self.consumer_generation_id
+        consumer = self.consumer
+        consumer.stop_flow()
+        try:
+            await consumer.wait_for_stopped_flow()
+            if self.consumer_generation_id != generation or self.rebalancing:
+                return
+            await consumer.perform_seek()
+            changelogs = self.tables.changelog_topics
+            for tp in consumer.assignment():
+                if tp.topic not in changelogs and consumer._committed_offset.get(tp) is None:
+                    await consumer.seek(tp, 0)
+            self.log.info("Re-seeked stream partitions to committed offsets after rebalance")
+        finally:
+            if not self.rebalancing:
+                consumer.resume_flow()
+
+
+app = App(
     settings.worker_id,
     broker=[f"kafka://{server}" for server in settings.bootstrap_list],
     store="memory://",
@@ -27,9 +64,12 @@ app = faust.App(
     producer_acks=-1,
     broker_commit_every=1000,
     broker_commit_interval=1.0,
+    # A killed worker's partitions move to a live one after this long, not the default 60 s.
+    broker_session_timeout=settings.worker_session_timeout_s,
+    broker_heartbeat_interval=max(1.0, settings.worker_session_timeout_s / 3),
     web_enabled=False,
     # Our sinks are idempotent on event_id: don't hold a rebalance for an in-flight event.
-    stream_wait_empty=False,
+    stream_wait_empty=True,
 )
 
 
@@ -51,12 +91,9 @@ commands = raw_topic(topics.COMMANDS)
 events = raw_topic(topics.EVENTS)
 
 # One entry per customer ("tenant:customer" -> CustomerLedger JSON), co-partitioned with commands.
+# str keys and values: the changelog (internal to the worker) is JSON-encoded by Faust itself.
 ledgers = app.Table(
-    "customer-ledgers",
-    schema=faust.Schema(
-        key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
-    ),
-    partitions=settings.topic_partitions,
+    "customer-ledgers", key_type=str, value_type=str, partitions=settings.topic_partitions
 )
 
 

@@ -18,10 +18,12 @@ log = get_logger(__name__)
 async def ledger(stream):
     async for key, value in stream.items():
         cmd = PurchaseCommand.from_bytes(value)
-        state = CustomerLedger.from_bytes(ledgers.get(key))
+        table_key = key.decode()
+        stored = ledgers.get(table_key)
+        state = CustomerLedger.from_bytes(stored.encode() if stored else None)
         new_state, out = apply_purchase(state, cmd)
         if new_state is not state:
-            ledgers[key] = new_state.to_bytes()
+            ledgers[table_key] = new_state.to_bytes().decode()
         for event in out:
             payload = event.encode() if isinstance(event, str) else event.to_bytes()
             await events.send(key=key, value=payload)

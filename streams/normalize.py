@@ -16,7 +16,15 @@ from kopilka.tenants import TenantDirectory
 from schemas.identity import normalize_phone
 from schemas.inbound import InboundError, parse_webhook
 from schemas.messages import AuditRecord, PurchaseCommand, RawEnvelope, TenantRules
-from streams.app import app, commands, resources, settings, webhooks_dead, webhooks_raw
+from streams.app import (
+    app,
+    commands,
+    resources,
+    settings,
+    webhooks_audit,
+    webhooks_dead,
+    webhooks_raw,
+)
 from streams.customers import CustomerDirectory
 from streams.retry import until_done
 
@@ -121,3 +129,17 @@ async def normalize(stream):
             continue
         for cmd in result:
             await commands.send(key=cmd.key, value=cmd.to_bytes())
+        await webhooks_audit.send(
+            key=key,
+            value=AuditRecord(
+                event_id=env.event_id,
+                tenant_id=env.tenant_id,
+                received_at=env.received_at,
+                status="accepted",
+                http_status=202,
+                code="accepted",
+                reason=f"{len(result)} order(s)",
+                content_type=env.content_type,
+                body_bytes=len(env.body),
+            ).to_bytes(),
+        )

@@ -6,28 +6,7 @@ import asyncio
 import uuid
 from urllib.parse import urlencode
 
-TILDA_FORM = {
-    "Name": "Иван Петров",
-    "Phone": "8 (999) 111-22-33",
-    "Email": "Ivan.Petrov@Example.com",
-    "payment[orderid]": "1557604691",
-    "payment[amount]": "24450",
-    "payment[products][0][name]": "Кресло",
-    "payment[products][0][quantity]": "1",
-    "payment[products][0][price]": "24450",
-    "formid": "form42581206",
-    "formname": "Cart",
-}
-FORM = {"Content-Type": "application/x-www-form-urlencoded"}
-
-
-def purchase(order_id: str, amount, *, email=None, phone=None) -> dict:
-    payload = {"orderId": order_id, "amount": amount, "description": "test order"}
-    if email:
-        payload["email"] = email
-    if phone:
-        payload["phone"] = phone
-    return {"action": "purchase", "payload": payload}
+from payloads import FORM, TILDA_FORM, purchase
 
 
 async def test_standard_purchase_shows_up_with_its_balance(api, tenant):

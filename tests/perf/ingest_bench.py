@@ -1,0 +1,276 @@
+"""Ingest benchmark: webhook latency and throughput, then how long the pipeline takes to catch up.
+
+    make bench                                   # a fresh stack in .data/bench, stopped afterwards
+    make bench ARGS="--requests 20000 --concurrency 128 --json bench.json"
+    .venv/bin/python tests/perf/ingest_bench.py --base-url http://127.0.0.1:8080 \\
+        --dsn postgresql://kopilka@127.0.0.1:5433/kopilka   # against a stack already running
+
+Phases: 200 warm-up webhooks (not measured); N sequential standard purchases over one keep-alive
+connection; M webhooks (80% standard JSON, 20% Tilda form orders, 2,000 distinct customers) from
+C concurrent connections; then Postgres is polled until every accepted order is in the ledger.
+Timings are printed, never asserted. Loopback only; bounded in count and time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import shutil
+import signal
+import sys
+import time
+import uuid
+from collections import Counter
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import aiohttp
+import asyncpg
+
+from kopilka import devservices
+from kopilka.cli import create_tenant_json
+from kopilka.settings import PROJECT_ROOT
+from kopilka.stack import Stack
+
+WARMUP = 200
+CUSTOMERS = 2_000
+TILDA_SHARE = 0.2
+JSON_TYPE = "application/json"
+FORM_TYPE = "application/x-www-form-urlencoded"
+
+Body = tuple[bytes, str]  # (body, content type)
+Figures = dict[str, Any]
+
+
+def standard(order_id: str, customer: int) -> Body:
+    payload = {
+        "email": f"buyer{customer}@bench.example.com",
+        "amount": 1234.5,
+        "orderId": order_id,
+        "description": "bench",
+    }
+    return json.dumps({"action": "purchase", "payload": payload}).encode(), JSON_TYPE
+
+
+def tilda(order_id: str, customer: int, amount: int) -> Body:
+    form = {
+        "Name": f"Покупатель {customer}",
+        "Phone": f"8 (999) 000-{customer // 100:02d}-{customer % 100:02d}",  # customer < 10,000
+        "Email": f"buyer{customer}@bench.example.com",
+        "payment[orderid]": order_id,
+        "payment[amount]": str(amount),
+        "formid": "form-bench",
+    }
+    return urlencode(form).encode(), FORM_TYPE
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Nearest-rank percentile (q in 0..100) of a non-empty list."""
+    ordered = sorted(values)
+    return ordered[max(0, min(len(ordered) - 1, round(q / 100 * len(ordered)) - 1))]
+
+
+class Bench:
+    def __init__(self, webhook_url: str) -> None:
+        self.url = webhook_url
+        self.accepted = 0  # 202s; every body carries a fresh order id, so = awards expected
+        self.last_202 = 0.0
+        self.other: Counter[str] = Counter()
+        self.rng = random.Random(42)
+        self._order = 0
+
+    def next_body(self, mix: bool) -> Body:
+        self._order += 1
+        order_id, customer = f"BENCH-{self._order:07d}", self.rng.randrange(CUSTOMERS)
+        if mix and self.rng.random() < TILDA_SHARE:
+            return tilda(order_id, customer, self.rng.randrange(500, 50_000, 10))
+        return standard(order_id, customer)
+
+    async def post(self, session: aiohttp.ClientSession, body: Body) -> float:
+        started = time.perf_counter()
+        try:
+            async with session.post(self.url, data=body[0], headers={"Content-Type": body[1]}) as r:
+                await r.read()
+                status = str(r.status)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            status = type(exc).__name__
+        done = time.perf_counter()
+        if status == "202":
+            self.accepted += 1
+            self.last_202 = max(self.last_202, done)
+        else:
+            self.other[status] += 1
+        return done - started
+
+    async def sequential(self, count: int, measured: bool, figures: Figures) -> None:
+        errors_before = sum(self.other.values())
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1)) as session:
+            started = time.perf_counter()
+            latencies = [await self.post(session, self.next_body(mix=False)) for _ in range(count)]
+            elapsed = time.perf_counter() - started
+        if measured:
+            ms = [x * 1000 for x in latencies]
+            figures.update(
+                seq_requests=count,
+                seq_p50_ms=percentile(ms, 50),
+                seq_p90_ms=percentile(ms, 90),
+                seq_p99_ms=percentile(ms, 99),
+                seq_max_ms=max(ms),
+                seq_rps=count / elapsed,
+                seq_non_202=sum(self.other.values()) - errors_before,
+            )
+
+    async def throughput(self, count: int, concurrency: int, figures: Figures) -> None:
+        errors_before = sum(self.other.values())
+        queue: asyncio.Queue[Body] = asyncio.Queue()
+        for _ in range(count):
+            queue.put_nowait(self.next_body(mix=True))
+        latencies: list[float] = []
+
+        async def worker(session: aiohttp.ClientSession) -> None:
+            while not queue.empty():
+                latencies.append(await self.post(session, queue.get_nowait()))
+
+        connector = aiohttp.TCPConnector(limit=concurrency)
+        async with aiohttp.ClientSession(connector=connector) as session:
+            started = time.perf_counter()
+            await asyncio.gather(*(worker(session) for _ in range(concurrency)))
+            elapsed = time.perf_counter() - started
+        ms = [x * 1000 for x in latencies]
+        figures.update(
+            load_requests=count,
+            load_concurrency=concurrency,
+            load_seconds=elapsed,
+            load_rps=count / elapsed,
+            load_p50_ms=percentile(ms, 50),
+            load_p99_ms=percentile(ms, 99),
+            load_non_202=sum(self.other.values()) - errors_before,
+        )
+        figures["_load_started"] = started
+
+    async def drain(self, dsn: str, tenant_id: str, timeout_s: float, figures: Figures) -> None:
+        conn = await asyncpg.connect(dsn)
+        deadline, count = time.perf_counter() + timeout_s, -1
+        try:
+            while time.perf_counter() < deadline:
+                count = await conn.fetchval(
+                    "SELECT count(*) FROM ledger_entries WHERE tenant_id = $1", uuid.UUID(tenant_id)
+                )
+                if count >= self.accepted:
+                    break
+                await asyncio.sleep(0.1)
+        finally:
+            await conn.close()
+        now = time.perf_counter()
+        figures.update(awards_expected=self.accepted, awards_in_ledger=count)
+        if count >= self.accepted:
+            figures["drain_s"] = now - self.last_202
+            load_accepted = figures["load_requests"] - figures["load_non_202"]
+            figures["e2e_webhooks_per_s"] = load_accepted / (now - figures["_load_started"])
+        else:
+            figures["drain_s"] = f"TIMEOUT after {timeout_s:.0f}s"
+
+
+async def run(base_url: str, dsn: str, args: argparse.Namespace, figures: Figures) -> None:
+    tenant = await create_tenant_json(
+        dsn, name="Bench shop", base_percent=Decimal(5), bonus_ttl_days=365
+    )
+    bench = Bench(f"{base_url.rstrip('/')}/api/webhook/{tenant['webhook_secret']}")
+    print(f"warm-up: {WARMUP} requests ...", flush=True)
+    await bench.sequential(WARMUP, measured=False, figures=figures)
+    print(f"sequential: {args.sequential} requests over one connection ...", flush=True)
+    await bench.sequential(args.sequential, measured=True, figures=figures)
+    print(f"throughput: {args.requests} requests, {args.concurrency} connections ...", flush=True)
+    await bench.throughput(args.requests, args.concurrency, figures)
+    print(f"drain: waiting for {bench.accepted} awards in ledger_entries ...", flush=True)
+    await bench.drain(dsn, tenant["tenant_id"], args.drain_timeout, figures)
+    if bench.other:
+        figures["non_202_by_status"] = dict(bench.other)
+
+
+def start_stack() -> Stack:
+    data_dir = PROJECT_ROOT / ".data" / "bench"
+    shutil.rmtree(data_dir, ignore_errors=True)
+    shutil.rmtree(devservices.postgres_datadir("bench-postgres"), ignore_errors=True)
+    stack = Stack(
+        data_dir,
+        env={"KOPILKA_HTTP_PORT": str(devservices.free_port())},
+        durable=True,
+        kafka_port=devservices.free_port(),
+        kafka_controller_port=devservices.free_port(),
+        postgres_port=devservices.free_port(),
+    )
+    try:
+        stack.start_services()
+        stack.start_worker()
+        stack.start_ingest()
+    except BaseException:
+        stack.stop()
+        raise
+    return stack
+
+
+def peak_rss_mb(stack: Stack, figures: Figures) -> None:
+    for proc in stack.processes:
+        if proc.name in ("ingest", "worker") and proc.alive():
+            status = Path(f"/proc/{proc.proc.pid}/status").read_text()
+            kb = next(int(line.split()[1]) for line in status.splitlines() if "VmHWM" in line)
+            figures[f"{proc.name}_peak_rss_mb"] = round(kb / 1024, 1)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--sequential", type=int, default=1000, help="sequential requests measured")
+    p.add_argument("--requests", type=int, default=10_000, help="requests in the throughput phase")
+    p.add_argument("--concurrency", type=int, default=64, help="connections in that phase")
+    p.add_argument("--drain-timeout", type=float, default=300.0, help="seconds to wait for awards")
+    p.add_argument("--base-url", help="use a running ingress (with --dsn) instead of a new stack")
+    p.add_argument("--dsn", help="its Postgres URL")
+    p.add_argument("--json", type=Path, help="also write the figures to this file")
+    args = p.parse_args()
+    if bool(args.base_url) != bool(args.dsn):
+        p.error("--base-url and --dsn go together")
+    if min(args.sequential, args.requests, args.concurrency) < 1:
+        p.error("--sequential, --requests and --concurrency must be at least 1")
+
+    def on_sigterm(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started with it ignored
+    figures: Figures = {}
+    stack: Stack | None = None
+    try:
+        if args.base_url:
+            base_url, dsn = args.base_url, args.dsn
+        else:
+            stack = start_stack()
+            settings = stack.settings()
+            base_url = f"http://{settings.http_host}:{settings.http_port}"
+            dsn = settings.database_url.get_secret_value()
+        asyncio.run(run(base_url, dsn, args, figures))
+        if stack:
+            peak_rss_mb(stack, figures)
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return 130
+    finally:
+        if stack:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not orphan it
+            print("stopping the stack ...", file=sys.stderr, flush=True)
+            stack.stop()
+    figures.pop("_load_started", None)
+    print("\n--- summary ---")
+    for name, value in figures.items():
+        print(f"{name}: {f'{value:.3f}' if isinstance(value, float) else value}")
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
