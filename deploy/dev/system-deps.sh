@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Make sure the system programs Kopilka's local stack needs are present: Java 17+ and Maven (to
-# fetch and run the Kafka broker) and the PostgreSQL server. As root, missing ones are installed
+# fetch and run the Kafka broker), the PostgreSQL server, and kcat (the tests read the public
+# event topic with a non-Python Kafka client). As root, missing ones are installed
 # from Debian's packages; otherwise we say what to install and stop.
 set -euo pipefail
 
 missing=()
 command -v java >/dev/null 2>&1 || missing+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null 2>&1 || missing+=(maven)
+command -v kcat >/dev/null 2>&1 || missing+=(kcat)
 if [ -z "${DATABASE_URL:-}" ] && ! ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 \
     && ! command -v postgres >/dev/null 2>&1; then
   missing+=(postgresql)
