@@ -57,7 +57,12 @@ class Normalizer:
         rules = TenantRules.model_validate(tenant.rules())
         out = []
         for index, purchase in enumerate(parsed.purchases):
-            phone = normalize_phone(purchase.phone, tenant.phone_region) if purchase.phone else None
+            try:  # the ingress checked it, but the tenant's region may have changed since
+                phone = (
+                    normalize_phone(purchase.phone, tenant.phone_region) if purchase.phone else None
+                )
+            except ValueError as exc:
+                return self._dead(env, "invalid_field", "phone", str(exc))
             customer = await until_done(
                 lambda p=purchase, ph=phone: self._customers.resolve(
                     tenant.id, email=p.email, phone=ph, name=p.name
