@@ -71,7 +71,7 @@ app = App(
     broker_session_timeout=settings.worker_session_timeout_s,
     broker_heartbeat_interval=max(1.0, settings.worker_session_timeout_s / 3),
     web_enabled=False,
-    # Our sinks are idempotent on event_id: don't hold a rebalance for an in-flight event.
+    # Finish the in-flight event before a rebalance or shutdown (Faust's default).
     stream_wait_empty=True,
 )
 
