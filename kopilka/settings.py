@@ -48,6 +48,9 @@ class Settings(BaseSettings):
     sink_batch_size: int = 1000
     sink_batch_within_s: float = 0.1
 
+    # Platform operators' bearer token for /api/admin/*; unset = the admin API answers 503.
+    admin_token: SecretStr | None = None
+
     log_level: str = "INFO"
     log_format: str = "json"  # json | console
 
