@@ -18,6 +18,8 @@ from kopilka import devservices
 from kopilka.settings import PROJECT_ROOT
 from kopilka.stack import Stack
 
+ADMIN_TOKEN = "test-admin-token"  # noqa: S105 - a throwaway token for the test stack's admin API
+
 
 def pytest_collection_modifyitems(items):
     for item in items:
@@ -40,6 +42,7 @@ def stack():
             "KOPILKA_HTTP_PORT": str(devservices.free_port()),
             "KOPILKA_LOG_LEVEL": "INFO",
             "KOPILKA_TENANT_CACHE_TTL_S": "0.5",
+            "KOPILKA_ADMIN_TOKEN": ADMIN_TOKEN,
         }
     )
     s = Stack(
