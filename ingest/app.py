@@ -8,7 +8,9 @@ import asyncpg
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from ingest.context import BACKGROUND, POOL, PRODUCER, SETTINGS, TENANTS
+from ingest import admin_api
+from ingest.context import BACKGROUND, OUTCOMES, POOL, PRODUCER, SETTINGS, TENANTS
+from ingest.outcomes import OutcomeWaiter
 from ingest.read_api import get_customer
 from ingest.responses import json_response
 from ingest.webhooks import receive_webhook
@@ -37,7 +39,11 @@ async def _kafka(app: web.Application):
     await producer.start()
     app[PRODUCER] = producer
     app[BACKGROUND] = set()
+    waiter = OutcomeWaiter(settings)
+    await waiter.start()
+    app[OUTCOMES] = waiter
     yield
+    await waiter.stop()
     if app[BACKGROUND]:
         await asyncio.wait(app[BACKGROUND], timeout=5)
     await producer.stop()
@@ -80,6 +86,7 @@ def init_app(settings: Settings) -> web.Application:
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
+    admin_api.add_routes(app)
     return app
 
 

@@ -6,6 +6,7 @@ import asyncpg
 from aiohttp import web
 from aiokafka import AIOKafkaProducer
 
+from ingest.outcomes import OutcomeWaiter
 from kopilka.settings import Settings
 from kopilka.tenants import TenantDirectory
 
@@ -14,3 +15,4 @@ POOL = web.AppKey("pool", asyncpg.Pool)
 PRODUCER = web.AppKey("producer", AIOKafkaProducer)
 TENANTS = web.AppKey("tenants", TenantDirectory)
 BACKGROUND = web.AppKey("background", set)
+OUTCOMES = web.AppKey("outcomes", OutcomeWaiter)

@@ -7,25 +7,39 @@ key's tenant id, so another tenant's customer is simply not found (404).
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 
+import asyncpg
 from aiohttp import web
 
 from ingest.context import POOL, TENANTS
 from ingest.responses import error, json_response
+from kopilka.logging import get_logger
 from schemas.identity import normalize_email, normalize_phone
 
+log = get_logger(__name__)
+_RETRY = {"Retry-After": "5"}
+
 _CUSTOMER = """
-SELECT c.id, c.email, c.phone, c.name, c.created_at,
-       COALESCE(b.balance, 0) AS balance, COALESCE(b.lifetime_spend, 0) AS lifetime_spend
+SELECT c.id, c.email, c.phone, c.name, c.created_at, c.referral_code, c.referrer_id,
+       COALESCE(b.lifetime_spend, 0) AS lifetime_spend, b.level
 FROM customer_identities i
 JOIN customers c ON c.id = i.customer_id
 LEFT JOIN balances b ON b.tenant_id = i.tenant_id AND b.customer_id = c.id
 WHERE i.tenant_id = $1 AND i.kind = $2 AND i.value = $3
 """
 _LEDGER = """
-SELECT event_id, type, order_id, amount, points, balance_after, expires_at, occurred_at
+SELECT event_id, type, order_id, amount, delta, balance_after, reason, expires_at, occurred_at
 FROM ledger_entries WHERE tenant_id = $1 AND customer_id = $2
-ORDER BY occurred_at DESC, recorded_at DESC LIMIT $3
+ORDER BY occurred_at DESC, (event->>'seq')::bigint DESC LIMIT $3
+"""
+_BALANCE = """
+SELECT COALESCE(SUM(remaining) FILTER (WHERE available_at <= $3), 0)::bigint AS active,
+       COALESCE(SUM(remaining) FILTER (WHERE available_at > $3), 0)::bigint AS pending,
+       COALESCE(SUM(remaining) FILTER (WHERE expires_at <= $3 + interval '30 days'), 0)::bigint
+           AS expiring_30d,
+       MIN(expires_at) AS next_expiry
+FROM lots WHERE tenant_id = $1 AND customer_id = $2 AND remaining > 0 AND expires_at > $3
 """
 
 
@@ -40,6 +54,14 @@ def _plain(value):
 
 
 async def get_customer(request: web.Request) -> web.Response:
+    try:
+        return await _get_customer(request)
+    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        log.error("read_api_unavailable", error=type(exc).__name__)
+        return error(503, "unavailable", "the database is unavailable, retry later", headers=_RETRY)
+
+
+async def _get_customer(request: web.Request) -> web.Response:
     auth = request.headers.get("Authorization", "")
     scheme, _, key = auth.partition(" ")
     if scheme.lower() != "bearer" or not key.strip():
@@ -73,12 +95,36 @@ async def get_customer(request: web.Request) -> web.Response:
     row = await pool.fetchrow(_CUSTOMER, tenant_id, kind, value)
     if row is None:
         return error(404, "customer_not_found", f"no customer with this {kind}", kind)
+    now = datetime.now(UTC)
+    split = await pool.fetchrow(_BALANCE, tenant_id, row["id"], now)
     entries = await pool.fetch(_LEDGER, tenant_id, row["id"], limit)
+    lifetime = row["lifetime_spend"]
+    rules = tenant.rules
+    current = rules.level_for(lifetime)
+    upcoming = rules.next_level(lifetime)
+    customer_fields = ("id", "email", "phone", "name", "created_at", "referral_code", "referrer_id")
     return json_response(
         {
-            "customer": {k: _plain(row[k]) for k in ("id", "email", "phone", "name", "created_at")},
-            "balance": row["balance"],
-            "lifetime_spend": _plain(row["lifetime_spend"]),
+            "customer": {k: _plain(row[k]) for k in customer_fields},
+            "balance": {
+                "total": split["active"] + split["pending"],
+                "active": split["active"],
+                "pending": split["pending"],
+                "expiring_30d": split["expiring_30d"],
+                "next_expiry": _plain(split["next_expiry"]),
+            },
+            "level": {
+                "name": current.name if current else None,
+                "percent": _plain(rules.base_percent + (current.bonus_percent if current else 0)),
+                "lifetime_spend": _plain(lifetime),
+                "next": None
+                if upcoming is None
+                else {
+                    "name": upcoming.name,
+                    "min_lifetime_spend": _plain(upcoming.min_lifetime_spend),
+                    "spend_to_reach": _plain(upcoming.min_lifetime_spend - lifetime),
+                },
+            },
             "ledger": [{k: _plain(v) for k, v in entry.items()} for entry in entries],
         }
     )

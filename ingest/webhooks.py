@@ -15,10 +15,13 @@ from datetime import UTC, datetime
 
 import asyncpg
 from aiohttp import web
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, MessageSizeTooLargeError
 from prometheus_client import Counter, Histogram
 
-from ingest.context import BACKGROUND, PRODUCER, SETTINGS, TENANTS
+from ingest import answers
+from ingest.answers import expected_commands
+from ingest.context import BACKGROUND, OUTCOMES, PRODUCER, SETTINGS, TENANTS
+from ingest.outcomes import prefer_wait
 from ingest.responses import error, json_response
 from kopilka import topics
 from kopilka.ids import new_event_id
@@ -54,7 +57,7 @@ async def _handle(request: web.Request) -> web.StreamResponse:
     settings = request.app[SETTINGS]
     try:
         tenant = await request.app[TENANTS].by_secret(request.match_info["secret"])
-    except (TimeoutError, OSError, asyncpg.PostgresError):
+    except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
         log.exception("tenant_lookup_failed")
         return _retry_later(request, "unavailable", "tenant directory unavailable, retry later")
     if tenant is None:
@@ -110,43 +113,55 @@ async def _handle(request: web.Request) -> web.StreamResponse:
     if parsed.action == "tilda_test":
         return json_response({"status": "ok"})
 
-    envelope = RawEnvelope(
+    envelope = RawEnvelope.wrap(
+        body,
         event_id=event_id,
         tenant_id=tenant.id,
         received_at=received_at,
         content_type=content_type,
-        body=body.decode("utf-8"),
     )
-    if not await _publish(request, tenant, envelope):
-        return _retry_later(
-            request, "broker_unavailable", "could not store the webhook, retry later"
-        )
+    wait_s = prefer_wait(request.headers.get("Prefer"), settings.max_prefer_wait_s)
+    waiter = request.app[OUTCOMES]
+    pending = waiter.register(event_id, expected_commands(event_id, parsed)) if wait_s else None
+    published = await _publish(request, tenant, envelope)
+    if published is not True:
+        waiter.forget(event_id)
+        return published
     log.info(
         "webhook_accepted",
         tenant_id=tenant.id,
         event_id=event_id,
-        orders=len(parsed.purchases),
+        action=parsed.action,
+        items=len(parsed.purchases) or 1,
+        refused_items=len(parsed.rejected),
         bytes=len(body),
     )
-    return json_response(
-        {
-            "status": "accepted",
-            "event_id": event_id,
-            "orders": [p.order_id for p in parsed.purchases],
-        },
-        status=202,
-    )
+    answer = answers.accepted(event_id, parsed)
+    if pending is not None and await waiter.wait(event_id, pending, wait_s):
+        return json_response(answers.with_outcomes(answer, event_id, parsed, pending.outcomes))
+    return json_response(answer, status=202)
 
 
-async def _publish(request: web.Request, tenant: Tenant, envelope: RawEnvelope) -> bool:
+async def _publish(
+    request: web.Request, tenant: Tenant, envelope: RawEnvelope
+) -> web.Response | bool:
+    """True once Kafka acked the record; otherwise the response to send (413 or 503)."""
     settings = request.app[SETTINGS]
     producer = request.app[PRODUCER]
+    record = envelope.to_bytes()
+    if len(record) > settings.max_record_bytes:  # JSON escaping can grow a body past the cap
+        return error(
+            413,
+            "body_too_large",
+            f"the body takes {len(record)} bytes once stored; the limit is "
+            f"{settings.max_record_bytes}: send smaller batches",
+        )
     try:
         async with asyncio.timeout(settings.publish_timeout_s):
-            await producer.send_and_wait(
-                topics.WEBHOOKS_RAW.name, envelope.to_bytes(), key=tenant.id.encode()
-            )
+            await producer.send_and_wait(topics.WEBHOOKS_RAW.name, record, key=tenant.id.encode())
         return True
+    except MessageSizeTooLargeError:
+        return error(413, "body_too_large", "the body is too large to store: send less at once")
     except (KafkaError, TimeoutError) as exc:
         log.error(
             "publish_failed",
@@ -154,7 +169,9 @@ async def _publish(request: web.Request, tenant: Tenant, envelope: RawEnvelope) 
             event_id=envelope.event_id,
             error=type(exc).__name__,
         )
-        return False
+        return _retry_later(
+            request, "broker_unavailable", "could not store the webhook, retry later"
+        )
 
 
 def _audit(request: web.Request, record: AuditRecord) -> None:

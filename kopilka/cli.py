@@ -3,7 +3,14 @@
 kopilka run                     the whole local stack (what `make run` calls)
 kopilka ingest | worker         one process of the pipeline
 kopilka migrate                 apply database migrations
-kopilka tenants create --name N [--base-percent 5] [--bonus-ttl-days 365] [--phone-region RU]
+kopilka tenants create --name N [rule options]
+kopilka tenants update ID [rule options]   change a tenant's loyalty rules (applies from now on)
+kopilka tenants show ID                    a tenant and its rules
+kopilka tenants publish-rules              re-send every tenant's rules to the workers
+  rule options: --base-percent 5 --level NAME:MIN_SPEND:PERCENT (repeat; --no-levels clears)
+                --referral-percent 3 --referral-mode first_purchase|every_purchase
+                --bonus-ttl-days 365 --hold-days 0 --max-spend-percent 100
+                --rounding floor|half_up --phone-region RU --timezone Europe/Moscow
 kopilka schemas write           regenerate schemas/json/ from the event models
 """
 
@@ -34,10 +41,54 @@ def _percent(value: str) -> Decimal:
     return result
 
 
-def _positive_int(value: str) -> int:
-    if not value.isdigit() or int(value) < 1:
-        raise argparse.ArgumentTypeError("must be a whole number of days, at least 1")
+def _days(value: str) -> int:
+    if not value.isdigit():
+        raise argparse.ArgumentTypeError("must be a whole number of days")
     return int(value)
+
+
+def _level(value: str) -> dict:
+    name, _, rest = value.rpartition(":")
+    name, _, spend = name.rpartition(":")
+    if not name or not spend or not rest:
+        raise argparse.ArgumentTypeError("a level is NAME:MIN_LIFETIME_SPEND:BONUS_PERCENT")
+    return {"name": name, "min_lifetime_spend": spend, "bonus_percent": rest}
+
+
+def _rule_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("loyalty rules (unset ones keep their value / default)")
+    g.add_argument("--base-percent", type=_percent)
+    g.add_argument("--level", dest="levels", action="append", type=_level, metavar="N:MIN:PCT")
+    g.add_argument("--no-levels", action="store_true", help="remove every level")
+    g.add_argument("--referral-percent", type=_percent)
+    g.add_argument("--referral-mode", choices=["first_purchase", "every_purchase"])
+    g.add_argument("--bonus-ttl-days", type=_days)
+    g.add_argument("--hold-days", type=_days)
+    g.add_argument("--max-spend-percent", type=_percent)
+    g.add_argument("--rounding", choices=["floor", "half_up"])
+    g.add_argument("--phone-region", help="default region for phone numbers, e.g. RU")
+    g.add_argument("--timezone", help="IANA time zone, e.g. Europe/Moscow")
+
+
+_RULE_FIELDS = (
+    "base_percent",
+    "levels",
+    "referral_percent",
+    "referral_mode",
+    "bonus_ttl_days",
+    "hold_days",
+    "max_spend_percent",
+    "rounding",
+    "phone_region",
+    "timezone",
+)
+
+
+def _rule_changes(args: argparse.Namespace) -> dict:
+    changes = {f: getattr(args, f) for f in _RULE_FIELDS if getattr(args, f) is not None}
+    if args.no_levels:
+        changes["levels"] = []
+    return changes
 
 
 def parser() -> argparse.ArgumentParser:
@@ -52,9 +103,13 @@ def parser() -> argparse.ArgumentParser:
     )
     create = tenants.add_parser("create", help="create a tenant; prints its credentials once")
     create.add_argument("--name", required=True)
-    create.add_argument("--base-percent", type=_percent, default=Decimal(5))
-    create.add_argument("--bonus-ttl-days", type=_positive_int, default=365)
-    create.add_argument("--phone-region", default="RU", help="default region for phone numbers")
+    _rule_options(create)
+    update = tenants.add_parser("update", help="change a tenant's loyalty rules")
+    update.add_argument("tenant_id")
+    _rule_options(update)
+    show = tenants.add_parser("show", help="a tenant and its rules")
+    show.add_argument("tenant_id")
+    tenants.add_parser("publish-rules", help="re-send every tenant's rules to the workers")
     schemas = sub.add_parser("schemas", help="event JSON Schemas").add_subparsers(
         dest="schemas_command", required=True
     )
@@ -62,34 +117,66 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-async def create_tenant_json(
-    dsn: str, *, name: str, base_percent: Decimal, bonus_ttl_days: int, phone_region: str = "RU"
-) -> dict:
-    from kopilka.tenants import create_tenant
+async def tenants_command(settings, args: argparse.Namespace) -> tuple[int, dict]:
+    """Run one `kopilka tenants ...` command: (exit status, what to print)."""
+    import uuid
 
-    settings = get_settings()
+    from pydantic import ValidationError
+
+    from kopilka import rules_feed, tenant_admin
+    from kopilka.kafka import ensure_topics, make_producer
+    from schemas.tenant_rules import TenantRules
+
+    dsn = settings.database_url.get_secret_value()
     await db.migrate(dsn)
-    pool = await db.create_pool(dsn, min_size=1, max_size=1)
+    pool = await db.create_pool(dsn, min_size=1, max_size=2)
+    producer = None
     try:
-        new = await create_tenant(
-            pool,
-            name=name,
-            base_percent=base_percent,
-            bonus_ttl_days=bonus_ttl_days,
-            phone_region=phone_region,
-        )
+        if args.tenants_command == "show":
+            try:
+                tenant = await tenant_admin.show(pool, str(uuid.UUID(args.tenant_id)))
+            except ValueError:
+                tenant = None
+            if tenant is None:
+                return 1, {"error": "tenant_not_found", "tenant_id": args.tenant_id}
+            return 0, tenant_admin.tenant_view(tenant)
+        await ensure_topics(settings)
+        producer = make_producer(settings)
+        await producer.start()
+        try:
+            if args.tenants_command == "create":
+                rules = TenantRules.model_validate(_rule_changes(args))
+                new = await tenant_admin.create(pool, producer, args.name, rules)
+                return 0, tenant_admin.new_tenant_view(new, settings)
+            if args.tenants_command == "update":
+                try:
+                    tenant_id = str(uuid.UUID(args.tenant_id))
+                except ValueError:
+                    return 1, {"error": "tenant_not_found", "tenant_id": args.tenant_id}
+                tenant = await tenant_admin.update(pool, producer, tenant_id, _rule_changes(args))
+                if tenant is None:
+                    return 1, {"error": "tenant_not_found", "tenant_id": args.tenant_id}
+                return 0, tenant_admin.tenant_view(tenant)
+            count = await rules_feed.publish_all(pool, producer)
+            return 0, {"published": count}
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            field = ".".join(str(part) for part in first["loc"])
+            return 2, {"error": "invalid_rule", "field": field, "reason": first["msg"]}
     finally:
+        if producer is not None:
+            await producer.stop()
         await pool.close()
-    return {
-        "tenant_id": new.tenant.id,
-        "name": new.tenant.name,
-        "base_percent": str(new.tenant.base_percent),
-        "bonus_ttl_days": new.tenant.bonus_ttl_days,
-        "webhook_secret": new.webhook_secret,
-        "webhook_url": settings.webhook_base_url + new.webhook_secret,
-        "api_key": new.api_key,
-        "note": "the webhook secret and API key are shown only this once; store them now",
-    }
+
+
+async def create_tenant_json(settings, *, name: str) -> dict:
+    args = argparse.Namespace(tenants_command="create", name=name, no_levels=False)
+    for f in _RULE_FIELDS:
+        setattr(args, f, None)
+    status, result = await tenants_command(settings, args)
+    if status:
+        raise RuntimeError(result)
+    return result
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -108,16 +195,9 @@ def main(argv: list[str] | None = None) -> None:
         applied = asyncio.run(db.migrate(settings.database_url.get_secret_value()))
         print(json.dumps({"applied": applied}))
     elif args.command == "tenants":
-        result = asyncio.run(
-            create_tenant_json(
-                settings.database_url.get_secret_value(),
-                name=args.name,
-                base_percent=args.base_percent,
-                bonus_ttl_days=args.bonus_ttl_days,
-                phone_region=args.phone_region,
-            )
-        )
-        print(json.dumps(result, indent=2, ensure_ascii=False))
+        status, result = asyncio.run(tenants_command(settings, args))
+        print(json.dumps(result, indent=2, ensure_ascii=False), file=sys.stderr if status else None)
+        sys.exit(status)
     elif args.command == "schemas":
         from schemas.events import write_schemas
 
@@ -199,9 +279,7 @@ def _demo_tenant(stack, settings) -> dict:
         if asyncio.run(exists()):
             demo["webhook_url"] = settings.webhook_base_url + demo["webhook_secret"]
             return demo
-    demo = asyncio.run(
-        create_tenant_json(dsn, name="Demo shop", base_percent=Decimal(5), bonus_ttl_days=365)
-    )
+    demo = asyncio.run(create_tenant_json(settings, name="Demo shop"))
     stack.write_json(path, demo)
     return demo
 

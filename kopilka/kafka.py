@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
@@ -28,7 +28,7 @@ async def ensure_topics(settings: Settings, timeout_s: float = 60.0) -> None:
                     spec.name,
                     num_partitions=settings.topic_partitions,
                     replication_factor=settings.topic_replication_factor,
-                    topic_configs={"cleanup.policy": "compact"} if spec.compacted else {},
+                    topic_configs=_topic_configs(spec, settings),
                 )
                 for spec in topics.ALL
                 if spec.name not in existing
@@ -48,6 +48,13 @@ async def ensure_topics(settings: Settings, timeout_s: float = 60.0) -> None:
             await admin.close()
 
 
+def _topic_configs(spec: topics.TopicSpec, settings: Settings) -> dict[str, str]:
+    configs = {"max.message.bytes": str(settings.max_record_bytes + 64 * 1024)}
+    if spec.compacted:
+        configs["cleanup.policy"] = "compact"
+    return configs
+
+
 def make_producer(settings: Settings) -> AIOKafkaProducer:
     """acks=all + idempotence: a 202 means the record is on every in-sync replica, once."""
     return AIOKafkaProducer(
@@ -55,8 +62,21 @@ def make_producer(settings: Settings) -> AIOKafkaProducer:
         acks="all",
         enable_idempotence=True,
         linger_ms=1,
-        max_request_size=settings.max_body_bytes + 64 * 1024,
+        max_request_size=settings.max_record_bytes + 64 * 1024,
         request_timeout_ms=int(settings.publish_timeout_s * 1000),
         retry_backoff_ms=100,
         client_id=f"{settings.worker_id}-ingest",
     )
+
+
+async def assign_whole_topic(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
+    """Assign every partition of `topic` to a group-less consumer (which must be started)."""
+    for _ in range(100):
+        cluster = await consumer._client.fetch_all_metadata()
+        partitions = cluster.partitions_for_topic(topic)
+        if partitions:
+            tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+            consumer.assign(tps)
+            return tps
+        await asyncio.sleep(0.2)
+    raise KafkaError(f"topic {topic} has no partitions")

@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     topic_replication_factor: int = 1
 
     max_body_bytes: int = 4 * 1024 * 1024
+    # The largest raw record (the body plus its envelope, JSON-escaped); the topic, the broker
+    # and the producer are all configured to take it.
+    max_record_bytes: int = 12 * 1024 * 1024
     # Tilda gives up after 5 s: answer 503 well before that when Kafka does not ack.
     publish_timeout_s: float = 3.0
     retry_after_s: int = 5
@@ -47,6 +50,11 @@ class Settings(BaseSettings):
     worker_session_timeout_s: float = 10.0
     sink_batch_size: int = 1000
     sink_batch_within_s: float = 0.1
+    expiry_sweep_interval_s: float = 60.0
+    # Operators may run the expiry sweep "as of" a later time only when this is on (tests).
+    allow_future_sweeps: bool = False
+    # `Prefer: wait=N` is honoured up to this many seconds.
+    max_prefer_wait_s: float = 10.0
 
     # Platform operators' bearer token for /api/admin/*; unset = the admin API answers 503.
     admin_token: SecretStr | None = None

@@ -16,9 +16,9 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kopilka import db, devservices
+from kopilka import db, devservices, rules_feed
 from kopilka.devservices import ManagedProcess, ServiceStartError
-from kopilka.kafka import ensure_topics
+from kopilka.kafka import ensure_topics, make_producer
 from kopilka.settings import Settings
 
 
@@ -96,6 +96,15 @@ class Stack:
         await db.wait_for_database(dsn)
         await db.migrate(dsn)
         await ensure_topics(settings)
+        # Postgres holds the rules; make sure the workers' topic has every tenant's latest.
+        pool = await db.create_pool(dsn, min_size=1, max_size=1)
+        producer = make_producer(settings)
+        await producer.start()
+        try:
+            await rules_feed.publish_all(pool, producer)
+        finally:
+            await producer.stop()
+            await pool.close()
 
     def settings(self) -> Settings:
         """Settings as the child processes will see them (this process's environment + `env`)."""
@@ -152,5 +161,8 @@ class Stack:
         self.processes.clear()
 
     def write_json(self, path: Path, data: dict) -> None:
-        path.write_text(json.dumps(data, indent=2))
-        path.chmod(0o600)
+        """Write credentials readable by the owner only, from the first byte."""
+        path.unlink(missing_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(json.dumps(data, indent=2))

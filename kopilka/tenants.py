@@ -11,12 +11,13 @@ from __future__ import annotations
 import hashlib
 import secrets
 import uuid
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from decimal import Decimal
 
 import asyncpg
 
 from kopilka.cache import TTLCache
+from schemas.tenant_rules import TenantRules
 
 SECRET_PREFIX = "whk_"  # noqa: S105 - a prefix, not a secret
 API_KEY_PREFIX = "kpk_"
@@ -35,10 +36,12 @@ class Tenant:
     id: str
     name: str
     active: bool
-    base_percent: Decimal
-    bonus_ttl_days: int
-    rounding: str
-    phone_region: str
+    rules: TenantRules
+    rules_revision: int
+
+    @property
+    def phone_region(self) -> str:
+        return self.rules.phone_region
 
     @classmethod
     def from_row(cls, row: asyncpg.Record) -> Tenant:
@@ -46,19 +49,9 @@ class Tenant:
             id=str(row["id"]),
             name=row["name"],
             active=row["active"],
-            base_percent=row["base_percent"],
-            bonus_ttl_days=row["bonus_ttl_days"],
-            rounding=row["rounding"],
-            phone_region=row["phone_region"],
+            rules=TenantRules.model_validate_json(row["rules"]),
+            rules_revision=row["revision"],
         )
-
-    def rules(self) -> dict[str, str | int]:
-        """The rules a command carries, so that re-processing it gives the same result."""
-        return {
-            "base_percent": str(self.base_percent),
-            "bonus_ttl_days": self.bonus_ttl_days,
-            "rounding": self.rounding,
-        }
 
 
 @dataclass(frozen=True)
@@ -68,48 +61,79 @@ class NewTenant:
     api_key: str
 
 
-_COLUMNS = "id, name, active, base_percent, bonus_ttl_days, rounding, phone_region"
-_INSERT = (
-    "INSERT INTO tenants (id, name, webhook_secret_hash, api_key_hash, base_percent,"  # noqa: S608
-    " bonus_ttl_days, phone_region) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING " + _COLUMNS
+_SELECT = (
+    "SELECT t.id, t.name, t.active, r.rules::text AS rules, r.revision"
+    " FROM tenants t JOIN tenant_rules r ON r.tenant_id = t.id WHERE"
 )
-_SELECT = f"SELECT {_COLUMNS} FROM tenants WHERE"  # noqa: S608 - constant column list
 
 
 async def create_tenant(
-    conn: asyncpg.Connection | asyncpg.Pool,
-    *,
-    name: str,
-    base_percent: Decimal = Decimal(5),
-    bonus_ttl_days: int = 365,
-    phone_region: str = "RU",
+    conn: asyncpg.Connection | asyncpg.Pool, *, name: str, rules: TenantRules | None = None
 ) -> NewTenant:
     secret, api_key = new_token(SECRET_PREFIX), new_token(API_KEY_PREFIX)
-    row = await conn.fetchrow(
-        _INSERT,
-        uuid.uuid4(),
-        name,
-        digest(secret),
-        digest(api_key),
-        base_percent,
-        bonus_ttl_days,
-        phone_region.upper(),
-    )
-    return NewTenant(Tenant.from_row(row), secret, api_key)
+    tenant_id = uuid.uuid4()
+    rules = rules or TenantRules()
+    async with _connection(conn) as c, c.transaction():
+        await c.execute(
+            "INSERT INTO tenants (id, name, webhook_secret_hash, api_key_hash)"
+            " VALUES ($1, $2, $3, $4)",
+            tenant_id,
+            name,
+            digest(secret),
+            digest(api_key),
+        )
+        await c.execute(
+            "INSERT INTO tenant_rules (tenant_id, rules) VALUES ($1, $2)",
+            tenant_id,
+            rules.model_dump(mode="json"),
+        )
+        tenant = await tenant_by_id(c, str(tenant_id))
+    return NewTenant(tenant, secret, api_key)
+
+
+async def update_rules(
+    conn: asyncpg.Connection | asyncpg.Pool, tenant_id: str, changes: dict
+) -> Tenant | None:
+    """Apply `changes` (field -> value, validated as a whole) and bump the revision."""
+    async with _connection(conn) as c, c.transaction():
+        row = await c.fetchrow(
+            "SELECT rules::text FROM tenant_rules WHERE tenant_id = $1 FOR UPDATE",
+            uuid.UUID(tenant_id),
+        )
+        if row is None:
+            return None
+        merged = {**TenantRules.model_validate_json(row["rules"]).model_dump(), **changes}
+        rules = TenantRules.model_validate(merged)
+        await c.execute(
+            "UPDATE tenant_rules SET rules = $2, revision = revision + 1, updated_at = now()"
+            " WHERE tenant_id = $1",
+            uuid.UUID(tenant_id),
+            rules.model_dump(mode="json"),
+        )
+        return await tenant_by_id(c, tenant_id)
+
+
+@asynccontextmanager
+async def _connection(conn: asyncpg.Connection | asyncpg.Pool):
+    if isinstance(conn, asyncpg.Pool):
+        async with conn.acquire() as c:
+            yield c
+    else:
+        yield conn
 
 
 async def tenant_by_secret(conn: asyncpg.Connection | asyncpg.Pool, secret: str) -> Tenant | None:
-    row = await conn.fetchrow(_SELECT + " webhook_secret_hash = $1", digest(secret))
+    row = await conn.fetchrow(_SELECT + " t.webhook_secret_hash = $1", digest(secret))
     return Tenant.from_row(row) if row else None
 
 
 async def tenant_by_api_key(conn: asyncpg.Connection | asyncpg.Pool, key: str) -> Tenant | None:
-    row = await conn.fetchrow(_SELECT + " api_key_hash = $1", digest(key))
+    row = await conn.fetchrow(_SELECT + " t.api_key_hash = $1", digest(key))
     return Tenant.from_row(row) if row else None
 
 
 async def tenant_by_id(conn: asyncpg.Connection | asyncpg.Pool, tenant_id: str) -> Tenant | None:
-    row = await conn.fetchrow(_SELECT + " id = $1", uuid.UUID(tenant_id))
+    row = await conn.fetchrow(_SELECT + " t.id = $1", uuid.UUID(tenant_id))
     return Tenant.from_row(row) if row else None
 
 

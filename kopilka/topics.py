@@ -22,5 +22,11 @@ WEBHOOKS_DEAD = TopicSpec(
 )
 COMMANDS = TopicSpec("loyalty.commands", "tenant_id:customer_id", "canonical loyalty commands")
 EVENTS = TopicSpec("loyalty.events", "tenant_id:customer_id", "public loyalty events (JSON)")
+OUTCOMES = TopicSpec(
+    "loyalty.outcomes", "request_id", "what became of each command, for `Prefer: wait` answers"
+)
+TENANT_RULES = TopicSpec(
+    "tenants.rules", "tenant_id", "each tenant's current loyalty rules", compacted=True
+)
 
-ALL = (WEBHOOKS_RAW, WEBHOOKS_AUDIT, WEBHOOKS_DEAD, COMMANDS, EVENTS)
+ALL = (WEBHOOKS_RAW, WEBHOOKS_AUDIT, WEBHOOKS_DEAD, COMMANDS, EVENTS, OUTCOMES, TENANT_RULES)

@@ -21,7 +21,12 @@ from schemas.messages import CustomerRef
 SCHEMA_DIR = Path(__file__).resolve().parent / "json"
 
 
+_MONEY = r"^\d+(\.\d+)?$"
+
+
 class Event(BaseModel):
+    """Fields every event carries: who, when, and the customer's ledger state after it."""
+
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     event_id: str = Field(description="Unique id; the same input always yields the same id")
@@ -31,6 +36,12 @@ class Event(BaseModel):
     customer: CustomerRef
     occurred_at: datetime = Field(description="When the shop's request was received (UTC)")
     seq: int = Field(description="Per-customer sequence number of the ledger, from 1")
+    request_id: str | None = Field(
+        None, description="event_id of the webhook that caused it (null for the expiry sweep)"
+    )
+    balance_after: int = Field(ge=0, description="Points not yet expired: active + pending")
+    lifetime_spend: str = Field(pattern=_MONEY, description="Purchases minus refunds, decimal")
+    level: str | None = Field(None, description="The customer's level after this event")
 
     def to_bytes(self) -> bytes:
         return self.model_dump_json().encode()
@@ -40,20 +51,125 @@ class Event(BaseModel):
         return f"{self.tenant_id}:{self.customer.id}".encode()
 
 
+class LotPoints(BaseModel):
+    """Points taken from (or put back into) one lot; a lot is named by its award's event_id."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    lot_id: str
+    points: int = Field(gt=0)
+
+
 class BonusAwarded(Event):
-    """Points awarded for a purchase, as one lot that expires at `expires_at`."""
+    """Points awarded for a purchase, as one lot: spendable from `available_at` (after the
+    tenant's hold), gone at `expires_at`. The lot's id is this event's `event_id`."""
 
     type: Literal["bonus_awarded"] = "bonus_awarded"
     version: Literal[1] = 1
     order_id: str
-    amount: str = Field(description="Purchase amount, decimal string", pattern=r"^\d+(\.\d+)?$")
+    amount: str = Field(description="Purchase amount, decimal string", pattern=_MONEY)
+    percent: str = Field(description="base % + level % applied", pattern=_MONEY)
     points: int = Field(ge=0)
-    balance_after: int = Field(ge=0)
-    lifetime_spend: str = Field(pattern=r"^\d+(\.\d+)?$")
+    available_at: datetime
     expires_at: datetime
 
 
-EVENT_TYPES: dict[str, type[Event]] = {"bonus_awarded": BonusAwarded}
+class ReferralAwarded(Event):
+    """Points for the referrer (this event's customer) when their referee bought something."""
+
+    type: Literal["referral_awarded"] = "referral_awarded"
+    version: Literal[1] = 1
+    order_id: str = Field(description="The referee's order")
+    referee_id: str
+    amount: str = Field(pattern=_MONEY)
+    percent: str = Field(pattern=_MONEY)
+    points: int = Field(ge=0)
+    available_at: datetime
+    expires_at: datetime
+
+
+class LevelChanged(Event):
+    type: Literal["level_changed"] = "level_changed"
+    version: Literal[1] = 1
+    previous_level: str | None
+    direction: Literal["up", "down"]
+    order_id: str | None = Field(None, description="The purchase or refund that moved it")
+
+
+class CustomerRegistered(Event):
+    type: Literal["customer_registered"] = "customer_registered"
+    version: Literal[1] = 1
+    name: str | None = None
+    referral_code: str = Field(description="Code others give to name this customer as referrer")
+    referrer_id: str | None = None
+
+
+class BonusSpent(Event):
+    type: Literal["bonus_spent"] = "bonus_spent"
+    version: Literal[1] = 1
+    order_id: str
+    points: int = Field(gt=0)
+    order_amount: str | None = Field(None, pattern=_MONEY)
+    lots: list[LotPoints] = Field(description="Lots the points came from, soonest-expiring first")
+
+
+class SpendRejected(Event):
+    type: Literal["spend_rejected"] = "spend_rejected"
+    version: Literal[1] = 1
+    order_id: str
+    points: int
+    reason: Literal["insufficient_balance", "over_max_percent", "order_amount_required"]
+    detail: str = Field(description="The reason in words, for the shop's developer")
+    active_balance: int = Field(ge=0, description="Points spendable now")
+    max_points: int | None = Field(None, description="Most points this order may take")
+
+
+class BonusExpired(Event):
+    type: Literal["bonus_expired"] = "bonus_expired"
+    version: Literal[1] = 1
+    lot_id: str
+    points: int = Field(gt=0)
+    expired_at: datetime
+
+
+class BonusReversed(Event):
+    """A refund takes back its share of the order's award (see README: refund policy)."""
+
+    type: Literal["bonus_reversed"] = "bonus_reversed"
+    version: Literal[1] = 1
+    order_id: str
+    refund_id: str
+    refund_amount: str = Field(pattern=_MONEY)
+    points: int = Field(ge=0, description="Points taken back")
+    unrecovered: int = Field(ge=0, description="Points owed but not taken: balance too low")
+    lots: list[LotPoints]
+
+
+class BonusReturned(Event):
+    """A refund gives back its share of the points spent on the order, into their lots."""
+
+    type: Literal["bonus_returned"] = "bonus_returned"
+    version: Literal[1] = 1
+    order_id: str
+    refund_id: str
+    points: int = Field(gt=0)
+    lots: list[LotPoints]
+
+
+EVENT_TYPES: dict[str, type[Event]] = {
+    model.model_fields["type"].default: model
+    for model in (
+        BonusAwarded,
+        ReferralAwarded,
+        LevelChanged,
+        CustomerRegistered,
+        BonusSpent,
+        SpendRejected,
+        BonusExpired,
+        BonusReversed,
+        BonusReturned,
+    )
+}
 
 
 def parse_event(data: bytes) -> Event:

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from schemas.identity import normalize_email, normalize_phone
 
 MAX_DEPTH = 32
-MAX_ITEMS = 10_000
+MAX_ITEMS = 50_000  # a batch of 50,000 small purchases is about 3.5 MB
 MAX_FORM_FIELDS = 50_000
 MAX_INT_DIGITS = 12
 MAX_FRACTION_DIGITS = 12
@@ -31,8 +31,8 @@ MAX_TEXT = 1024
 MAX_ATTRIBUTE = 256
 MAX_ATTRIBUTES = 64
 
-SUPPORTED_ACTIONS = ("purchase",)
-UNSUPPORTED_ACTIONS = ("register_user", "spend_bonuses", "batch_purchase", "refund")
+SUPPORTED_ACTIONS = ("purchase", "batch_purchase", "register_user", "spend_bonuses", "refund")
+MAX_POINTS = 10**12
 _ATTRIBUTE_KEYS = frozenset(
     {"promocode", "discount", "subtotal", "formid", "formname", "tranid", "systranid"}
 )
@@ -83,15 +83,65 @@ class Purchase(BaseModel):
     products: tuple[Product, ...] = ()
     source: Literal["standard", "tilda"]
     attributes: dict[str, str] = Field(default_factory=dict)
+    index: int = Field(0, description="position in the request (batch item, Tilda array element)")
 
 
-class ParsedWebhook(BaseModel):
-    """The outcome of one request body: purchases, or Tilda's connection check."""
+class ItemError(BaseModel):
+    """One item of a batch that was refused, and why (the rest of the batch goes ahead)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    action: Literal["purchase", "tilda_test"]
+    index: int
+    order_id: str | None = None
+    error: str
+    field: str | None = None
+    reason: str
+
+
+class Registration(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    email: str | None = None
+    phone: str | None = None
+    name: str | None = None
+    referrer_kind: Literal["code", "email", "phone"] | None = None
+    referrer: str | None = Field(None, description="code, email or (raw) phone of the referrer")
+
+
+class Spend(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    email: str | None = None
+    phone: str | None = None
+    order_id: str
+    points: int = Field(gt=0)
+    order_amount: Decimal | None = None
+
+
+class Refund(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    order_id: str
+    refund_id: str | None = None
+    amount: Decimal | None = None
+
+
+Action = Literal[
+    "purchase", "batch_purchase", "register_user", "spend_bonuses", "refund", "tilda_test"
+]
+
+
+class ParsedWebhook(BaseModel):
+    """The outcome of one request body: what to do, or Tilda's connection check."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    action: Action
     purchases: tuple[Purchase, ...] = ()
+    rejected: tuple[ItemError, ...] = ()
+    registration: Registration | None = None
+    spend: Spend | None = None
+    refund: Refund | None = None
 
 
 def parse_webhook(
@@ -413,15 +463,8 @@ def _array(field: str, value: Any) -> list[Any]:
 
 def _standard(obj: dict[str, Any], region: str) -> ParsedWebhook:
     action = obj["action"]
-    if isinstance(action, str) and action.strip().lower() in UNSUPPORTED_ACTIONS:
-        raise InboundError(
-            422,
-            "unsupported_action",
-            f"action {action.strip().lower()!r} is not supported yet; "
-            f"supported: {', '.join(SUPPORTED_ACTIONS)}",
-            "action",
-        )
-    if not isinstance(action, str) or action.strip().lower() not in SUPPORTED_ACTIONS:
+    name = action.strip().lower() if isinstance(action, str) else None
+    if name not in SUPPORTED_ACTIONS:
         shown = repr(action[:40]) if isinstance(action, str) else "of this type"
         raise InboundError(
             422,
@@ -435,17 +478,39 @@ def _standard(obj: dict[str, Any], region: str) -> ParsedWebhook:
     if not isinstance(hit[1], dict):
         raise _invalid(hit[0], "must be an object")
     payload = _Fields(hit[1], hit[0] + ".")
+    if name == "purchase":
+        return ParsedWebhook(action="purchase", purchases=(_standard_purchase(payload, region),))
+    if name == "batch_purchase":
+        return _batch(payload, region)
+    if name == "register_user":
+        return ParsedWebhook(action="register_user", registration=_registration(payload, region))
+    if name == "spend_bonuses":
+        return ParsedWebhook(action="spend_bonuses", spend=_spend(payload, region))
+    return ParsedWebhook(action="refund", refund=_refund(payload))
+
+
+def _required_identity(payload: _Fields, region: str) -> tuple[str | None, str | None]:
     email, phone = _identity(payload.get("email"), payload.get("phone"), region)
     if email is None and phone is None:
         raise _missing(payload.path("email"), "an email or a phone is required")
+    return email, phone
+
+
+def _required_order(payload: _Fields) -> str:
     order_hit = payload.get("orderid")
     order_id = _order_id(order_hit) if order_hit else ""
     if not order_id:
         raise _missing(payload.path("orderId"), "order id is required")
+    return order_id
+
+
+def _standard_purchase(payload: _Fields, region: str) -> Purchase:
+    email, phone = _required_identity(payload, region)
+    order_id = _required_order(payload)
     amount_hit = payload.get("amount")
     if amount_hit is None:
         raise _missing(payload.path("amount"), "amount is required")
-    purchase = Purchase(
+    return Purchase(
         order_id=order_id,
         amount=_money(*amount_hit),
         email=email,
@@ -454,7 +519,121 @@ def _standard(obj: dict[str, Any], region: str) -> ParsedWebhook:
         description=_text(payload.get("description")),
         source="standard",
     )
-    return ParsedWebhook(action="purchase", purchases=(purchase,))
+
+
+def _batch(payload: _Fields, region: str) -> ParsedWebhook:
+    """Each item is its own purchase: bad items are listed with their reason, the rest go."""
+    hit = payload.get("purchases")
+    if hit is None:
+        raise _missing(payload.path("purchases"), "purchases array is required")
+    items = _array(*hit)
+    if not items:
+        raise _invalid(hit[0], "must hold at least one purchase")
+    purchases: list[Purchase] = []
+    rejected: list[ItemError] = []
+    seen: set[str] = set()
+    for i, item in enumerate(items):
+        path = f"{hit[0]}[{i}]"
+        order_id = None
+        try:
+            if not isinstance(item, dict):
+                raise _invalid(path, "each purchase must be an object")
+            fields = _Fields(item, path + ".")
+            purchase = _standard_purchase(fields, region)
+            order_id = purchase.order_id
+            if order_id in seen:
+                raise _invalid(fields.path("orderId"), "the same orderId appears earlier")
+        except InboundError as exc:
+            rejected.append(
+                ItemError(
+                    index=i, order_id=order_id, error=exc.code, field=exc.field, reason=exc.reason
+                )
+            )
+            continue
+        seen.add(order_id)
+        purchases.append(purchase.model_copy(update={"index": i}))
+    if not purchases:
+        first = rejected[0]
+        raise InboundError(
+            422,
+            first.error,
+            f"no purchase in the batch is valid; first: {first.reason}",
+            first.field,
+        )
+    return ParsedWebhook(
+        action="batch_purchase", purchases=tuple(purchases), rejected=tuple(rejected)
+    )
+
+
+def _points(hit: tuple[str, Any]) -> int:
+    field, value = hit
+    number = _money(field, value)
+    if number != number.to_integral_value() or number <= 0 or number > MAX_POINTS:
+        raise _invalid(field, f"must be a whole number of points from 1 to {MAX_POINTS}")
+    return int(number)
+
+
+def _spend(payload: _Fields, region: str) -> Spend:
+    email, phone = _required_identity(payload, region)
+    order_id = _required_order(payload)
+    points_hit = payload.get("points")
+    if points_hit is None:
+        raise _missing(payload.path("points"), "points to spend are required")
+    amount_hit = payload.get("orderamount")
+    return Spend(
+        email=email,
+        phone=phone,
+        order_id=order_id,
+        points=_points(points_hit),
+        order_amount=_money(*amount_hit) if amount_hit else None,
+    )
+
+
+def _refund(payload: _Fields) -> Refund:
+    order_id = _required_order(payload)
+    amount_hit = payload.get("amount")
+    amount = _money(*amount_hit) if amount_hit else None
+    if amount is not None and amount.is_zero():
+        raise _invalid(amount_hit[0], "a refund must be more than 0 (omit it for a full refund)")
+    refund_hit = payload.get("refundid")
+    refund_id = _order_id(refund_hit) if refund_hit else None
+    return Refund(order_id=order_id, refund_id=refund_id or None, amount=amount)
+
+
+def _registration(payload: _Fields, region: str) -> Registration:
+    email, phone = _required_identity(payload, region)
+    referrers = [
+        (kind, hit)
+        for kind, names in (
+            ("code", ("referralcode", "referrercode")),
+            ("email", ("referreremail",)),
+            ("phone", ("referrerphone",)),
+        )
+        if (hit := payload.get(*names)) is not None
+    ]
+    if len(referrers) > 1:
+        raise _invalid(
+            referrers[1][1][0],
+            "name the referrer once: referralCode, referrerEmail or referrerPhone",
+        )
+    kind = referrer = None
+    if referrers:
+        kind, (field, value) = referrers[0]
+        if kind == "code":
+            referrer = _text((field, value), MAX_ORDER_ID)
+            if referrer:
+                referrer = referrer.upper()
+        elif kind == "email":
+            referrer, _ = _identity((field, value), None, region)
+        else:
+            _, referrer = _identity(None, (field, value), region)
+    return Registration(
+        email=email,
+        phone=phone,
+        name=_text(payload.get("name")),
+        referrer_kind=kind if referrer else None,
+        referrer=referrer,
+    )
 
 
 # --- Tilda ---------------------------------------------------------------------------------
@@ -474,7 +653,10 @@ def _tilda(data: Any, region: str) -> ParsedWebhook:
             raise _invalid(f"[{i}]", "each element must be an object")
     if all(_is_tilda_test(item) for item in data):
         return ParsedWebhook(action="tilda_test")
-    purchases = tuple(_tilda_order(item, f"[{i}].", region) for i, item in enumerate(data))
+    purchases = tuple(
+        _tilda_order(item, f"[{i}].", region).model_copy(update={"index": i})
+        for i, item in enumerate(data)
+    )
     return ParsedWebhook(action="purchase", purchases=purchases)
 
 

@@ -6,11 +6,14 @@ the same so that a worker can read what an older ingress wrote.
 
 from __future__ import annotations
 
+import base64
 from datetime import datetime
 from decimal import Decimal
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+from schemas.tenant_rules import TenantRules
 
 
 class Record(BaseModel):
@@ -32,7 +35,20 @@ class RawEnvelope(Record):
     tenant_id: str
     received_at: datetime
     content_type: str | None
-    body: str
+    body: str = Field("", description="the body, when it is UTF-8 text")
+    body_b64: str | None = Field(None, description="the body in base64, when it is not UTF-8")
+
+    @classmethod
+    def wrap(cls, body: bytes, **fields) -> RawEnvelope:
+        try:
+            return cls(body=body.decode("utf-8"), **fields)
+        except UnicodeDecodeError:  # e.g. a cp1251 form: keep the exact bytes
+            return cls(body_b64=base64.b64encode(body).decode("ascii"), **fields)
+
+    def raw_body(self) -> bytes:
+        if self.body_b64 is not None:
+            return base64.b64decode(self.body_b64)
+        return self.body.encode("utf-8")
 
 
 class AuditRecord(Record):
@@ -52,35 +68,102 @@ class AuditRecord(Record):
     body_bytes: int | None = None
 
 
-class TenantRules(Record):
-    """The tenant's rules as they stood when the command was made: replays stay deterministic."""
-
-    base_percent: Decimal
-    bonus_ttl_days: int
-    rounding: Literal["floor", "half_up"] = "floor"
-
-
 class CustomerRef(Record):
     id: str
     email: str | None = None
     phone: str | None = None
 
 
-class PurchaseCommand(Record):
-    """`loyalty.commands`, key `tenant_id:customer_id`."""
+class Command(Record):
+    """`loyalty.commands`, key `tenant_id:customer_id`: one thing to do to one customer's ledger.
+
+    `command_id` derives from the request (or the sweep) that made it, so re-processing the same
+    input makes the same command; `request_id` is the webhook's event_id (for outcomes)."""
 
     v: Literal[1] = 1
-    type: Literal["purchase"] = "purchase"
+    type: str
     command_id: str
-    source_event_id: str
+    request_id: str
+    item: int = 0
     tenant_id: str
     customer: CustomerRef
-    order_id: str
-    amount: Decimal
-    description: str | None = None
     occurred_at: datetime
-    rules: TenantRules
 
     @property
     def key(self) -> bytes:
         return f"{self.tenant_id}:{self.customer.id}".encode()
+
+
+class RuledCommand(Command):
+    rules: TenantRules
+
+
+class PurchaseCommand(RuledCommand):
+    type: Literal["purchase"] = "purchase"
+    order_id: str
+    amount: Decimal
+    description: str | None = None
+
+
+class RegisterCommand(RuledCommand):
+    type: Literal["register"] = "register"
+    name: str | None = None
+    referral_code: str
+    referrer_id: str | None = None
+
+
+class SpendCommand(RuledCommand):
+    type: Literal["spend"] = "spend"
+    order_id: str
+    points: int = Field(gt=0)
+    order_amount: Decimal | None = None
+
+
+class RefundCommand(RuledCommand):
+    type: Literal["refund"] = "refund"
+    order_id: str
+    refund_id: str
+    amount: Decimal | None = Field(None, description="None: refund whatever is left")
+
+
+class ReferralCommand(RuledCommand):
+    """Made by the referee's ledger, applied on the referrer's key."""
+
+    type: Literal["referral"] = "referral"
+    order_id: str
+    referee_id: str
+    amount: Decimal
+
+
+class ExpireCommand(Command):
+    """Made by the expiry sweep: expire the customer's lots that expired by `occurred_at`."""
+
+    type: Literal["expire"] = "expire"
+
+
+AnyCommand = Annotated[
+    PurchaseCommand
+    | RegisterCommand
+    | SpendCommand
+    | RefundCommand
+    | ReferralCommand
+    | ExpireCommand,
+    Field(discriminator="type"),
+]
+_COMMAND = TypeAdapter(AnyCommand)
+
+
+def parse_command(data: bytes) -> Command:
+    return _COMMAND.validate_json(data)
+
+
+class Outcome(Record):
+    """`loyalty.outcomes`, key request_id: what became of one command (for `Prefer: wait`)."""
+
+    v: Literal[1] = 1
+    request_id: str
+    command_id: str
+    item: int = 0
+    status: Literal["applied", "duplicate", "rejected"]
+    events: list[dict] = Field(default_factory=list)
+    reason: str | None = None

@@ -31,82 +31,174 @@ from streams.retry import until_done
 log = get_logger(__name__)
 
 
+_DELTA_SIGN = {
+    "bonus_awarded": 1,
+    "referral_awarded": 1,
+    "bonus_returned": 1,
+    "bonus_spent": -1,
+    "bonus_expired": -1,
+    "bonus_reversed": -1,
+}
+
+
+def describe(e: Event) -> str:
+    """The ledger line's reason, in words, for the read API and support staff."""
+    match e.type:
+        case "bonus_awarded":
+            return f"purchase {e.order_id}: {e.percent}% of {e.amount}"
+        case "referral_awarded":
+            return f"referral: {e.percent}% of order {e.order_id} by customer {e.referee_id}"
+        case "bonus_spent":
+            return f"spent on order {e.order_id}"
+        case "spend_rejected":
+            return f"spend on order {e.order_id} refused: {e.detail}"
+        case "bonus_expired":
+            return f"expired at {e.expired_at.isoformat()}"
+        case "bonus_reversed":
+            extra = f", {e.unrecovered} not recovered" if e.unrecovered else ""
+            return f"refund {e.refund_id} of order {e.order_id} ({e.refund_amount}){extra}"
+        case "bonus_returned":
+            return f"refund {e.refund_id} of order {e.order_id}: spent points returned"
+        case "level_changed":
+            return f"level {e.previous_level or '-'} -> {e.level or '-'}"
+        case "customer_registered":
+            return "registered" + (f", referred by {e.referrer_id}" if e.referrer_id else "")
+    return e.type
+
+
+def _lot_deltas(e: Event) -> list[tuple[str, int]]:
+    if e.type in ("bonus_spent", "bonus_reversed"):
+        return [(lot.lot_id, -lot.points) for lot in e.lots]
+    if e.type == "bonus_returned":
+        return [(lot.lot_id, lot.points) for lot in e.lots]
+    if e.type == "bonus_expired":
+        return [(e.lot_id, -e.points)]
+    return []
+
+
 class LedgerSink:
-    """`loyalty.events` -> ledger_entries (one row per event) and balances (newest seq wins)."""
+    """`loyalty.events` -> ledger_entries (one row per event), lots (what is left of each award)
+    and balances (newest seq wins). Lot changes are applied only for events this flush newly
+    inserted, in the same transaction, so a replayed event never moves a lot twice."""
 
     _INSERT_ENTRIES = """
     INSERT INTO ledger_entries (event_id, tenant_id, customer_id, type, order_id, amount, points,
-                                balance_after, expires_at, occurred_at, event)
+                                balance_after, expires_at, occurred_at, event, delta, reason)
     SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[],
                          $6::numeric[], $7::bigint[], $8::bigint[], $9::timestamptz[],
-                         $10::timestamptz[], $11::jsonb[])
-    ON CONFLICT (event_id) DO NOTHING
+                         $10::timestamptz[], $11::jsonb[], $12::bigint[], $13::text[])
+    ON CONFLICT DO NOTHING
+    RETURNING event_id
+    """
+    _INSERT_LOTS = """
+    INSERT INTO lots (lot_id, tenant_id, customer_id, order_id, points, remaining, available_at,
+                      expires_at)
+    SELECT l, t, c, o, p, p, a, x FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[],
+                                             $5::bigint[], $6::timestamptz[], $7::timestamptz[])
+           AS u(l, t, c, o, p, a, x)
+    ON CONFLICT (lot_id) DO NOTHING
+    """
+    _MOVE_LOTS = """
+    UPDATE lots SET remaining = lots.remaining + d.delta
+    FROM unnest($1::uuid[], $2::bigint[]) AS d(lot_id, delta) WHERE lots.lot_id = d.lot_id
     """
     _UPSERT_BALANCES = """
-    INSERT INTO balances AS b (tenant_id, customer_id, balance, lifetime_spend, seq)
-    SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::bigint[], $4::numeric[], $5::bigint[])
+    INSERT INTO balances AS b (tenant_id, customer_id, balance, lifetime_spend, level, seq)
+    SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::bigint[], $4::numeric[], $5::text[],
+                         $6::bigint[])
     ON CONFLICT (tenant_id, customer_id) DO UPDATE
        SET balance = EXCLUDED.balance, lifetime_spend = EXCLUDED.lifetime_spend,
-           seq = EXCLUDED.seq, updated_at = now()
+           level = EXCLUDED.level, seq = EXCLUDED.seq, updated_at = now()
      WHERE b.seq < EXCLUDED.seq
     """
 
     def __init__(self) -> None:
-        self.events: list[tuple[Event, bytes]] = []
+        self.events: dict[str, tuple[Event, bytes]] = {}
 
     def add(self, raw: bytes) -> None:
-        self.events.append((parse_event(raw), raw))
+        event = parse_event(raw)
+        self.events.setdefault(event.event_id, (event, raw))
+
+    def clear(self) -> None:
+        self.events = {}
 
     async def flush(self, pool: asyncpg.Pool) -> int:
         if not self.events:
             return 0
-        entries = list(
-            zip(
-                *[
-                    (
-                        uuid.UUID(e.event_id),
-                        uuid.UUID(e.tenant_id),
-                        uuid.UUID(e.customer.id),
-                        e.type,
-                        getattr(e, "order_id", None),
-                        Decimal(getattr(e, "amount", "0")),
-                        getattr(e, "points", 0),
-                        getattr(e, "balance_after", 0),
-                        getattr(e, "expires_at", None),
-                        e.occurred_at,
-                        orjson.loads(raw),
-                    )
-                    for e, raw in self.events
-                ],
-                strict=True,
+        batch = [e for e, _ in self.events.values()]
+        entries = _columns(
+            (
+                uuid.UUID(e.event_id),
+                uuid.UUID(e.tenant_id),
+                uuid.UUID(e.customer.id),
+                e.type,
+                getattr(e, "order_id", None),
+                Decimal(getattr(e, "amount", None) or getattr(e, "refund_amount", "0")),
+                getattr(e, "points", 0),
+                e.balance_after,
+                getattr(e, "expires_at", None),
+                e.occurred_at,
+                orjson.loads(raw),
+                _DELTA_SIGN.get(e.type, 0) * getattr(e, "points", 0),
+                describe(e),
             )
+            for e, raw in self.events.values()
         )
         newest: dict[tuple[str, str], Event] = {}
-        for e, _ in self.events:
+        for e in batch:
             key = (e.tenant_id, e.customer.id)
             if key not in newest or newest[key].seq < e.seq:
                 newest[key] = e
-        balances = list(
-            zip(
-                *[
-                    (
-                        uuid.UUID(e.tenant_id),
-                        uuid.UUID(e.customer.id),
-                        e.balance_after,
-                        Decimal(e.lifetime_spend),
-                        e.seq,
-                    )
-                    for e in newest.values()
-                ],
-                strict=True,
+        balances = _columns(
+            (
+                uuid.UUID(e.tenant_id),
+                uuid.UUID(e.customer.id),
+                e.balance_after,
+                Decimal(e.lifetime_spend),
+                e.level,
+                e.seq,
             )
+            for e in newest.values()
         )
         async with pool.acquire() as conn, conn.transaction():
-            await conn.execute(self._INSERT_ENTRIES, *entries)
+            inserted = {
+                str(r["event_id"]) for r in await conn.fetch(self._INSERT_ENTRIES, *entries)
+            }
+            fresh = [e for e in batch if e.event_id in inserted]
+            lots = _columns(
+                (
+                    uuid.UUID(e.event_id),
+                    uuid.UUID(e.tenant_id),
+                    uuid.UUID(e.customer.id),
+                    e.order_id,
+                    e.points,
+                    e.available_at,
+                    e.expires_at,
+                )
+                for e in fresh
+                if e.type in ("bonus_awarded", "referral_awarded") and e.points > 0
+            )
+            if lots:
+                await conn.execute(self._INSERT_LOTS, *lots)
+            moves: dict[str, int] = {}
+            for e in fresh:
+                for lot_id, delta in _lot_deltas(e):
+                    moves[lot_id] = moves.get(lot_id, 0) + delta
+            if moves:
+                await conn.execute(
+                    self._MOVE_LOTS, [uuid.UUID(k) for k in moves], list(moves.values())
+                )
             await conn.execute(self._UPSERT_BALANCES, *balances)
+        if len(inserted) < len(batch):
+            log.info("ledger_events_already_recorded", count=len(batch) - len(inserted))
         written = len(self.events)
-        self.events = []
+        self.clear()
         return written
+
+
+def _columns(rows) -> list[list]:
+    """Row tuples -> one list per column (what `unnest` takes); [] when there are no rows."""
+    return [list(col) for col in zip(*rows, strict=True)]
 
 
 class AuditSink:
@@ -125,6 +217,9 @@ class AuditSink:
 
     def __init__(self) -> None:
         self.rows: dict[str, tuple] = {}
+
+    def clear(self) -> None:
+        self.rows = {}
 
     def add(self, raw: bytes) -> None:
         rec = AuditRecord.from_bytes(raw)
@@ -158,14 +253,34 @@ class AuditSink:
 
 
 async def _drain(stream, sink) -> None:
+    name = type(sink).__name__
     async for batch in stream.take(settings.sink_batch_size, within=settings.sink_batch_within_s):
         for raw in batch:
             try:
                 sink.add(raw)
-            except ValueError as exc:  # not ours to crash on: log and skip the record
-                log.error("sink_unreadable_record", sink=type(sink).__name__, error=str(exc)[:300])
+            except Exception as exc:  # not ours to crash on: log and skip the record
+                log.error("sink_unreadable_record", sink=name, error=str(exc)[:300])
         pool = await until_done(resources.pool, "connect")
-        await until_done(partial(sink.flush, pool), f"{type(sink).__name__}.flush")
+        try:
+            await until_done(partial(sink.flush, pool), f"{name}.flush")
+        except Exception:
+            # Not transient (a constraint, bad data): write what can be written, one by one,
+            # and report the rest rather than block the partition for ever.
+            log.exception("sink_batch_failed", sink=name, records=len(batch))
+            sink.clear()
+            for raw in batch:
+                try:
+                    sink.add(raw)
+                    await until_done(partial(sink.flush, pool), f"{name}.flush")
+                except Exception as exc:
+                    sink.clear()
+                    log.error(
+                        "sink_record_failed",
+                        sink=name,
+                        error=type(exc).__name__,
+                        detail=str(exc)[:300],
+                        record_bytes=len(raw),
+                    )
 
 
 audit_topics = app.topic(

@@ -92,11 +92,18 @@ webhooks_audit = raw_topic(topics.WEBHOOKS_AUDIT)
 webhooks_dead = raw_topic(topics.WEBHOOKS_DEAD)
 commands = raw_topic(topics.COMMANDS)
 events = raw_topic(topics.EVENTS)
+outcomes = raw_topic(topics.OUTCOMES)
 
-# One entry per customer ("tenant:customer" -> CustomerLedger JSON), co-partitioned with commands.
-# str keys and values: the changelog (internal to the worker) is JSON-encoded by Faust itself.
-ledgers = app.Table(
-    "customer-ledgers", key_type=str, value_type=str, partitions=settings.topic_partitions
+# The ledger's state, co-partitioned with commands (key tenant:customer): one entry per customer
+# ("tenant:customer" -> CustomerState JSON) and one per order it touched ("tenant:customer|order"
+# -> OrderState JSON; Faust writes a table entry to the partition of the event being processed,
+# so both live on the customer's partition). str keys and values: the changelogs (internal to
+# the worker) are JSON-encoded by Faust itself.
+customer_states = app.Table(
+    "ledger-customers", key_type=str, value_type=str, partitions=settings.topic_partitions
+)
+order_states = app.Table(
+    "ledger-orders", key_type=str, value_type=str, partitions=settings.topic_partitions
 )
 
 

@@ -1,31 +1,76 @@
-"""Agent `ledger`: commands -> the customer's ledger (a Faust table) -> loyalty.events.
+"""Agent `ledger`: commands -> the customer's ledger (Faust tables) -> loyalty.events.
 
-All commands of one customer arrive on one partition (key tenant:customer), in order, so the
-table entry is only ever touched by one actor. The rules themselves are pure: `streams.rules`.
+All commands of one customer arrive on one partition (key tenant:customer), in order, so its
+table entries are only ever touched by one actor. The rules themselves are pure: `streams.rules`.
+After each command: the new state is written, follow-up commands (a referral award, on the
+referrer's key) and the events are sent, and an outcome for whoever waits on the request.
 """
 
 from __future__ import annotations
 
+import orjson
+
 from kopilka.logging import get_logger
-from schemas.messages import PurchaseCommand
-from streams.app import app, commands, events, ledgers
-from streams.rules import CustomerLedger, apply_purchase
+from schemas.messages import Command, ExpireCommand, Outcome, parse_command
+from streams.app import app, commands, customer_states, events, order_states, outcomes
+from streams.rules import CustomerState, OrderState, Result, apply, order_key
 
 log = get_logger(__name__)
+
+
+def step(table_key: str, cmd: Command) -> Result:
+    """Load the states the command needs, apply it, store what changed."""
+    stored = customer_states.get(table_key)
+    state = CustomerState.from_bytes(stored.encode() if stored else None)
+    okey = order_key(cmd)
+    orders = {}
+    if okey is not None:
+        stored_order = order_states.get(f"{table_key}|{okey}")
+        orders[okey] = OrderState.from_bytes(stored_order.encode() if stored_order else None)
+    result = apply(state, orders, cmd)
+    if result.state is not state:
+        customer_states[table_key] = result.state.to_bytes().decode()
+    if okey is not None and result.order is not None and result.order != orders[okey]:
+        order_states[f"{table_key}|{okey}"] = result.order.to_bytes().decode()
+    return result
 
 
 @app.agent(commands)
 async def ledger(stream):
     async for key, value in stream.items():
-        cmd = PurchaseCommand.from_bytes(value)
-        table_key = key.decode()
-        stored = ledgers.get(table_key)
-        state = CustomerLedger.from_bytes(stored.encode() if stored else None)
-        new_state, out = apply_purchase(state, cmd)
-        if new_state is not state:
-            ledgers[table_key] = new_state.to_bytes().decode()
-        for event in out:
-            payload = event.encode() if isinstance(event, str) else event.to_bytes()
-            await events.send(key=key, value=payload)
-        if not out:
-            log.info("duplicate_order", tenant_id=cmd.tenant_id, order_id=cmd.order_id)
+        cmd = None
+        try:
+            cmd = parse_command(value)
+            result = step(key.decode(), cmd)
+        except Exception as exc:  # a bad record or a bug: report it, never stop the partition
+            log.exception("command_failed", key=(key or b"").decode(errors="replace")[:200])
+            if cmd is not None:
+                await outcomes.send(
+                    key=cmd.request_id.encode(),
+                    value=Outcome(
+                        request_id=cmd.request_id,
+                        command_id=cmd.command_id,
+                        item=cmd.item,
+                        status="rejected",
+                        reason=f"internal_error: {type(exc).__name__}",
+                    ).to_bytes(),
+                )
+            continue
+        for followup in result.followups:
+            await commands.send(key=followup.key, value=followup.to_bytes())
+        for event in result.events:
+            await events.send(key=key, value=event.encode())
+        if result.status == "duplicate":
+            log.info("duplicate_command", tenant_id=cmd.tenant_id, reason=result.reason)
+        if not isinstance(cmd, ExpireCommand):
+            await outcomes.send(
+                key=cmd.request_id.encode(),
+                value=Outcome(
+                    request_id=cmd.request_id,
+                    command_id=cmd.command_id,
+                    item=cmd.item,
+                    status=result.status,
+                    events=[orjson.loads(e) for e in result.events],
+                    reason=result.reason,
+                ).to_bytes(),
+            )

@@ -1,38 +1,75 @@
 """Agent `normalize`: raw request bodies (webhooks.raw) -> canonical commands (loyalty.commands).
 
 The body is parsed with the same parser the ingress used to validate it, identities are
-normalised with the tenant's phone region, and the customer is found or created in the identity
-directory. Command ids derive from the raw event id, so re-processing a raw record re-emits the
-same commands. A body that cannot become a command goes to webhooks.dead with the reason.
+normalised with the tenant's phone region, the customer is found or created in the identity
+directory, and the order is claimed for that customer. The tenant's rules come from the
+`tenants.rules` table (a compacted topic) and are copied into each command. Command ids derive
+from the raw event id, so re-processing a raw record re-emits the same commands.
+
+What cannot go ahead is reported, never dropped: a body that yields no command at all goes to
+webhooks.dead with the reason; a batch item or action refused here (an order that belongs to
+another customer, an unknown referrer, a refund of an unknown order) gets a `rejected` outcome
+on loyalty.outcomes, which a waiting request (`Prefer: wait`) returns to the shop.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from kopilka.customers import CustomerDirectory, ReferralRefused
 from kopilka.ids import derived_id
 from kopilka.logging import get_logger
+from kopilka.rules_feed import RulesTable
 from kopilka.tenants import TenantDirectory
 from schemas.identity import normalize_phone
-from schemas.inbound import InboundError, parse_webhook
-from schemas.messages import AuditRecord, PurchaseCommand, RawEnvelope, TenantRules
+from schemas.inbound import InboundError, ParsedWebhook, Purchase, parse_webhook
+from schemas.messages import (
+    AuditRecord,
+    Command,
+    CustomerRef,
+    Outcome,
+    PurchaseCommand,
+    RawEnvelope,
+    RefundCommand,
+    RegisterCommand,
+    SpendCommand,
+)
+from schemas.tenant_rules import TenantRules
 from streams.app import (
     app,
     commands,
+    outcomes,
     resources,
     settings,
     webhooks_audit,
     webhooks_dead,
     webhooks_raw,
 )
-from streams.customers import CustomerDirectory
+from streams.grouping import run_grouped
 from streams.retry import until_done
 
 log = get_logger(__name__)
 
 
+class Refused(Exception):
+    """This request (or item) cannot go ahead: `code` and `reason` say why."""
+
+    def __init__(self, code: str, reason: str, field: str | None = None) -> None:
+        super().__init__(reason)
+        self.code, self.reason, self.field = code, reason, field
+
+
+@dataclass
+class Normalized:
+    commands: list[Command] = field(default_factory=list)
+    refused: list[Outcome] = field(default_factory=list)
+    dead: AuditRecord | None = None
+
+
 class Normalizer:
     def __init__(self) -> None:
+        self.rules = RulesTable(settings)
         self._tenants: TenantDirectory | None = None
         self._customers: CustomerDirectory | None = None
 
@@ -42,64 +79,199 @@ class Normalizer:
             self._tenants = TenantDirectory(pool, ttl_s=settings.tenant_cache_ttl_s)
             self._customers = CustomerDirectory(pool)
 
-    async def commands_for(self, env: RawEnvelope) -> list[PurchaseCommand] | AuditRecord:
-        """The commands one raw record yields, or the dead letter saying why it yields none."""
+    async def tenant_rules(self, tenant_id: str) -> TenantRules | None:
+        held = self.rules.get(tenant_id)
+        if held is not None:
+            return held[2]
+        # Not (yet) on the topic, e.g. published while Kafka was down: Postgres has the truth.
+        tenant = await until_done(lambda: self._tenants.by_id(tenant_id), "tenant")
+        return tenant.rules if tenant is not None else None
+
+    async def normalize(self, env: RawEnvelope) -> Normalized:
+        """The commands one raw record yields, what was refused, or the dead letter."""
         await until_done(self._setup, "connect")
-        tenant = await until_done(lambda: self._tenants.by_id(env.tenant_id), "tenant")
-        if tenant is None:
-            return self._dead(env, "unknown_tenant", None, "the tenant no longer exists")
+        rules = await self.tenant_rules(env.tenant_id)
+        if rules is None:
+            return Normalized(dead=dead_letter(env, "unknown_tenant", None, "no such tenant"))
         try:
             parsed = parse_webhook(
-                env.body.encode("utf-8"), env.content_type, phone_region=tenant.phone_region
+                env.raw_body(), env.content_type, phone_region=rules.phone_region
             )
         except InboundError as exc:
-            return self._dead(env, exc.code, exc.field, exc.reason)
-        rules = TenantRules.model_validate(tenant.rules())
-        out = []
-        for index, purchase in enumerate(parsed.purchases):
-            try:  # the ingress checked it, but the tenant's region may have changed since
-                phone = (
-                    normalize_phone(purchase.phone, tenant.phone_region) if purchase.phone else None
-                )
-            except ValueError as exc:
-                return self._dead(env, "invalid_field", "phone", str(exc))
-            customer = await until_done(
-                lambda p=purchase, ph=phone: self._customers.resolve(
-                    tenant.id, email=p.email, phone=ph, name=p.name
-                ),
-                "customer",
+            return Normalized(dead=dead_letter(env, exc.code, exc.field, exc.reason))
+        try:
+            return await self._commands(env, rules, parsed)
+        except Refused as exc:
+            out = Normalized(dead=dead_letter(env, exc.code, exc.field, exc.reason))
+            out.refused.append(refusal(env, 0, exc.code, exc.reason))
+            return out
+
+    async def _commands(
+        self, env: RawEnvelope, rules: TenantRules, parsed: ParsedWebhook
+    ) -> Normalized:
+        base = {"request_id": env.event_id, "tenant_id": env.tenant_id, "rules": rules}
+        at = {"occurred_at": env.received_at}
+        out = Normalized()
+        if parsed.purchases:
+            results = await run_grouped(
+                parsed.purchases,
+                lambda p: (("email", p.email), ("phone", p.phone), ("order", p.order_id)),
+                lambda p: self._purchase(env, rules, p),
             )
-            out.append(
-                PurchaseCommand(
-                    command_id=derived_id(env.event_id, index),
-                    source_event_id=env.event_id,
-                    tenant_id=tenant.id,
+            for purchase, result in zip(parsed.purchases, results, strict=True):
+                if isinstance(result, Refused):
+                    out.refused.append(refusal(env, purchase.index, result.code, result.reason))
+                    continue
+                out.commands.append(
+                    PurchaseCommand(
+                        command_id=derived_id(env.event_id, purchase.index),
+                        item=purchase.index,
+                        customer=result,
+                        order_id=purchase.order_id,
+                        amount=purchase.amount,
+                        description=purchase.description,
+                        **base,
+                        **at,
+                    )
+                )
+        elif parsed.spend is not None:
+            s = parsed.spend
+            customer = await self._customer(env.tenant_id, rules, s.email, s.phone, None)
+            await self._claim(env.tenant_id, s.order_id, customer)
+            out.commands.append(
+                SpendCommand(
+                    command_id=derived_id(env.event_id, 0),
                     customer=customer,
-                    order_id=purchase.order_id,
-                    amount=purchase.amount,
-                    description=purchase.description,
-                    occurred_at=env.received_at,
-                    rules=rules,
+                    order_id=s.order_id,
+                    points=s.points,
+                    order_amount=s.order_amount,
+                    **base,
+                    **at,
                 )
             )
+        elif parsed.refund is not None:
+            r = parsed.refund
+            owner = await until_done(
+                lambda: self._customers.order_owner(env.tenant_id, r.order_id), "order"
+            )
+            if owner is None:
+                raise Refused("unknown_order", f"no purchase or spend has orderId {r.order_id!r}")
+            refund_id = r.refund_id or (f"amount:{r.amount}" if r.amount is not None else "full")
+            out.commands.append(
+                RefundCommand(
+                    command_id=derived_id(env.event_id, 0),
+                    customer=owner,
+                    order_id=r.order_id,
+                    refund_id=refund_id,
+                    amount=r.amount,
+                    **base,
+                    **at,
+                )
+            )
+        elif parsed.registration is not None:
+            out.commands.append(await self._register(env, rules, parsed, base | at))
         return out
 
-    @staticmethod
-    def _dead(env: RawEnvelope, code: str, field: str | None, reason: str) -> AuditRecord:
-        return AuditRecord(
-            event_id=env.event_id,
-            tenant_id=env.tenant_id,
-            received_at=env.received_at,
-            status="dead",
-            code=code,
-            field=field,
-            reason=reason,
-            content_type=env.content_type,
-            body_bytes=len(env.body),
+    async def _customer(
+        self, tenant_id: str, rules: TenantRules, email, phone, name
+    ) -> CustomerRef:
+        try:  # the ingress checked it, but the tenant's region may have changed since
+            phone = normalize_phone(phone, rules.phone_region) if phone else None
+        except ValueError as exc:
+            raise Refused("invalid_field", str(exc), "phone") from None
+        return await until_done(
+            lambda: self._customers.resolve(tenant_id, email=email, phone=phone, name=name),
+            "customer",
+        )
+
+    async def _claim(self, tenant_id: str, order_id: str, customer: CustomerRef) -> None:
+        owner = await until_done(
+            lambda: self._customers.claim_order(tenant_id, order_id, customer.id), "order"
+        )
+        if owner != customer.id:
+            raise Refused(
+                "order_of_another_customer",
+                f"order {order_id!r} already belongs to another customer",
+                "orderId",
+            )
+
+    async def _purchase(
+        self, env: RawEnvelope, rules: TenantRules, p: Purchase
+    ) -> CustomerRef | Refused:
+        try:
+            customer = await self._customer(env.tenant_id, rules, p.email, p.phone, p.name)
+            await self._claim(env.tenant_id, p.order_id, customer)
+        except Refused as exc:
+            return exc
+        return customer
+
+    async def _register(
+        self, env: RawEnvelope, rules: TenantRules, parsed: ParsedWebhook, fields: dict
+    ) -> RegisterCommand:
+        reg = parsed.registration
+        customer = await self._customer(env.tenant_id, rules, reg.email, reg.phone, reg.name)
+        referrer_id = None
+        if reg.referrer is not None:
+            value = reg.referrer
+            if reg.referrer_kind == "phone":
+                value = normalize_phone(value, rules.phone_region)
+            try:
+                referrer_id = await until_done(
+                    lambda: self._customers.check_referrer(
+                        env.tenant_id, customer.id, reg.referrer_kind, value
+                    ),
+                    "referrer",
+                )
+            except ReferralRefused as exc:
+                raise Refused(exc.code, exc.reason, "referrer") from None
+        code, referrer_id = await until_done(
+            lambda: self._customers.register(env.tenant_id, customer.id, referrer_id), "register"
+        )
+        return RegisterCommand(
+            command_id=derived_id(env.event_id, 0),
+            customer=customer,
+            name=reg.name,
+            referral_code=code,
+            referrer_id=referrer_id,
+            **fields,
         )
 
 
+def dead_letter(env: RawEnvelope, code: str, field: str | None, reason: str) -> AuditRecord:
+    return AuditRecord(
+        event_id=env.event_id,
+        tenant_id=env.tenant_id,
+        received_at=env.received_at,
+        status="dead",
+        code=code,
+        field=field,
+        reason=reason,
+        content_type=env.content_type,
+        body_bytes=len(env.raw_body()),
+    )
+
+
+def refusal(env: RawEnvelope, item: int, code: str, reason: str) -> Outcome:
+    return Outcome(
+        request_id=env.event_id,
+        command_id=derived_id(env.event_id, item),
+        item=item,
+        status="rejected",
+        reason=f"{code}: {reason}",
+    )
+
+
 normalizer = Normalizer()
+
+
+@app.task
+async def _load_rules() -> None:
+    await normalizer.rules.start()
+
+
+@app.on_before_shutdown.connect
+async def _stop_rules(sender, **kwargs) -> None:
+    await normalizer.rules.stop()
 
 
 @app.agent(webhooks_raw)
@@ -113,7 +285,7 @@ async def normalize(stream):
                 key=key,
                 value=AuditRecord(
                     event_id=derived_id("unreadable", value),
-                    tenant_id=(key or b"").decode(),
+                    tenant_id=(key or b"").decode(errors="replace"),
                     received_at=datetime.now(UTC),
                     status="dead",
                     code="unreadable_envelope",
@@ -121,19 +293,25 @@ async def normalize(stream):
                 ).to_bytes(),
             )
             continue
-        result = await normalizer.commands_for(env)
-        if isinstance(result, AuditRecord):
+        try:
+            result = await normalizer.normalize(env)
+        except Exception as exc:  # a bug must not stop the stream or lose the record
+            log.exception("normalize_failed", tenant_id=env.tenant_id, event_id=env.event_id)
+            result = Normalized(dead=dead_letter(env, "internal_error", None, repr(exc)[:300]))
+        for cmd in result.commands:
+            await commands.send(key=cmd.key, value=cmd.to_bytes())
+        for outcome in result.refused:
+            await outcomes.send(key=env.event_id.encode(), value=outcome.to_bytes())
+        if result.dead is not None:
             log.warning(
                 "webhook_dead",
                 tenant_id=env.tenant_id,
                 event_id=env.event_id,
-                code=result.code,
-                field=result.field,
+                code=result.dead.code,
+                field=result.dead.field,
             )
-            await webhooks_dead.send(key=key, value=result.to_bytes())
+            await webhooks_dead.send(key=key, value=result.dead.to_bytes())
             continue
-        for cmd in result:
-            await commands.send(key=cmd.key, value=cmd.to_bytes())
         await webhooks_audit.send(
             key=key,
             value=AuditRecord(
@@ -143,8 +321,8 @@ async def normalize(stream):
                 status="accepted",
                 http_status=202,
                 code="accepted",
-                reason=f"{len(result)} order(s)",
+                reason=f"{len(result.commands)} command(s), {len(result.refused)} refused",
                 content_type=env.content_type,
-                body_bytes=len(env.body),
+                body_bytes=len(env.raw_body()),
             ).to_bytes(),
         )

@@ -5,8 +5,9 @@ from __future__ import annotations
 import faust
 
 import sinks.postgres  # noqa: F401 - registers the sink agents
+import streams.expiry
 import streams.ledger
-import streams.normalize  # noqa: F401 - registers the normalize agent
+import streams.normalize  # noqa: F401 - registers the agents and the expiry timer
 from kopilka.settings import get_settings
 from streams.app import app
 

@@ -18,7 +18,7 @@ from kopilka import devservices
 from kopilka.settings import PROJECT_ROOT
 from kopilka.stack import Stack
 
-ADMIN_TOKEN = "test-admin-token"  # noqa: S105 - a throwaway token for the test stack's admin API
+ADMIN_TOKEN = "test-admin-token"
 
 
 def pytest_collection_modifyitems(items):
@@ -43,6 +43,8 @@ def stack():
             "KOPILKA_LOG_LEVEL": "INFO",
             "KOPILKA_TENANT_CACHE_TTL_S": "0.5",
             "KOPILKA_ADMIN_TOKEN": ADMIN_TOKEN,
+            # the expiry test sweeps "as of" a later day instead of waiting for it
+            "KOPILKA_ALLOW_FUTURE_SWEEPS": "1",
         }
     )
     s = Stack(

@@ -4,26 +4,32 @@ from __future__ import annotations
 
 import asyncio
 import time
-from decimal import Decimal
 
 import aiohttp
 import asyncpg
 import pytest
 
-from kopilka.cli import create_tenant_json
-
 
 class Api:
     """A shop's and an operator's view of Kopilka, over real HTTP."""
 
-    def __init__(self, session: aiohttp.ClientSession, base: str) -> None:
-        self.session, self.base = session, base
+    def __init__(self, session: aiohttp.ClientSession, base: str, admin_token: str) -> None:
+        self.session, self.base, self.admin_token = session, base, admin_token
 
     async def post_webhook(self, secret: str, *, json=None, data=None, headers=None):
         async with self.session.post(
             f"{self.base}/api/webhook/{secret}", json=json, data=data, headers=headers
         ) as resp:
             return resp.status, await resp.json(content_type=None), resp.headers
+
+    async def admin(self, method: str, path: str, json=None):
+        async with self.session.request(
+            method,
+            f"{self.base}/api/admin/{path}",
+            json=json,
+            headers={"Authorization": f"Bearer {self.admin_token}"},
+        ) as resp:
+            return resp.status, await resp.json(content_type=None)
 
     async def customer(self, api_key: str, **query):
         async with self.session.get(
@@ -54,9 +60,9 @@ def base_url(stack) -> str:
 
 
 @pytest.fixture
-async def api(base_url):
+async def api(base_url, stack):
     async with aiohttp.ClientSession() as session:
-        yield Api(session, base_url)
+        yield Api(session, base_url, stack.settings().admin_token.get_secret_value())
 
 
 @pytest.fixture(scope="session")
@@ -72,11 +78,13 @@ async def db(dsn):
 
 
 @pytest.fixture
-def make_tenant(dsn):
-    async def make(name: str = "Test shop", base_percent: str = "5", ttl_days: int = 365) -> dict:
-        return await create_tenant_json(
-            dsn, name=name, base_percent=Decimal(base_percent), bonus_ttl_days=ttl_days
-        )
+def make_tenant(api):
+    """A new tenant, made through the admin API, with the given loyalty rules."""
+
+    async def make(name: str = "Test shop", **rules) -> dict:
+        status, body = await api.admin("POST", "tenants", {"name": name, "rules": rules})
+        assert status == 201, body
+        return body
 
     return make
 

@@ -24,3 +24,10 @@ def purchase(order_id: str, amount, *, email=None, phone=None) -> dict:
     if phone:
         payload["phone"] = phone
     return {"action": "purchase", "payload": payload}
+
+
+def action(kind: str, /, **payload) -> dict:
+    return {"action": kind, "payload": payload}
+
+
+WAIT = {"Prefer": "wait=5"}

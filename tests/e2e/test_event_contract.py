@@ -21,7 +21,7 @@ async def test_bonus_awarded_is_readable_with_kcat_and_matches_its_json_schema(a
     )
     assert status == 202, body
     customer = await api.wait_for_customer(
-        tenant["api_key"], lambda b: b["balance"] == 61, email=email
+        tenant["api_key"], lambda b: b["balance"]["total"] == 61, email=email
     )
 
     kcat = await asyncio.create_subprocess_exec(

@@ -46,7 +46,7 @@ async def test_worker_stopped_then_started_awards_every_order_exactly_once(api, 
     rows = await _ledger(db, tenant)
     assert sorted(r["order_id"] for r in rows) == sorted(orders)
     customer = await api.wait_for_customer(
-        tenant["api_key"], lambda b: b["balance"] == 4 * 50, email="r0@example.com"
+        tenant["api_key"], lambda b: b["balance"]["total"] == 4 * 50, email="r0@example.com"
     )
     assert len(customer["ledger"]) == 4
 
@@ -104,5 +104,8 @@ async def test_broker_down_answers_503_with_retry_after_and_recovers(api, tenant
         await asyncio.sleep(1)
     assert status == 202, body
     await api.wait_for_customer(
-        tenant["api_key"], lambda b: b["balance"] == 50, timeout_s=90, email="down@example.com"
+        tenant["api_key"],
+        lambda b: b["balance"]["total"] == 50,
+        timeout_s=90,
+        email="down@example.com",
     )

@@ -23,7 +23,6 @@ import sys
 import time
 import uuid
 from collections import Counter
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -33,7 +32,7 @@ import asyncpg
 
 from kopilka import devservices
 from kopilka.cli import create_tenant_json
-from kopilka.settings import PROJECT_ROOT
+from kopilka.settings import PROJECT_ROOT, Settings
 from kopilka.stack import Stack
 
 WARMUP = 200
@@ -176,9 +175,7 @@ class Bench:
 
 
 async def run(base_url: str, dsn: str, args: argparse.Namespace, figures: Figures) -> None:
-    tenant = await create_tenant_json(
-        dsn, name="Bench shop", base_percent=Decimal(5), bonus_ttl_days=365
-    )
+    tenant = await create_tenant_json(Settings(DATABASE_URL=dsn), name="Bench shop")
     bench = Bench(f"{base_url.rstrip('/')}/api/webhook/{tenant['webhook_secret']}")
     print(f"warm-up: {WARMUP} requests ...", flush=True)
     await bench.sequential(WARMUP, measured=False, figures=figures)

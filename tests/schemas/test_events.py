@@ -23,8 +23,8 @@ def test_an_event_round_trips_through_its_wire_form():
         b'{"event_id":"e1","type":"bonus_awarded","version":1,"tenant_id":"t1",'
         b'"customer":{"id":"c1","email":"a@example.com","phone":null},'
         b'"occurred_at":"2026-01-01T00:00:00Z","seq":1,"order_id":"O-1","amount":"24450.50",'
-        b'"points":1222,"balance_after":1222,"lifetime_spend":"24450.50",'
-        b'"expires_at":"2027-01-01T00:00:00Z"}'
+        b'"points":1222,"balance_after":1222,"lifetime_spend":"24450.50","percent":"5",'
+        b'"available_at":"2026-01-01T00:00:00Z","expires_at":"2027-01-01T00:00:00Z"}'
     )
     event = parse_event(raw)
     assert parse_event(event.to_bytes()) == event

@@ -9,7 +9,14 @@ from urllib.parse import quote
 
 import pytest
 
-from schemas.inbound import InboundError, ParsedWebhook, Product, Purchase, parse_webhook
+from schemas.inbound import (
+    MAX_ITEMS,
+    InboundError,
+    ParsedWebhook,
+    Product,
+    Purchase,
+    parse_webhook,
+)
 
 FORM = "application/x-www-form-urlencoded"
 JSON = "application/json"
@@ -358,8 +365,64 @@ ERRORS: dict[str, tuple[bytes | str, str | None, int, str, str | None]] = {
     ),
     "unknown action": ('{"action": "buy", "payload": {}}', JSON, 422, "unknown_action", "action"),
     "non-string action": ('{"action": 1}', JSON, 422, "unknown_action", "action"),
-    "unsupported action": ('{"action": "refund"}', JSON, 422, "unsupported_action", "action"),
-    "batch not yet": ('{"action": "batch_purchase"}', JSON, 422, "unsupported_action", "action"),
+    "refund without order": (
+        '{"action": "refund", "payload": {"amount": 5}}',
+        JSON,
+        422,
+        "missing_field",
+        "payload.orderId",
+    ),
+    "refund of zero": (
+        '{"action": "refund", "payload": {"orderId": "A", "amount": "0"}}',
+        JSON,
+        422,
+        "invalid_field",
+        "payload.amount",
+    ),
+    "batch without purchases": (
+        '{"action": "batch_purchase", "payload": {}}',
+        JSON,
+        422,
+        "missing_field",
+        "payload.purchases",
+    ),
+    "batch all bad": (
+        '{"action": "batch_purchase", "payload": {"purchases": [{"amount": 1}]}}',
+        JSON,
+        422,
+        "missing_field",
+        "payload.purchases[0].email",
+    ),
+    "spend of fractional points": (
+        '{"action": "spend_bonuses", "payload": {"email": "a@b.ru", "orderId": "A",'
+        ' "points": 1.5}}',
+        JSON,
+        422,
+        "invalid_field",
+        "payload.points",
+    ),
+    "spend without points": (
+        '{"action": "spend_bonuses", "payload": {"email": "a@b.ru", "orderId": "A"}}',
+        JSON,
+        422,
+        "missing_field",
+        "payload.points",
+    ),
+    "register with two referrers": (
+        '{"action": "register_user", "payload": {"email": "a@b.ru", "referralCode": "X",'
+        ' "referrerEmail": "c@d.ru"}}',
+        JSON,
+        422,
+        "invalid_field",
+        "payload.referrerEmail",
+    ),
+    "register without identity": (
+        '{"action": "register_user", "payload": {"name": "A"}}',
+        JSON,
+        422,
+        "missing_field",
+        "payload.email",
+    ),
     "missing payload": ('{"action": "purchase"}', JSON, 422, "missing_field", "payload"),
     "payload not object": (
         '{"action": "purchase", "payload": []}',
@@ -514,7 +577,7 @@ ERRORS: dict[str, tuple[bytes | str, str | None, int, str, str | None]] = {
         "payment.products[0]",
     ),
     "tilda too many products": (
-        dumps(order(payment=payment(products=["A=1"] * 10_001))),
+        dumps(order(payment=payment(products=["A=1"] * (MAX_ITEMS + 1)))),
         JSON,
         422,
         "invalid_field",
@@ -543,7 +606,7 @@ ERRORS: dict[str, tuple[bytes | str, str | None, int, str, str | None]] = {
     ),
     "tilda array element not object": (dumps([order(), "x"]), JSON, 422, "invalid_field", "[1]"),
     "empty array": ("[]", JSON, 422, "invalid_field", None),
-    "too many orders": (dumps([{}] * 10_001), JSON, 422, "invalid_field", None),
+    "too many orders": (dumps([{}] * (MAX_ITEMS + 1)), JSON, 422, "invalid_field", None),
     "scalar body": ("42", JSON, 422, "invalid_field", None),
 }
 
@@ -575,3 +638,55 @@ def test_valid_bodies_are_not_mistaken_for_bombs() -> None:
     strings_with_brackets = dumps(order(Name="[[[[{{{{" * 20 + '\\"'))
     assert error(deep_but_fine).code == "invalid_field"  # parsed, then refused as no orders
     assert only(parse(strings_with_brackets)).name.startswith("[[[[")
+
+
+def test_batch_lists_refused_items_and_keeps_the_rest_with_their_positions():
+    body = {
+        "action": "batch_purchase",
+        "payload": {
+            "purchases": [
+                {"email": "a@example.com", "amount": 100, "orderId": "B-1"},
+                {"email": "b@example.com", "amount": 100},
+                {"email": "c@example.com", "amount": -1, "orderId": "B-3"},
+                {"email": "a@example.com", "amount": 5, "orderId": "B-1"},
+                {"phone": "8 (999) 123-45-67", "amount": "7.50", "orderId": 4},
+            ]
+        },
+    }
+    parsed = parse_webhook(json.dumps(body).encode(), JSON)
+    assert parsed.action == "batch_purchase"
+    assert [(p.index, p.order_id) for p in parsed.purchases] == [(0, "B-1"), (4, "4")]
+    assert [(r.index, r.error, r.field) for r in parsed.rejected] == [
+        (1, "missing_field", "payload.purchases[1].orderId"),
+        (2, "invalid_field", "payload.purchases[2].amount"),
+        (3, "invalid_field", "payload.purchases[3].orderId"),
+    ]
+
+
+def test_batch_of_ten_thousand_items_parses():
+    items = [
+        {"email": f"u{i}@example.com", "amount": i % 5000, "orderId": f"O-{i}"}
+        for i in range(10_000)
+    ]
+    body = json.dumps({"action": "batch_purchase", "payload": {"purchases": items}})
+    parsed = parse_webhook(body.encode(), JSON)
+    assert len(parsed.purchases) == 10_000 and not parsed.rejected
+
+
+def test_spend_refund_and_registration_payloads():
+    spend = parse_webhook(
+        b'{"action": "spend_bonuses", "payload": {"phone": "+7 999 123 45 67", "points": "300",'
+        b' "orderId": "S-1", "orderAmount": 1500}}',
+        JSON,
+    ).spend
+    assert (spend.points, spend.order_id, spend.order_amount) == (300, "S-1", Decimal(1500))
+    refund = parse_webhook(
+        b'{"action": "refund", "payload": {"orderId": "S-1", "refundId": "R-9"}}', JSON
+    ).refund
+    assert (refund.order_id, refund.refund_id, refund.amount) == ("S-1", "R-9", None)
+    reg = parse_webhook(
+        b'{"action": "register_user", "payload": {"email": "New@Example.com", "name": "Ann",'
+        b' "referralCode": "ab12cd34"}}',
+        JSON,
+    ).registration
+    assert (reg.email, reg.referrer_kind, reg.referrer) == ("new@example.com", "code", "AB12CD34")

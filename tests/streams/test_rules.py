@@ -1,41 +1,107 @@
-"""The pure ledger core: arithmetic, once-per-order, and replays."""
+"""The pure ledger core: arithmetic, each action, and the invariants under any sequence."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+import orjson
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from schemas.events import BonusAwarded
-from schemas.messages import CustomerRef, PurchaseCommand, TenantRules
-from streams.rules import CustomerLedger, apply_purchase, award_points
+from kopilka.ids import derived_id
+from schemas.events import parse_event
+from schemas.messages import (
+    Command,
+    CustomerRef,
+    ExpireCommand,
+    PurchaseCommand,
+    ReferralCommand,
+    RefundCommand,
+    RegisterCommand,
+    SpendCommand,
+)
+from schemas.tenant_rules import Level, TenantRules
+from streams.rules import CustomerState, OrderState, apply, award_points, order_key, share
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
+TENANT = "11111111-1111-1111-1111-111111111111"
+CUSTOMER = CustomerRef(id="22222222-2222-2222-2222-222222222222", email="a@example.com")
+RULES = TenantRules(
+    base_percent=Decimal(5),
+    levels=(
+        Level(name="silver", min_lifetime_spend=Decimal(10_000), bonus_percent=Decimal(2)),
+        Level(name="gold", min_lifetime_spend=Decimal(50_000), bonus_percent=Decimal(5)),
+    ),
+    referral_percent=Decimal(3),
+    bonus_ttl_days=30,
+    max_spend_percent=Decimal(50),
+)
 
 
-def command(
-    order_id: str,
-    amount: str | Decimal,
-    *,
-    command_id: str | None = None,
-    percent: str = "5",
-    rounding: str = "floor",
-    ttl: int = 365,
-    at: datetime = T0,
-) -> PurchaseCommand:
-    return PurchaseCommand(
-        command_id=command_id or f"cmd-{order_id}",
-        source_event_id="raw-1",
-        tenant_id="11111111-1111-1111-1111-111111111111",
-        customer=CustomerRef(id="22222222-2222-2222-2222-222222222222", email="a@example.com"),
-        order_id=order_id,
-        amount=Decimal(amount),
-        occurred_at=at,
-        rules=TenantRules(base_percent=Decimal(percent), bonus_ttl_days=ttl, rounding=rounding),
-    )
+class Ledger:
+    """One customer's ledger, driven like the agent drives it (state + order table)."""
+
+    def __init__(self) -> None:
+        self.state = CustomerState()
+        self.orders: dict[str, OrderState] = {}
+        self.log: list[tuple[Command, list[str]]] = []
+
+    def __call__(self, cmd: Command):
+        result = apply(self.state, self.orders, cmd)
+        self.state = result.state
+        key = order_key(cmd)
+        if key is not None and result.order is not None:
+            self.orders[key] = result.order
+        self.log.append((cmd, result.events))
+        return result
+
+    def events(self, result) -> list:
+        return [parse_event(e.encode()) for e in result.events]
+
+
+_n = 0
+
+
+def _id() -> str:
+    global _n
+    _n += 1
+    return f"cmd-{_n}"
+
+
+def common(at: datetime = T0, command_id: str | None = None, rules: TenantRules = RULES) -> dict:
+    return {
+        "command_id": command_id or _id(),
+        "request_id": "req-1",
+        "tenant_id": TENANT,
+        "customer": CUSTOMER,
+        "occurred_at": at,
+        "rules": rules,
+    }
+
+
+def purchase(order: str, amount, **kw) -> PurchaseCommand:
+    return PurchaseCommand(order_id=order, amount=Decimal(amount), **common(**kw))
+
+
+def spend(order: str, points: int, order_amount=None, **kw) -> SpendCommand:
+    amount = None if order_amount is None else Decimal(order_amount)
+    return SpendCommand(order_id=order, points=points, order_amount=amount, **common(**kw))
+
+
+def refund(order: str, refund_id: str, amount=None, **kw) -> RefundCommand:
+    amount = None if amount is None else Decimal(amount)
+    return RefundCommand(order_id=order, refund_id=refund_id, amount=amount, **common(**kw))
+
+
+def expire(at: datetime) -> ExpireCommand:
+    fields = common(at=at)
+    del fields["rules"]
+    return ExpireCommand(**fields)
+
+
+# --- arithmetic ----------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -50,6 +116,8 @@ def command(
         ("5000", "3.5", "floor", 175),
         ("0.1", "100", "floor", 0),
         ("10", "0", "floor", 0),
+        # 24 significant digits times a 9-digit percent: past the default 28-digit context
+        ("999999999999.999999999999", "12.3456789", "floor", 123456788999),
     ],
 )
 def test_award_points(amount, percent, rounding, points):
@@ -61,72 +129,240 @@ def test_award_points_refuses_negative_inputs():
         award_points(Decimal("-1"), Decimal(5))
 
 
-def test_purchase_awards_a_lot_that_expires_after_the_ttl():
-    state, [event] = apply_purchase(CustomerLedger(), command("O-1", "5000", ttl=30))
-    assert isinstance(event, BonusAwarded)
-    assert (event.points, event.balance_after, event.seq) == (250, 250, 1)
-    assert event.expires_at == T0 + timedelta(days=30)
-    assert event.amount == "5000" and event.lifetime_spend == "5000"
-    assert state.balance(T0) == 250
-    assert state.balance(T0 + timedelta(days=30)) == 0
+def test_share_is_exact_at_the_whole_and_never_above_it():
+    assert share(101, Decimal(1), Decimal(2)) == 51  # 50.5 rounds half up
+    assert share(101, Decimal(2), Decimal(2)) == 101
+    assert share(7, Decimal(5), Decimal(0)) == 7
 
 
-def test_same_order_again_from_a_new_delivery_emits_nothing():
-    state, _ = apply_purchase(CustomerLedger(), command("O-1", "5000"))
-    again, out = apply_purchase(state, command("O-1", "5000", command_id="another-delivery"))
-    assert out == [] and again is state
+# --- purchases and levels ------------------------------------------------------------------
 
 
-def test_replay_of_the_same_input_re_emits_the_same_event():
-    state, [event] = apply_purchase(CustomerLedger(), command("O-1", "5000"))
-    again, out = apply_purchase(state, command("O-1", "5000"))
-    assert again is state
-    assert out == [event.model_dump_json()]
+def test_purchase_awards_a_lot_and_the_held_level_applies_before_the_level_up():
+    ledger = Ledger()
+    first = ledger.events(ledger(purchase("O-1", "9000")))
+    assert [e.type for e in first] == ["bonus_awarded"]
+    assert (first[0].points, first[0].percent, first[0].level) == (450, "5", None)
+    assert first[0].expires_at == T0 + timedelta(days=30)
+
+    second = ledger.events(ledger(purchase("O-2", "2000")))  # crosses 10,000: silver after
+    assert [e.type for e in second] == ["bonus_awarded", "level_changed"]
+    assert (second[0].points, second[0].percent) == (100, "5")  # the level held before
+    assert (second[1].level, second[1].previous_level, second[1].direction) == (
+        "silver",
+        None,
+        "up",
+    )
+    third = ledger.events(ledger(purchase("O-3", "1000")))
+    assert (third[0].points, third[0].percent) == (70, "7")  # 5 % base + 2 % silver
+    assert ledger.state.balance() == 620 and third[0].balance_after == 620
 
 
-def test_event_ids_depend_on_tenant_and_order_only():
-    _, [a] = apply_purchase(CustomerLedger(), command("O-1", "100"))
-    _, [b] = apply_purchase(CustomerLedger(), command("O-1", "999", command_id="x"))
-    _, [c] = apply_purchase(CustomerLedger(), command("O-2", "100"))
-    assert a.event_id == b.event_id != c.event_id
+def test_same_order_from_another_delivery_is_a_duplicate_and_a_replay_re_emits():
+    ledger = Ledger()
+    cmd = purchase("O-1", "5000")
+    first = ledger(cmd)
+    again = ledger(purchase("O-1", "5000"))
+    assert again.status == "duplicate" and again.events == []
+    replay = ledger(cmd)
+    assert replay.status == "applied" and replay.events == first.events
+
+
+def test_hold_makes_the_lot_pending_until_the_hold_is_over():
+    ledger = Ledger()
+    held = RULES.model_copy(update={"hold_days": 14, "max_spend_percent": Decimal(100)})
+    ledger(purchase("O-1", "10000", rules=held))
+    refused = ledger.events(ledger(spend("S-1", 100, rules=held, at=T0 + timedelta(days=13))))
+    assert refused[0].type == "spend_rejected" and refused[0].reason == "insufficient_balance"
+    assert "500 more pending" in refused[0].detail
+    done = ledger.events(ledger(spend("S-1", 100, rules=held, at=T0 + timedelta(days=14))))
+    assert done[0].type == "bonus_spent" and done[0].balance_after == 400
+
+
+# --- referrals and registration ------------------------------------------------------------
+
+
+def test_registered_referee_purchases_make_referral_commands_for_the_referrer():
+    ledger = Ledger()
+    registered = ledger.events(
+        ledger(
+            RegisterCommand(
+                referral_code="ABCD2345",
+                referrer_id="33333333-3333-3333-3333-333333333333",
+                **common(),
+            )
+        )
+    )
+    assert registered[0].type == "customer_registered"
+    first = ledger(purchase("O-1", "1000"))
+    [referral] = first.followups
+    assert isinstance(referral, ReferralCommand)
+    assert referral.customer.id == "33333333-3333-3333-3333-333333333333"
+    assert ledger(purchase("O-2", "1000")).followups == []  # first purchase only
+
+    referrer = Ledger()
+    [award] = referrer.events(referrer(referral))
+    assert (award.type, award.points, award.referee_id) == ("referral_awarded", 30, CUSTOMER.id)
+    assert referrer(referral.model_copy(update={"command_id": "other"})).status == "duplicate"
+
+
+# --- spending ------------------------------------------------------------------------------
+
+
+def test_spend_takes_the_lots_that_expire_first_and_checks_the_max_percent():
+    ledger = Ledger()
+    ledger(purchase("O-1", "2000", at=T0))  # 100, expires T0+30
+    ledger(purchase("O-2", "2000", at=T0 + timedelta(days=1)))  # 100, expires T0+31
+    over = ledger.events(ledger(spend("S-1", 150, order_amount="200", at=T0 + timedelta(days=2))))
+    assert over[0].reason == "over_max_percent" and over[0].max_points == 100
+    missing = ledger.events(ledger(spend("S-1", 150, at=T0 + timedelta(days=2))))
+    assert missing[0].reason == "order_amount_required"
+    ok = ledger.events(ledger(spend("S-1", 150, order_amount="1000", at=T0 + timedelta(days=2))))
+    assert ok[0].type == "bonus_spent"
+    assert [(lot.points) for lot in ok[0].lots] == [100, 50]
+    assert [lot.lot_id for lot in ok[0].lots] == [
+        derived_id(TENANT, "O-1", "bonus_awarded"),
+        derived_id(TENANT, "O-2", "bonus_awarded"),
+    ]
+    assert ledger.state.balance() == 50
+
+
+def test_refused_spend_is_retried_with_a_new_delivery_and_succeeds_after_a_purchase():
+    ledger = Ledger()
+    refused = ledger(spend("S-1", 100, order_amount="1000"))
+    assert refused.status == "rejected"
+    ledger(purchase("O-1", "4000"))
+    assert ledger(spend("S-1", 100, order_amount="1000")).status == "applied"
+    assert ledger(spend("S-1", 100, order_amount="1000")).status == "duplicate"
+
+
+# --- refunds -------------------------------------------------------------------------------
+
+
+def test_partial_then_full_refund_reverses_the_award_in_proportion():
+    ledger = Ledger()
+    ledger(purchase("O-1", "3000"))  # 150
+    part = ledger.events(ledger(refund("O-1", "r1", "1000")))
+    assert [e.type for e in part] == ["bonus_reversed"]
+    assert (part[0].points, part[0].unrecovered, part[0].balance_after) == (50, 0, 100)
+    assert part[0].lifetime_spend == "2000"
+    rest = ledger.events(ledger(refund("O-1", "r2")))
+    assert (rest[0].points, rest[0].balance_after, rest[0].refund_amount) == (100, 0, "2000")
+    assert ledger(refund("O-1", "r3", "1")).status == "rejected"  # nothing left to refund
+
+
+def test_refund_after_the_award_was_spent_takes_other_points_then_forgives_the_rest():
+    ledger = Ledger()
+    ledger(purchase("O-1", "2000"))  # 100
+    ledger(purchase("O-2", "600"))  # 30
+    ledger(spend("S-1", 100, order_amount="1000"))  # takes O-1's lot (expires first... same day)
+    [reversed_] = ledger.events(ledger(refund("O-1", "r1")))
+    assert (reversed_.points, reversed_.unrecovered, reversed_.balance_after) == (30, 70, 0)
+
+
+def test_refund_of_an_order_paid_with_points_returns_them_into_their_lots():
+    ledger = Ledger()
+    ledger(purchase("O-1", "4000"))  # 200
+    ledger(spend("S-1", 120, order_amount="1000"))
+    part = ledger.events(ledger(refund("S-1", "r1", "500")))
+    assert [e.type for e in part] == ["bonus_returned"]
+    assert (part[0].points, part[0].balance_after) == (60, 140)
+    # the lot expired since: the rest comes back and expires again at once
+    late = ledger.events(ledger(refund("S-1", "r2", at=T0 + timedelta(days=40))))
+    assert [e.type for e in late] == ["bonus_expired", "bonus_returned", "bonus_expired"]
+    assert late[-1].balance_after == 0
+
+
+def test_refund_of_an_unknown_order_is_rejected():
+    assert Ledger()(refund("NOPE", "r1")).status == "rejected"
+
+
+# --- expiry --------------------------------------------------------------------------------
+
+
+def test_expiry_emits_bonus_expired_once_and_the_balance_drops():
+    ledger = Ledger()
+    ledger(purchase("O-1", "2000"))
+    out = ledger.events(ledger(expire(T0 + timedelta(days=30))))
+    assert [(e.type, e.points, e.balance_after) for e in out] == [("bonus_expired", 100, 0)]
+    assert ledger(expire(T0 + timedelta(days=31))).status == "duplicate"
 
 
 def test_state_survives_its_serialised_form():
-    state, _ = apply_purchase(CustomerLedger(), command("O-1", "1234.56"))
-    assert CustomerLedger.from_bytes(state.to_bytes()) == state
+    ledger = Ledger()
+    ledger(purchase("O-1", "1234.56"))
+    ledger(spend("S-1", 10, order_amount="100"))
+    assert CustomerState.from_bytes(ledger.state.to_bytes()) == ledger.state
+    assert OrderState.from_bytes(ledger.orders["S-1"].to_bytes()) == ledger.orders["S-1"]
 
 
-purchases = st.lists(
-    st.tuples(
-        st.integers(0, 15).map(lambda n: f"O-{n}"),
-        st.decimals(min_value=0, max_value=10**9, places=2, allow_nan=False),
-        st.integers(0, 2),  # which delivery of the order this is
+# --- invariants under any sequence ---------------------------------------------------------
+
+orders = st.integers(0, 5).map(lambda n: f"O-{n}")
+steps = st.lists(
+    st.one_of(
+        st.tuples(st.just("purchase"), orders, st.integers(0, 50_000)),
+        st.tuples(st.just("spend"), orders, st.integers(1, 3_000), st.integers(0, 10_000)),
+        st.tuples(st.just("refund"), orders, st.integers(0, 3), st.integers(0, 40_000)),
+        st.tuples(st.just("wait"), st.integers(0, 20)),
+        st.tuples(st.just("replay"), st.integers(0, 1000)),
     ),
     max_size=40,
 )
 
 
-@given(purchases)
-def test_ledger_invariants_hold_for_any_sequence_with_retries(sequence):
-    state = CustomerLedger()
-    first_amount: dict[str, Decimal] = {}
-    for order_id, amount, delivery in sequence:
-        before = state
-        state, out = apply_purchase(
-            state, command(order_id, amount, command_id=f"{order_id}/{delivery}")
-        )
-        if order_id in first_amount:
-            assert state is before  # one award per order, whatever arrives later
+@settings(max_examples=300, deadline=None)
+@given(steps, st.sampled_from([Decimal(30), Decimal(100)]), st.integers(0, 3))
+def test_invariants_hold_for_any_sequence_of_actions_and_replays(sequence, max_percent, hold):
+    rules = RULES.model_copy(update={"max_spend_percent": max_percent, "hold_days": hold})
+    ledger = Ledger()
+    at = T0
+    for step in sequence:
+        kind = step[0]
+        if kind == "wait":
+            at += timedelta(days=step[1])
+            cmd = expire(at)
+        elif kind == "replay":
+            if not ledger.log:
+                continue
+            cmd, emitted = ledger.log[step[1] % len(ledger.log)]
+            before = ledger.state
+            result = apply(ledger.state, ledger.orders, cmd)
+            # the same input again changes nothing; the most recent re-emit what they emitted
+            assert result.state is before
+            if any(r.command_id == cmd.command_id for r in before.recent):
+                assert result.events == emitted
+            continue
+        elif kind == "purchase":
+            cmd = purchase(step[1], step[2], at=at, rules=rules)
+        elif kind == "spend":
+            cmd = spend(step[1], step[2], step[3], at=at, rules=rules)
         else:
-            first_amount[order_id] = amount
-            assert len(out) == 1
-        # replaying the input just applied changes nothing
-        assert (
-            apply_purchase(state, command(order_id, amount, command_id=f"{order_id}/{delivery}"))[0]
-            is state
-        )
-    assert state.seq == len(first_amount)
-    assert state.lifetime_spend == sum(first_amount.values(), Decimal(0))
-    assert state.balance(T0) == sum(lot.remaining for lot in state.lots)
-    assert state.balance(T0) == sum(award_points(a, Decimal(5)) for a in first_amount.values())
-    assert all(lot.remaining >= 0 for lot in state.lots)
+            cmd = refund(step[1], f"r{step[2]}", step[3] or None, at=at, rules=rules)
+        active_before = sum(lot.remaining for lot in ledger.state.lots if lot.active(at))
+        result = ledger(cmd)
+        events = ledger.events(result)
+        for event in events:
+            if event.type == "bonus_spent":
+                assert event.points <= active_before  # never beyond the active balance
+                limit = award_points(cmd.order_amount, max_percent, "floor")
+                assert event.points <= limit  # never beyond the max % of the order
+        if events:
+            assert events[-1].balance_after == ledger.state.balance()
+            assert [e.seq for e in events] == list(
+                range(events[0].seq, events[0].seq + len(events))
+            )
+        assert all(lot.remaining > 0 for lot in ledger.state.lots)  # no lot at or below zero
+        assert ledger.state.balance() >= 0
+
+    # balance = Σ of the lots = Σ of every movement the events report
+    moved = 0
+    for _, emitted in ledger.log:
+        for raw in emitted:
+            e = orjson.loads(raw)
+            sign = {"bonus_awarded": 1, "bonus_returned": 1}.get(e["type"], -1)
+            if e["type"] in ("bonus_awarded", "bonus_returned", "bonus_spent", "bonus_expired"):
+                moved += sign * e["points"]
+            elif e["type"] == "bonus_reversed":
+                moved -= e["points"]
+    assert ledger.state.balance() == sum(lot.remaining for lot in ledger.state.lots) == moved

@@ -1,0 +1,22 @@
+"""The periodic expiry sweep: on the leader worker, every `expiry_sweep_interval_s` seconds."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from kopilka.expiry import due_commands
+from kopilka.logging import get_logger
+from streams.app import app, commands, resources, settings
+from streams.retry import until_done
+
+log = get_logger(__name__)
+
+
+@app.timer(interval=settings.expiry_sweep_interval_s, on_leader=True)
+async def expiry_sweep() -> None:
+    pool = await until_done(resources.pool, "connect")
+    due = await until_done(lambda: due_commands(pool, datetime.now(UTC)), "expiry sweep")
+    for cmd in due:
+        await commands.send(key=cmd.key, value=cmd.to_bytes())
+    if due:
+        log.info("expiry_sweep", customers=len(due))
