@@ -229,8 +229,8 @@ def run_local() -> int:
         nonlocal stopping
         stopping = True
 
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, on_signal)
     try:
         stack.start_services()
         settings = stack.settings()
@@ -241,6 +241,12 @@ def run_local() -> int:
         print(f"\nkopilka: a service did not start: {exc}", file=sys.stderr)
         stack.stop()
         return 1
+    except BaseException:  # anything else: still stop what was started, then show it
+        stack.stop()
+        raise
+    if stopping:  # Ctrl-C while starting
+        stack.stop()
+        return 130
     _print_banner(settings, demo, time.monotonic() - started, stack)
     try:
         while not stopping:

@@ -5,7 +5,8 @@ Rules (deterministic, so concurrent workers and replays agree):
   workers creating the same customer at once create the same row;
 - a request carrying an identity the customer lacks links it to that customer;
 - when the email and the phone already belong to two different customers, the customer created
-  first wins, the other keeps its identity, and the conflict is logged.
+  first wins, the other keeps its identity, and the conflict is logged and recorded in
+  identity_conflicts for support to merge by hand if they are one person.
 """
 
 from __future__ import annotations
@@ -89,6 +90,16 @@ class CustomerDirectory:
                         chosen=str(customer_id),
                         others=[str(o) for o in owners - {customer_id}],
                     )
+                    for other in owners - {customer_id}:
+                        await conn.execute(
+                            "INSERT INTO identity_conflicts (tenant_id, chosen_id, other_id,"
+                            " email, phone) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+                            tenant,
+                            customer_id,
+                            other,
+                            email,
+                            phone,
+                        )
             known = {(r["kind"], r["value"]) for r in rows}
             for kind, value in (("email", email), ("phone", phone)):
                 if value and (kind, value) not in known:

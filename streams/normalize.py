@@ -14,6 +14,7 @@ on loyalty.outcomes, which a waiting request (`Prefer: wait`) returns to the sho
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -293,13 +294,23 @@ async def normalize(stream):
                 ).to_bytes(),
             )
             continue
+        started = time.perf_counter()
         try:
             result = await normalizer.normalize(env)
         except Exception as exc:  # a bug must not stop the stream or lose the record
             log.exception("normalize_failed", tenant_id=env.tenant_id, event_id=env.event_id)
             result = Normalized(dead=dead_letter(env, "internal_error", None, repr(exc)[:300]))
+        resolved = time.perf_counter()
         for cmd in result.commands:
             await commands.send(key=cmd.key, value=cmd.to_bytes())
+        if len(result.commands) > 100:
+            log.info(
+                "large_request_normalized",
+                event_id=env.event_id,
+                commands=len(result.commands),
+                resolve_ms=round((resolved - started) * 1000),
+                send_ms=round((time.perf_counter() - resolved) * 1000),
+            )
         for outcome in result.refused:
             await outcomes.send(key=env.event_id.encode(), value=outcome.to_bytes())
         if result.dead is not None:

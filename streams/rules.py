@@ -55,7 +55,11 @@ from schemas.messages import (
 )
 from schemas.tenant_rules import TenantRules
 
-REMEMBERED_COMMANDS = 64
+# How many commands' events are kept for exact re-emission: per order (purchase, spend, refunds,
+# retried refused spends) and per customer for the rest (registration, expiry sweeps). A replay
+# only ever concerns commands not yet committed, i.e. the last few.
+REMEMBERED_PER_ORDER = 16
+REMEMBERED_PER_CUSTOMER = 8
 _ROUNDING = {"floor": ROUND_FLOOR, "half_up": ROUND_HALF_UP}
 _HUNDRED = Decimal(100)
 # Amounts have up to 12 integer and 12 fraction digits, percents up to 9 digits: their product
@@ -166,6 +170,7 @@ class OrderState(BaseModel):
     refunded: Decimal = Decimal(0)
     reversed: int = 0
     returned: int = 0
+    emitted: tuple[Remembered, ...] = ()
 
     def to_bytes(self) -> bytes:
         return self.model_dump_json().encode()
@@ -292,28 +297,13 @@ class _Builder:
                 order_id=order_id,
             )
 
-    def state(
-        self,
-        base: CustomerState,
-        status: str,
-        reason: str | None = None,
-        followups: tuple[Command, ...] = (),
-        **changes,
-    ) -> CustomerState:
-        remembered = Remembered(
-            command_id=self.cmd.command_id,
-            status=status,
-            events=tuple(self.events),
-            followups=tuple(f.model_dump_json() for f in followups),
-            reason=reason,
-        )
+    def state(self, base: CustomerState, **changes) -> CustomerState:
         return base.model_copy(
             update={
                 "seq": self.seq,
                 "lots": tuple(self.lots),
                 "lifetime_spend": self.lifetime,
                 "level": self.level,
-                "recent": (*base.recent, remembered)[-REMEMBERED_COMMANDS:],
                 **changes,
             }
         )
@@ -323,18 +313,43 @@ def _lot_order(lot: Lot | Taken) -> tuple:
     return (lot.expires_at, lot.available_at, lot.lot_id)
 
 
+def remembered(
+    state: CustomerState, order: OrderState | None, command_id: str
+) -> Remembered | None:
+    """What this command did when it was applied, if it was (and is still remembered)."""
+    kept = order.emitted if order is not None else state.recent
+    return next((r for r in kept if r.command_id == command_id), None)
+
+
 def apply(state: CustomerState, orders: Mapping[str, OrderState], cmd: Command) -> Result:
     """Apply one command to one customer's ledger."""
     key = order_key(cmd)
-    order = orders.get(key) if key is not None else None
-    for seen in state.recent:
-        if seen.command_id == cmd.command_id:  # a replay of the same input
-            followups = [parse_command(f.encode()) for f in seen.followups]
-            return Result(
-                state, order, list(seen.events), seen.status, followups, reason=seen.reason
-            )
-    handler = _HANDLERS[type(cmd)]
-    return handler(state, order or OrderState(), cmd)
+    order = orders.get(key, OrderState()) if key is not None else None
+    seen = remembered(state, order, cmd.command_id)
+    if seen is not None:  # a replay of the same input: the same events, nothing changes
+        followups = [parse_command(f.encode()) for f in seen.followups]
+        return Result(state, order, list(seen.events), seen.status, followups, reason=seen.reason)
+    result = _HANDLERS[type(cmd)](state, order or OrderState(), cmd)
+    if result.status == "duplicate":
+        return result
+    memo = Remembered(
+        command_id=cmd.command_id,
+        status=result.status,
+        events=tuple(result.events),
+        followups=tuple(f.model_dump_json() for f in result.followups),
+        reason=result.reason,
+    )
+    if key is not None:
+        kept = (result.order or order).emitted
+        result.order = (result.order or order).model_copy(
+            update={"emitted": (*kept, memo)[-REMEMBERED_PER_ORDER:]}
+        )
+    else:
+        kept = result.state.recent
+        result.state = result.state.model_copy(
+            update={"recent": (*kept, memo)[-REMEMBERED_PER_CUSTOMER:]}
+        )
+    return result
 
 
 def _duplicate(state: CustomerState, order: OrderState | None, why: str) -> Result:
@@ -388,7 +403,7 @@ def _purchase(state: CustomerState, order: OrderState, cmd: PurchaseCommand) -> 
             "awarded": points,
         }
     )
-    new_state = b.state(state, "applied", followups=tuple(followups), purchases=state.purchases + 1)
+    new_state = b.state(state, purchases=state.purchases + 1)
     return Result(new_state, new_order, b.events, "applied", followups)
 
 
@@ -415,7 +430,7 @@ def _referral(state: CustomerState, order: OrderState, cmd: ReferralCommand) -> 
     new_order = order.model_copy(
         update={"purchase_command": cmd.command_id, "award_lot": lot_id, "awarded": points}
     )
-    return Result(b.state(state, "applied"), new_order, b.events, "applied")
+    return Result(b.state(state), new_order, b.events, "applied")
 
 
 def _register(state: CustomerState, order: OrderState, cmd: RegisterCommand) -> Result:
@@ -432,7 +447,6 @@ def _register(state: CustomerState, order: OrderState, cmd: RegisterCommand) -> 
     )
     new_state = b.state(
         state,
-        "applied",
         registered=True,
         referral_code=cmd.referral_code,
         referrer_id=cmd.referrer_id,
@@ -485,9 +499,7 @@ def _spend(state: CustomerState, order: OrderState, cmd: SpendCommand) -> Result
             active_balance=active_balance,
             max_points=max_points,
         )
-        return Result(
-            b.state(state, "rejected", reason), order, b.events, "rejected", reason=reason
-        )
+        return Result(b.state(state), order, b.events, "rejected", reason=reason)
     taken = b.take(cmd.points, sorted(active, key=_lot_order))
     b.emit(
         BonusSpent,
@@ -504,7 +516,7 @@ def _spend(state: CustomerState, order: OrderState, cmd: SpendCommand) -> Result
             "spent": tuple(taken),
         }
     )
-    return Result(b.state(state, "applied"), new_order, b.events, "applied")
+    return Result(b.state(state), new_order, b.events, "applied")
 
 
 def _refund(state: CustomerState, order: OrderState, cmd: RefundCommand) -> Result:
@@ -591,11 +603,11 @@ def _refund(state: CustomerState, order: OrderState, cmd: RefundCommand) -> Resu
             "returned": order.returned + (give_back - left),
         }
     )
-    return Result(b.state(state, "applied"), new_order, b.events, "applied")
+    return Result(b.state(state), new_order, b.events, "applied")
 
 
 def _reject_refund(b: _Builder, state: CustomerState, order: OrderState, why: str) -> Result:
-    return Result(b.state(state, "rejected", why), order, b.events, "rejected", reason=why)
+    return Result(b.state(state), order, b.events, "rejected", reason=why)
 
 
 def _expire(state: CustomerState, order: OrderState, cmd: ExpireCommand) -> Result:
@@ -603,7 +615,7 @@ def _expire(state: CustomerState, order: OrderState, cmd: ExpireCommand) -> Resu
     b.expire_due()
     if not b.events:
         return Result(state, None, [], "duplicate", reason="nothing to expire")
-    return Result(b.state(state, "applied"), None, b.events, "applied")
+    return Result(b.state(state), None, b.events, "applied")
 
 
 _HANDLERS = {

@@ -60,7 +60,7 @@ def stack():
         s.start_services()
         s.start_worker()
         s.start_ingest()
-    except devservices.ServiceStartError:
+    except BaseException:  # whatever stops the start-up, leave no process behind
         s.stop()
         raise
     yield s

@@ -48,3 +48,15 @@ ALTER TABLE ledger_entries ADD COLUMN delta bigint NOT NULL DEFAULT 0, ADD COLUM
 -- One award per (tenant, order): the ledger guarantees it, this makes any slip loud.
 CREATE UNIQUE INDEX ledger_entries_one_award_idx ON ledger_entries (tenant_id, order_id)
     WHERE type = 'bonus_awarded';
+
+-- When a request's email and phone belong to two different customers, the earlier-created one
+-- is used (kopilka/customers.py) and the conflict is recorded here for support to resolve.
+CREATE TABLE identity_conflicts (
+    tenant_id   uuid        NOT NULL,
+    chosen_id   uuid        NOT NULL,
+    other_id    uuid        NOT NULL,
+    email       text,
+    phone       text,
+    seen_at     timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (tenant_id, chosen_id, other_id)
+);

@@ -290,3 +290,23 @@ async def test_admin_api_needs_the_admin_token(api):
         assert resp.status == 401
     status, body = await api.admin("GET", f"tenants/{uuid.uuid4()}")
     assert status == 404, body
+
+
+async def test_email_and_phone_of_two_customers_go_to_the_older_one_and_are_recorded(
+    api, make_tenant, db
+):
+    shop = await make_tenant()
+    secret, email, phone = shop["webhook_secret"], mail(), "+7 999 700-00-02"
+    await api.post_webhook(secret, json=purchase("C-1", 1000, email=email), headers=WAIT)
+    await api.post_webhook(secret, json=purchase("C-2", 2000, phone=phone), headers=WAIT)
+    _, body, _ = await api.post_webhook(
+        secret, json=purchase("C-3", 4000, email=email, phone=phone), headers=WAIT
+    )
+    [awarded] = events_of(body)
+    older = await api.wait_for_customer(shop["api_key"], email=email)
+    assert awarded["customer"]["id"] == older["customer"]["id"]
+    conflicts = await db.fetch(
+        "SELECT chosen_id, other_id FROM identity_conflicts WHERE tenant_id = $1",
+        uuid.UUID(shop["tenant_id"]),
+    )
+    assert [str(c["chosen_id"]) for c in conflicts] == [older["customer"]["id"]]
