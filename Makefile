@@ -32,8 +32,9 @@ format: $(STAMP)
 	@$(BIN)/ruff check --fix .
 	@$(BIN)/ruff format .
 
-bench: $(STAMP)  ## ingest latency and throughput against a freshly started stack
+bench: $(STAMP)  ## ingest latency/throughput, then Prefer: wait spends and a 10,000-item batch
 	@$(BIN)/python tests/perf/ingest_bench.py $(ARGS)
+	@$(BIN)/python tests/perf/loyalty_bench.py
 
 clean:  ## remove the virtualenv and every byte of local data (Kafka, Postgres, logs)
 	rm -rf $(VENV) .data .pytest_cache

@@ -212,6 +212,38 @@ class CustomerDirectory:
             )
         return str(owner)
 
+    async def claim_orders(self, tenant_id: str, claims: list[tuple[str, str]]) -> dict[str, str]:
+        """Claim many (order_id, customer_id) at once: order_id -> the customer it belongs to.
+        Within the list, the first claim of an order wins, as if claimed one by one."""
+        if not claims:
+            return {}
+        rows = await self.pool.fetch(
+            """
+            WITH input AS (
+                SELECT order_id, customer_id, n
+                FROM unnest($2::text[], $3::uuid[]) WITH ORDINALITY AS u(order_id, customer_id, n)
+            ), claimed AS (
+                INSERT INTO order_claims (tenant_id, order_id, customer_id)
+                SELECT DISTINCT ON (order_id) $1::uuid, order_id, customer_id
+                FROM input ORDER BY order_id, n
+                ON CONFLICT DO NOTHING
+                RETURNING order_id, customer_id
+            )
+            SELECT order_id, customer_id FROM claimed
+            UNION ALL
+            SELECT o.order_id, o.customer_id FROM order_claims o
+            WHERE o.tenant_id = $1 AND o.order_id = ANY($2::text[])
+            """,
+            uuid.UUID(tenant_id),
+            [order for order, _ in claims],
+            [uuid.UUID(customer) for _, customer in claims],
+        )
+        owners = {row["order_id"]: str(row["customer_id"]) for row in rows}
+        missing = [order for order, _ in claims if order not in owners]
+        for order in missing:  # claimed concurrently after our snapshot: read it one by one
+            owners[order] = await self.claim_order(tenant_id, order, dict(claims)[order])
+        return owners
+
     async def order_owner(self, tenant_id: str, order_id: str) -> CustomerRef | None:
         row = await self.pool.fetchrow(
             "SELECT c.id, c.email, c.phone FROM order_claims o JOIN customers c"

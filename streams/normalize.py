@@ -116,10 +116,23 @@ class Normalizer:
         if parsed.purchases:
             results = await run_grouped(
                 parsed.purchases,
-                lambda p: (("email", p.email), ("phone", p.phone), ("order", p.order_id)),
+                lambda p: (("email", p.email), ("phone", p.phone)),
                 lambda p: self._purchase(env, rules, p),
             )
+            owners = await until_done(
+                lambda: self._customers.claim_orders(
+                    env.tenant_id,
+                    [
+                        (p.order_id, r.id)
+                        for p, r in zip(parsed.purchases, results, strict=True)
+                        if isinstance(r, CustomerRef)
+                    ],
+                ),
+                "orders",
+            )
             for purchase, result in zip(parsed.purchases, results, strict=True):
+                if isinstance(result, CustomerRef) and owners[purchase.order_id] != result.id:
+                    result = _claimed_by_another(purchase.order_id)
                 if isinstance(result, Refused):
                     out.refused.append(refusal(env, purchase.index, result.code, result.reason))
                     continue
@@ -190,21 +203,15 @@ class Normalizer:
             lambda: self._customers.claim_order(tenant_id, order_id, customer.id), "order"
         )
         if owner != customer.id:
-            raise Refused(
-                "order_of_another_customer",
-                f"order {order_id!r} already belongs to another customer",
-                "orderId",
-            )
+            raise _claimed_by_another(order_id)
 
     async def _purchase(
         self, env: RawEnvelope, rules: TenantRules, p: Purchase
     ) -> CustomerRef | Refused:
         try:
-            customer = await self._customer(env.tenant_id, rules, p.email, p.phone, p.name)
-            await self._claim(env.tenant_id, p.order_id, customer)
+            return await self._customer(env.tenant_id, rules, p.email, p.phone, p.name)
         except Refused as exc:
             return exc
-        return customer
 
     async def _register(
         self, env: RawEnvelope, rules: TenantRules, parsed: ParsedWebhook, fields: dict
@@ -236,6 +243,14 @@ class Normalizer:
             referrer_id=referrer_id,
             **fields,
         )
+
+
+def _claimed_by_another(order_id: str) -> Refused:
+    return Refused(
+        "order_of_another_customer",
+        f"order {order_id!r} already belongs to another customer",
+        "orderId",
+    )
 
 
 def dead_letter(env: RawEnvelope, code: str, field: str | None, reason: str) -> AuditRecord:
