@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import signal
 import sys
 import time
@@ -209,7 +210,6 @@ def main(argv: list[str] | None = None) -> None:
 
 def run_local() -> int:
     """`make run`: start what is missing, print where to send webhooks, run until Ctrl-C."""
-    import os
 
     from kopilka.devservices import ServiceStartError
     from kopilka.stack import Stack
@@ -223,6 +223,8 @@ def run_local() -> int:
             if os.environ.get(k)
         },
     )
+    if not os.environ.get("KOPILKA_ADMIN_TOKEN"):
+        stack.env["KOPILKA_ADMIN_TOKEN"] = _dev_admin_token(stack)
     stopping = False
 
     def on_signal(signum, _frame):
@@ -290,6 +292,21 @@ def _demo_tenant(stack, settings) -> dict:
     return demo
 
 
+def _dev_admin_token(stack) -> str:
+    """A local admin token for `make run`, kept in .data/ (0600) so it survives restarts."""
+    import secrets
+
+    path: Path = stack.data_dir / "admin-token"
+    if path.exists():
+        return path.read_text().strip()
+    stack.data_dir.mkdir(parents=True, exist_ok=True)
+    token = "adm_" + secrets.token_urlsafe(24)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(token + "\n")
+    return token
+
+
 def _where(dsn: str) -> str:
     """host:port/db of a database URL, without its credentials."""
     url = urlsplit(dsn)
@@ -309,6 +326,7 @@ Kopilka is running ({elapsed:.1f}s). Ctrl-C stops everything it started.
   Kafka:                   {stack.env["KAFKA_BOOTSTRAP_SERVERS"]}
   Postgres:                {_where(stack.settings().database_url.get_secret_value())}
   Logs:                    {stack.data_dir / "logs"}/
+  Admin API:               {base}/api/admin/  (token in {stack.data_dir / "admin-token"})
   Demo credentials kept in {stack.data_dir / "demo-tenant.json"}
 """,
         flush=True,
