@@ -9,12 +9,13 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from ingest import admin_api
-from ingest.context import BACKGROUND, OUTCOMES, POOL, PRODUCER, SETTINGS, TENANTS
+from ingest.context import BACKGROUND, CUSTOMERS, OUTCOMES, POOL, PRODUCER, SETTINGS, TENANTS
 from ingest.outcomes import OutcomeWaiter
 from ingest.read_api import get_customer
 from ingest.responses import json_response
 from ingest.webhooks import receive_webhook
 from kopilka import db
+from kopilka.customers import CustomerDirectory
 from kopilka.kafka import ensure_topics, make_producer
 from kopilka.logging import get_logger
 from kopilka.settings import Settings
@@ -28,6 +29,7 @@ async def _database(app: web.Application):
     pool = await db.create_pool(settings.database_url.get_secret_value(), min_size=2, max_size=20)
     app[POOL] = pool
     app[TENANTS] = TenantDirectory(pool, ttl_s=settings.tenant_cache_ttl_s)
+    app[CUSTOMERS] = CustomerDirectory(pool)
     yield
     await pool.close()
 

@@ -7,6 +7,7 @@ from aiohttp import web
 from aiokafka import AIOKafkaProducer
 
 from ingest.outcomes import OutcomeWaiter
+from kopilka.customers import CustomerDirectory
 from kopilka.settings import Settings
 from kopilka.tenants import TenantDirectory
 
@@ -16,3 +17,4 @@ PRODUCER = web.AppKey("producer", AIOKafkaProducer)
 TENANTS = web.AppKey("tenants", TenantDirectory)
 BACKGROUND = web.AppKey("background", set)
 OUTCOMES = web.AppKey("outcomes", OutcomeWaiter)
+CUSTOMERS = web.AppKey("customers", CustomerDirectory)

@@ -18,9 +18,9 @@ from aiohttp import web
 from aiokafka.errors import KafkaError, MessageSizeTooLargeError
 from prometheus_client import Counter, Histogram
 
-from ingest import answers
+from ingest import answers, precheck
 from ingest.answers import expected_commands
-from ingest.context import BACKGROUND, OUTCOMES, PRODUCER, SETTINGS, TENANTS
+from ingest.context import BACKGROUND, CUSTOMERS, OUTCOMES, PRODUCER, SETTINGS, TENANTS
 from ingest.outcomes import prefer_wait
 from ingest.responses import error, json_response
 from kopilka import topics
@@ -112,6 +112,10 @@ async def _handle(request: web.Request) -> web.StreamResponse:
         return refuse(exc.status, exc.code, exc.reason, exc.field, len(body))
     if parsed.action == "tilda_test":
         return json_response({"status": "ok"})
+    try:
+        await precheck.check(request.app[CUSTOMERS], tenant, parsed)
+    except InboundError as exc:
+        return refuse(exc.status, exc.code, exc.reason, exc.field, len(body))
 
     envelope = RawEnvelope.wrap(
         body,
