@@ -6,6 +6,8 @@ import asyncpg
 from aiohttp import web
 from aiokafka import AIOKafkaProducer
 
+from ingest.ratelimit import Limiter
+from ingest.replay import ReplayGuard
 from kopilka.settings import Settings
 from kopilka.tenants import TenantDirectory
 
@@ -14,3 +16,5 @@ POOL = web.AppKey("pool", asyncpg.Pool)
 PRODUCER = web.AppKey("producer", AIOKafkaProducer)
 TENANTS = web.AppKey("tenants", TenantDirectory)
 BACKGROUND = web.AppKey("background", set)
+LIMITER = web.AppKey("limiter", Limiter)
+REPLAY = web.AppKey("replay", ReplayGuard)

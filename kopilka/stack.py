@@ -1,6 +1,7 @@
 """The whole local stack in one place: what `make run` starts, and what the test session starts.
 
-Kafka and Postgres are started only when `KAFKA_BOOTSTRAP_SERVERS` / `DATABASE_URL` are not set;
+Kafka, Postgres and Redis are started only when `KAFKA_BOOTSTRAP_SERVERS` / `DATABASE_URL` /
+`REDIS_URL` are not set;
 then the migrations are applied, the topics created, and the ingress and the stream worker run as
 child processes. `stop()` ends everything it started, newest first.
 """
@@ -31,12 +32,13 @@ class Stack:
     kafka_port: int = 9092
     kafka_controller_port: int = 9093
     postgres_port: int = 5433
+    redis_port: int = 6380
     kafka_heap: str = "512m"
     out: callable = print
 
     # -------------------------------------------------------------------- services
     def start_services(self) -> None:
-        """Start Kafka and Postgres unless configured from outside; `env` says where they are."""
+        """Start Kafka, Postgres and Redis unless configured from outside; `env` says where."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         if not self.env.get("KAFKA_BOOTSTRAP_SERVERS"):
             self._refuse_taken_port(self.kafka_port, "KAFKA_BOOTSTRAP_SERVERS to use that broker")
@@ -44,6 +46,9 @@ class Stack:
         if not self.env.get("DATABASE_URL"):
             self._refuse_taken_port(self.postgres_port, "DATABASE_URL")
             self.start_postgres()
+        if not self.env.get("REDIS_URL"):
+            self._refuse_taken_port(self.redis_port, "REDIS_URL")
+            self.start_redis()
         asyncio.run(self._prepare(self.settings()))
 
     @staticmethod
@@ -80,6 +85,14 @@ class Stack:
         self.env["DATABASE_URL"] = pg.extra["dsn"]
         self.out(f"postgres up at 127.0.0.1:{self.postgres_port} ({time.monotonic() - t0:.1f}s)")
         return pg
+
+    def start_redis(self) -> ManagedProcess:
+        t0 = time.monotonic()
+        redis = devservices.start_redis(self.data_dir / "redis", self.redis_port)
+        self.processes.insert(0, redis)
+        self.env["REDIS_URL"] = redis.extra["url"]
+        self.out(f"redis up at 127.0.0.1:{self.redis_port} ({time.monotonic() - t0:.1f}s)")
+        return redis
 
     def process(self, name: str) -> ManagedProcess:
         return next(p for p in self.processes if p.name == name)

@@ -1,18 +1,26 @@
-"""Tenants: creation with freshly generated credentials, and look-ups by credential.
+"""Tenants: creation with freshly generated credentials, look-ups by credential, rotation.
 
-Webhook secrets and API keys are 192-bit random tokens, shown once at creation and stored only
-as SHA-256 digests. A slow password hash buys nothing for tokens of that entropy; the digest makes
-the look-up an indexed equality on a value an attacker cannot steer, so the time it takes says
-nothing about how close a guess was.
+Webhook secrets and API keys are 192-bit random tokens, shown once and stored only as SHA-256
+digests in `tenant_credentials`. A slow password hash buys nothing for tokens of that entropy; the
+digest makes the look-up an indexed equality on a value an attacker cannot steer, so the time it
+takes says nothing about how close a guess was. Rotation adds a new credential and gives the old
+one an expiry (the grace period); after it, the old one is simply not found.
+
+Signing secrets (`whsec_…`, for request signatures) are HMAC keys, so they are kept as they are,
+never logged, and rotated the same way. Edge settings (signature mode, rate limit, body cap) are
+columns of `tenants`; NULL means the deployment's default.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import secrets
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import timedelta
 from decimal import Decimal
+from typing import Literal
 
 import asyncpg
 
@@ -20,6 +28,12 @@ from kopilka.cache import TTLCache
 
 SECRET_PREFIX = "whk_"  # noqa: S105 - a prefix, not a secret
 API_KEY_PREFIX = "kpk_"
+SIGNING_PREFIX = "whsec_"  # Standard Webhooks' prefix for a base64 HMAC key
+SIGNATURE_MODES = ("off", "optional", "required")
+
+CredentialKind = Literal["webhook_secret", "api_key"]
+Rotatable = Literal["webhook_secret", "api_key", "signing_secret"]
+ROTATABLE: tuple[Rotatable, ...] = ("webhook_secret", "api_key", "signing_secret")
 
 
 def digest(token: str) -> bytes:
@@ -28,6 +42,11 @@ def digest(token: str) -> bytes:
 
 def new_token(prefix: str) -> str:
     return prefix + secrets.token_urlsafe(24)  # 24 bytes = 192 bits
+
+
+def new_signing_secret() -> str:
+    """`whsec_` + base64 of 32 random bytes, the form Standard Webhooks libraries expect."""
+    return SIGNING_PREFIX + base64.b64encode(secrets.token_bytes(32)).decode()
 
 
 @dataclass(frozen=True)
@@ -39,6 +58,12 @@ class Tenant:
     bonus_ttl_days: int
     rounding: str
     phone_region: str
+    signature_mode: str = "off"
+    rate_limit_per_minute: int | None = None
+    rate_limit_burst: int | None = None
+    max_body_bytes: int | None = None
+    # Valid signing secrets (`whsec_…` strings), newest first; never printed by repr.
+    signing_secrets: tuple[str, ...] = field(default=(), repr=False)
 
     @classmethod
     def from_row(cls, row: asyncpg.Record) -> Tenant:
@@ -50,6 +75,11 @@ class Tenant:
             bonus_ttl_days=row["bonus_ttl_days"],
             rounding=row["rounding"],
             phone_region=row["phone_region"],
+            signature_mode=row["signature_mode"],
+            rate_limit_per_minute=row["rate_limit_per_minute"],
+            rate_limit_burst=row["rate_limit_burst"],
+            max_body_bytes=row["max_body_bytes"],
+            signing_secrets=tuple(s.decode() for s in row["signing_secrets"] or ()),
         )
 
     def rules(self) -> dict[str, str | int]:
@@ -60,24 +90,46 @@ class Tenant:
             "rounding": self.rounding,
         }
 
+    def edge(self) -> dict[str, object]:
+        """The edge settings as `kopilka tenants edge` shows them (no secrets)."""
+        return {
+            "signature_mode": self.signature_mode,
+            "rate_limit_per_minute": self.rate_limit_per_minute,
+            "rate_limit_burst": self.rate_limit_burst,
+            "max_body_bytes": self.max_body_bytes,
+            "signing_secrets": len(self.signing_secrets),
+        }
+
 
 @dataclass(frozen=True)
 class NewTenant:
     tenant: Tenant
     webhook_secret: str
     api_key: str
+    signing_secret: str
 
 
-_COLUMNS = "id, name, active, base_percent, bonus_ttl_days, rounding, phone_region"
-_INSERT = (
-    "INSERT INTO tenants (id, name, webhook_secret_hash, api_key_hash, base_percent,"  # noqa: S608
-    " bonus_ttl_days, phone_region) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING " + _COLUMNS
+_COLUMNS = (
+    "t.id, t.name, t.active, t.base_percent, t.bonus_ttl_days, t.rounding, t.phone_region,"
+    " t.signature_mode, t.rate_limit_per_minute, t.rate_limit_burst, t.max_body_bytes,"
+    " ARRAY(SELECT s.secret FROM tenant_signing_secrets s WHERE s.tenant_id = t.id"
+    " AND (s.expires_at IS NULL OR s.expires_at > now()) ORDER BY s.id DESC) AS signing_secrets"
 )
-_SELECT = f"SELECT {_COLUMNS} FROM tenants WHERE"  # noqa: S608 - constant column list
+_BY_CREDENTIAL = (
+    f"SELECT {_COLUMNS} FROM tenant_credentials c JOIN tenants t ON t.id = c.tenant_id"  # noqa: S608
+    " WHERE c.digest = $1 AND c.kind = $2 AND (c.expires_at IS NULL OR c.expires_at > now())"
+)
+_BY_ID = f"SELECT {_COLUMNS} FROM tenants t WHERE t.id = $1"  # noqa: S608 - constant columns
+_INSERT = (
+    "INSERT INTO tenants (id, name, webhook_secret_hash, api_key_hash, base_percent,"
+    " bonus_ttl_days, phone_region) VALUES ($1, $2, $3, $4, $5, $6, $7)"
+)
+_INSERT_CREDENTIAL = "INSERT INTO tenant_credentials (digest, tenant_id, kind) VALUES ($1, $2, $3)"
+_INSERT_SIGNING = "INSERT INTO tenant_signing_secrets (tenant_id, secret) VALUES ($1, $2)"
 
 
 async def create_tenant(
-    conn: asyncpg.Connection | asyncpg.Pool,
+    pool: asyncpg.Pool | asyncpg.Connection,
     *,
     name: str,
     base_percent: Decimal = Decimal(5),
@@ -85,32 +137,138 @@ async def create_tenant(
     phone_region: str = "RU",
 ) -> NewTenant:
     secret, api_key = new_token(SECRET_PREFIX), new_token(API_KEY_PREFIX)
-    row = await conn.fetchrow(
-        _INSERT,
-        uuid.uuid4(),
-        name,
-        digest(secret),
-        digest(api_key),
-        base_percent,
-        bonus_ttl_days,
-        phone_region.upper(),
-    )
-    return NewTenant(Tenant.from_row(row), secret, api_key)
+    signing = new_signing_secret()
+    tenant_id = uuid.uuid4()
+    async with _connection(pool) as conn, conn.transaction():
+        await conn.execute(
+            _INSERT,
+            tenant_id,
+            name,
+            digest(secret),
+            digest(api_key),
+            base_percent,
+            bonus_ttl_days,
+            phone_region.upper(),
+        )
+        await conn.execute(_INSERT_CREDENTIAL, digest(secret), tenant_id, "webhook_secret")
+        await conn.execute(_INSERT_CREDENTIAL, digest(api_key), tenant_id, "api_key")
+        await conn.execute(_INSERT_SIGNING, tenant_id, signing.encode())
+        row = await conn.fetchrow(_BY_ID, tenant_id)
+    return NewTenant(Tenant.from_row(row), secret, api_key, signing)
+
+
+async def _lookup(conn, kind: CredentialKind, token: str) -> Tenant | None:
+    row = await conn.fetchrow(_BY_CREDENTIAL, digest(token), kind)
+    return Tenant.from_row(row) if row else None
 
 
 async def tenant_by_secret(conn: asyncpg.Connection | asyncpg.Pool, secret: str) -> Tenant | None:
-    row = await conn.fetchrow(_SELECT + " webhook_secret_hash = $1", digest(secret))
-    return Tenant.from_row(row) if row else None
+    return await _lookup(conn, "webhook_secret", secret)
 
 
 async def tenant_by_api_key(conn: asyncpg.Connection | asyncpg.Pool, key: str) -> Tenant | None:
-    row = await conn.fetchrow(_SELECT + " api_key_hash = $1", digest(key))
-    return Tenant.from_row(row) if row else None
+    return await _lookup(conn, "api_key", key)
 
 
 async def tenant_by_id(conn: asyncpg.Connection | asyncpg.Pool, tenant_id: str) -> Tenant | None:
-    row = await conn.fetchrow(_SELECT + " id = $1", uuid.UUID(tenant_id))
+    try:
+        key = uuid.UUID(tenant_id)
+    except ValueError:
+        return None
+    row = await conn.fetchrow(_BY_ID, key)
     return Tenant.from_row(row) if row else None
+
+
+# ----------------------------------------------------------------------------------- rotation
+
+_EXPIRE_CREDENTIALS = (
+    "UPDATE tenant_credentials SET expires_at = now() + $3::interval"
+    " WHERE tenant_id = $1 AND kind = $2"
+    " AND (expires_at IS NULL OR expires_at > now() + $3::interval)"
+)
+_EXPIRE_SIGNING = (
+    "UPDATE tenant_signing_secrets SET expires_at = now() + $2::interval"
+    " WHERE tenant_id = $1"
+    " AND (expires_at IS NULL OR expires_at > now() + $2::interval)"
+)
+_CURRENT_COLUMN = {"webhook_secret": "webhook_secret_hash", "api_key": "api_key_hash"}
+
+
+async def rotate(
+    pool: asyncpg.Pool | asyncpg.Connection,
+    tenant_id: str,
+    *,
+    grace: timedelta,
+    what: tuple[Rotatable, ...] = ROTATABLE,
+) -> dict[str, str] | None:
+    """Issue new credentials; the current ones keep working for `grace`, then stop.
+
+    Returns the new tokens by kind (shown once), or None when the tenant does not exist. A
+    credential already due to expire sooner than the grace period keeps its earlier expiry.
+    """
+    tid = uuid.UUID(tenant_id)
+    issued: dict[str, str] = {}
+    async with _connection(pool) as conn, conn.transaction():
+        if not await conn.fetchval("SELECT 1 FROM tenants WHERE id = $1 FOR UPDATE", tid):
+            return None
+        for kind in what:
+            if kind == "signing_secret":
+                token = new_signing_secret()
+                await conn.execute(_EXPIRE_SIGNING, tid, grace)
+                await conn.execute(_INSERT_SIGNING, tid, token.encode())
+            else:
+                token = new_token(SECRET_PREFIX if kind == "webhook_secret" else API_KEY_PREFIX)
+                await conn.execute(_EXPIRE_CREDENTIALS, tid, kind, grace)
+                await conn.execute(_INSERT_CREDENTIAL, digest(token), tid, kind)
+                await conn.execute(
+                    f"UPDATE tenants SET {_CURRENT_COLUMN[kind]} = $2 WHERE id = $1",  # noqa: S608
+                    tid,
+                    digest(token),
+                )
+            issued[kind] = token
+    return issued
+
+
+# ------------------------------------------------------------------------------ edge settings
+
+EDGE_SETTINGS = ("signature_mode", "rate_limit_per_minute", "rate_limit_burst", "max_body_bytes")
+
+
+async def set_edge(
+    pool: asyncpg.Pool | asyncpg.Connection, tenant_id: str, **changes: str | int | None
+) -> Tenant | None:
+    """Change some of a tenant's edge settings (None = the deployment's default); the tenant."""
+    unknown = set(changes) - set(EDGE_SETTINGS)
+    if unknown:
+        raise ValueError(f"not edge settings: {', '.join(sorted(unknown))}")
+    mode = changes.get("signature_mode")
+    if "signature_mode" in changes and mode not in SIGNATURE_MODES:
+        raise ValueError(f"signature mode must be one of {', '.join(SIGNATURE_MODES)}")
+    if changes:
+        assignments = ", ".join(f"{col} = ${i}" for i, col in enumerate(changes, start=2))
+        await pool.execute(
+            f"UPDATE tenants SET {assignments} WHERE id = $1",  # noqa: S608 - checked names
+            uuid.UUID(tenant_id),
+            *changes.values(),
+        )
+    return await tenant_by_id(pool, tenant_id)
+
+
+class _connection:
+    """`async with` one connection, whether given a pool or a connection."""
+
+    def __init__(self, pool_or_conn) -> None:
+        self.source, self._pooled = pool_or_conn, None
+
+    async def __aenter__(self) -> asyncpg.Connection:
+        if isinstance(self.source, asyncpg.Pool):
+            self._pooled = await self.source.acquire()
+            return self._pooled
+        return self.source
+
+    async def __aexit__(self, *exc) -> None:
+        if self._pooled is not None:
+            await self.source.release(self._pooled)
 
 
 class TenantDirectory:

@@ -1,9 +1,9 @@
 """Test session plumbing.
 
 Unit tests need nothing. Tests marked `connected` (all of tests/e2e) share one real stack for the
-session: a real Kafka broker and a real Postgres (started here unless KAFKA_BOOTSTRAP_SERVERS /
-DATABASE_URL point at external ones), the real ingress and the real Faust worker as separate
-processes, all on loopback. Data starts empty every session.
+session: a real Kafka broker, a real Postgres and a real Redis (started here unless
+KAFKA_BOOTSTRAP_SERVERS / DATABASE_URL / REDIS_URL point at external ones), the real ingress and
+the real Faust worker as separate processes, all on loopback. Data starts empty every session.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from kopilka import devservices
 from kopilka.settings import PROJECT_ROOT
 from kopilka.stack import Stack
 
-ADMIN_TOKEN = "test-admin-token"  # noqa: S105 - a throwaway token for the test stack's admin API
+ADMIN_TOKEN = "test-admin-token"  # a throwaway token for the test stack's admin API
 
 
 def pytest_collection_modifyitems(items):
@@ -35,7 +35,9 @@ def stack():
     shutil.rmtree(data_dir, ignore_errors=True)
     shutil.rmtree(devservices.postgres_datadir("test-postgres"), ignore_errors=True)
     env = {
-        k: os.environ[k] for k in ("KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL") if os.environ.get(k)
+        k: os.environ[k]
+        for k in ("KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL", "REDIS_URL")
+        if os.environ.get(k)
     }
     env.update(
         {
@@ -52,6 +54,7 @@ def stack():
         kafka_port=devservices.free_port(),
         kafka_controller_port=devservices.free_port(),
         postgres_port=devservices.free_port(),
+        redis_port=devservices.free_port(),
         out=lambda msg: print(msg, file=sys.stderr),
     )
     try:
