@@ -119,9 +119,14 @@ class Stack:
         return {**os.environ, **self.env, "PYTHONUNBUFFERED": "1"}
 
     # ------------------------------------------------------------------ processes
-    def start_ingest(self, log_path: Path | None = None) -> ManagedProcess:
-        proc = self._spawn_kopilka("ingest", log_path)
-        settings = self.settings()
+    def start_ingest(
+        self, log_path: Path | None = None, env: dict[str, str] | None = None
+    ) -> ManagedProcess:
+        """Start an ingress process; `env` overrides settings for this one (e.g. a second
+        replica on another KOPILKA_HTTP_PORT)."""
+        proc = self._spawn_kopilka("ingest", log_path, env)
+        os.environ.update(self.env)
+        settings = _settings_with(env or {})
         url = f"http://{settings.http_host}:{settings.http_port}/healthz"
 
         def healthy() -> bool:
@@ -147,13 +152,15 @@ class Stack:
             devservices.wait_until(ready, proc, 90, "the Faust worker reporting Ready")
         return proc
 
-    def _spawn_kopilka(self, command: str, log_path: Path | None) -> ManagedProcess:
+    def _spawn_kopilka(
+        self, command: str, log_path: Path | None, env: dict[str, str] | None = None
+    ) -> ManagedProcess:
         log_path = log_path or self.data_dir / "logs" / f"{command}.log"
         proc = devservices.spawn(
             command,
             [sys.executable, "-m", "kopilka", command],
             log_path,
-            env=self.child_env(),
+            env={**self.child_env(), **(env or {})},
             cwd=Path(__file__).resolve().parent.parent,
         )
         self.processes.append(proc)
@@ -167,3 +174,16 @@ class Stack:
     def write_json(self, path: Path, data: dict) -> None:
         path.write_text(json.dumps(data, indent=2))
         path.chmod(0o600)
+
+
+def _settings_with(env: dict[str, str]) -> Settings:
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        return Settings()
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v

@@ -25,8 +25,14 @@ def pytest_collection_modifyitems(items):
     for item in items:
         if "/e2e/" in str(item.fspath):
             item.add_marker(pytest.mark.connected)
-    # tests that take a shared service down run last, so nothing else sees the outage
-    items.sort(key=lambda item: item.get_closest_marker("disruptive") is not None)
+    # tests that take a shared service down run last, so nothing else sees the outage; the audit
+    # of the session's logs runs after everything, so it sees every line the run wrote
+    items.sort(
+        key=lambda item: (
+            item.get_closest_marker("logs_audit") is not None,
+            item.get_closest_marker("disruptive") is not None,
+        )
+    )
 
 
 @pytest.fixture(scope="session")
@@ -45,6 +51,8 @@ def stack():
             "KOPILKA_LOG_LEVEL": "INFO",
             "KOPILKA_TENANT_CACHE_TTL_S": "0.5",
             "KOPILKA_ADMIN_TOKEN": ADMIN_TOKEN,
+            # Tests send many webhooks per shop; rate-limit tests set their shop's own limit.
+            "KOPILKA_RATE_LIMIT_PER_MINUTE": "1000000",
         }
     )
     s = Stack(

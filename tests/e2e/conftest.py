@@ -9,8 +9,9 @@ from decimal import Decimal
 import aiohttp
 import asyncpg
 import pytest
+from issued import remember
 
-from kopilka.cli import create_tenant_json
+from kopilka.cli import create_tenant_json, edge_json, rotate_json
 
 
 class Api:
@@ -20,6 +21,7 @@ class Api:
         self.session, self.base = session, base
 
     async def post_webhook(self, secret: str, *, json=None, data=None, headers=None):
+        """POST to the shop's webhook URL: (status, JSON body, response headers)."""
         async with self.session.post(
             f"{self.base}/api/webhook/{secret}", json=json, data=data, headers=headers
         ) as resp:
@@ -74,11 +76,33 @@ async def db(dsn):
 @pytest.fixture
 def make_tenant(dsn):
     async def make(name: str = "Test shop", base_percent: str = "5", ttl_days: int = 365) -> dict:
-        return await create_tenant_json(
-            dsn, name=name, base_percent=Decimal(base_percent), bonus_ttl_days=ttl_days
+        return remember(
+            await create_tenant_json(
+                dsn, name=name, base_percent=Decimal(base_percent), bonus_ttl_days=ttl_days
+            )
         )
 
     return make
+
+
+@pytest.fixture
+def set_edge(dsn, stack):
+    """Change a shop's edge settings, then wait out the ingress's tenant cache."""
+
+    async def change(tenant: dict, **changes) -> dict:
+        result = await edge_json(dsn, tenant["tenant_id"], **changes)
+        await asyncio.sleep(stack.settings().tenant_cache_ttl_s + 0.1)
+        return result
+
+    return change
+
+
+@pytest.fixture
+def rotate(dsn):
+    async def run(tenant: dict, grace, only=None) -> dict:
+        return remember(await rotate_json(dsn, tenant["tenant_id"], grace=grace, only=only))
+
+    return run
 
 
 @pytest.fixture

@@ -51,9 +51,7 @@ def test_tampered_body_fails():
     assert verify(signed(SECRET), body=BODY + b" ").code == "invalid_signature"
 
 
-@pytest.mark.parametrize(
-    ("offset", "code"), [(-301, "stale_signature"), (301, "future_signature")]
-)
+@pytest.mark.parametrize(("offset", "code"), [(-301, "stale_signature"), (301, "future_signature")])
 def test_timestamps_outside_five_minutes_fail_either_way(offset, code):
     now = time.time()
     result = verify(signed(SECRET, at=now + offset), now=now)
