@@ -6,7 +6,7 @@ against the document generated from them, so a handler that drifts from its mode
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, RootModel
 
@@ -23,19 +23,53 @@ class ErrorBody(BaseModel):
 
 
 class PurchasePayload(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    """A purchase; the customer is named by `email` and/or `phone` (at least one)."""
 
-    email: str | None = Field(None, examples=["anna@example.com"])
-    phone: str | None = Field(None, examples=["+7 999 123-45-67"])
-    amount: float | str = Field(examples=[5000])
-    orderId: str = Field(examples=["ORDER-1"])
-    description: str | None = None
+    model_config = ConfigDict(
+        extra="allow",
+        json_schema_extra={"anyOf": [{"required": ["email"]}, {"required": ["phone"]}]},
+    )
+
+    email: str = Field(
+        None, max_length=254, json_schema_extra={"format": "email"}, examples=["anna@example.com"]
+    )
+    phone: str = Field(
+        None,
+        description="any common notation; read in the shop's region (RU by default)",
+        pattern=r"^\+7 ?9[0-9]{2} ?[0-9]{3}-?[0-9]{2}-?[0-9]{2}$",
+        examples=["+7 999 123-45-67"],
+    )
+    amount: (
+        Annotated[float, Field(ge=0, lt=1e9, multiple_of=0.01)]
+        | Annotated[str, Field(pattern=r"^[0-9]{1,12}(\.[0-9]{1,12})?$")]
+    ) = Field(description="a number or a numeric string; exact decimal", examples=[5000])
+    orderId: str | int = Field(
+        description="the shop's order id: one award per order",
+        json_schema_extra={"minLength": 1, "maxLength": 128, "pattern": r"\S"},
+        examples=["ORDER-1"],
+    )
+    description: str | None = Field(None, max_length=1024)
 
 
 class StandardWebhook(BaseModel):
     """Kopilka's standard JSON: an action and its payload."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(
+        extra="allow",
+        json_schema_extra={
+            "examples": [
+                {
+                    "action": "purchase",
+                    "payload": {
+                        "email": "anna@example.com",
+                        "amount": 5000,
+                        "orderId": "ORDER-1",
+                        "description": "Order #1",
+                    },
+                }
+            ]
+        },
+    )
 
     action: Literal["purchase"]
     payload: PurchasePayload

@@ -93,9 +93,16 @@ document(
     tags=["read"],
     description="One of email or phone identifies the customer, within the API key's shop.",
     parameters=[
-        Param("email", "query", "the customer's email"),
+        Param(
+            "email", "query", "the customer's email", schema={"type": "string", "format": "email"}
+        ),
         Param("phone", "query", "the customer's phone, any common notation"),
-        Param("limit", "query", "ledger entries, newest first (1-1000, default 100)"),
+        Param(
+            "limit",
+            "query",
+            "ledger entries, newest first (default 100)",
+            schema={"type": "integer", "minimum": 1, "maximum": 1000},
+        ),
     ],
     responses={
         200: Resp("the customer", CustomerView),

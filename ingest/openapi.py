@@ -70,7 +70,7 @@ SECURITY_SCHEMES = {
 @dataclass(frozen=True)
 class Resp:
     description: str
-    model: Model | Sequence[Model] | None = None  # several: oneOf
+    model: Model | Sequence[Model] | None = None  # several: anyOf
     media: str = "application/json"
     headers: Mapping[str, bool] = field(default_factory=dict)  # name -> always present
 
@@ -166,7 +166,7 @@ def build(app: web.Application) -> dict[str, Any]:
     def schema(spec, mode: str) -> dict[str, Any]:
         if isinstance(spec, type):
             return keyed[(spec, mode)]
-        return {"oneOf": [keyed[(m, mode)] for m in spec]}
+        return {"anyOf": [keyed[(m, mode)] for m in spec]}
 
     paths: dict[str, dict[str, Any]] = {}
     for method, path, op in ops:
