@@ -23,7 +23,7 @@ async def edge_state(app: web.Application):
     settings = app[SETTINGS]
     window_s = 2 * settings.signature_tolerance_s
     redis: Redis | None = None
-    if settings.redis_url is not None:
+    if settings.redis_url is not None and settings.redis_url.get_secret_value().strip():
         redis = Redis.from_url(
             settings.redis_url.get_secret_value(),
             socket_timeout=0.5,
