@@ -98,3 +98,25 @@ async def test_two_ingress_processes_share_one_limit_through_redis(
 async def test_redis_backend_is_stated_in_the_log(stack):
     log = (stack.data_dir / "logs" / "ingest.log").read_text()
     assert '"backend": "redis"' in log and "edge_state" in log
+
+
+async def test_without_redis_each_process_limits_alone_and_says_so(api, tenant, set_edge, stack):
+    port = devservices.free_port()
+    log_path = stack.data_dir / "logs" / "ingest-no-redis.log"
+    proc = stack.start_ingest(log_path, env={"KOPILKA_HTTP_PORT": str(port), "REDIS_URL": ""})
+    try:
+        await set_edge(tenant, rate_limit_per_minute=1, rate_limit_burst=2)
+        url = f"http://127.0.0.1:{port}/api/webhook/{tenant['webhook_secret']}"
+        statuses = []
+        for i in range(3):
+            async with api.session.post(url, json=batch(f"RLN-{i}", 1)) as resp:
+                statuses.append(resp.status)
+        assert statuses == [202, 202, 429]
+        # the stack's own ingress (Redis) has a bucket of its own: not shared with this one
+        status, _, _ = await api.post_webhook(tenant["webhook_secret"], json=batch("RLN-9", 1))
+        assert status == 202
+    finally:
+        proc.stop()
+        stack.processes.remove(proc)
+    line = next(x for x in log_path.read_text().splitlines() if '"edge_state"' in x)
+    assert '"backend": "in-process"' in line and "REDIS_URL is not set" in line

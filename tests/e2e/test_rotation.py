@@ -39,6 +39,24 @@ async def test_webhook_secret_and_api_key_rotate_with_grace(api, tenant, rotate,
     assert status == 404  # the first secret's grace was cut short too
 
 
+async def test_old_credentials_stop_when_the_grace_period_ends(api, tenant, rotate, stack):
+    new = await rotate(tenant, timedelta(seconds=3), only=["webhook-secret", "api-key"])
+    status, body, _ = await api.post_webhook(
+        tenant["webhook_secret"], json=purchase("GRACE-1", 1000, email="grace@example.com")
+    )
+    assert status == 202, body
+    await api.wait_for_customer(tenant["api_key"], email="grace@example.com")
+    await asyncio.sleep(3 + stack.settings().tenant_cache_ttl_s + 0.2)
+    status, body, _ = await api.post_webhook(
+        tenant["webhook_secret"], json=purchase("GRACE-2", 1000, email="grace@example.com")
+    )
+    assert (status, body["error"]) == (404, "unknown_webhook")
+    status, body = await api.customer(tenant["api_key"], email="grace@example.com")
+    assert status == 401
+    status, body = await api.customer(new["api_key"], email="grace@example.com")
+    assert status == 200, body
+
+
 async def test_credentials_are_stored_only_as_digests(tenant, rotate, db):
     new = await rotate(tenant, timedelta(hours=1), only=["api-key"])
     rows = await db.fetch("SELECT digest FROM tenant_credentials")
