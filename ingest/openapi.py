@@ -107,6 +107,7 @@ _REASONS = {
     403: "forbidden",
     404: "not found",
     408: "the body did not arrive in time",
+    409: "the same delivery is being stored right now; retry after Retry-After seconds",
     413: "body too large",
     415: "unsupported content type",
     422: "a field is invalid",

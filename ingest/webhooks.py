@@ -3,8 +3,9 @@
 Checks, in order, each a small function below: the secret names an active tenant (404 / 403),
 the tenant is within its rate limit (429 + Retry-After), the body fits the tenant's cap and
 arrives in time (413 / 408), the signature verifies as the tenant's mode demands (401), a signed
-`webhook-id` was not delivered before (200 with the first `event_id`), the content type is one
-we read (415), the body parses and validates (400 / 422, naming the field). Only then is the body
+`webhook-id` was not delivered before (200 with the first `event_id`; 409 while that first
+delivery is still being stored), the content type is one we read (415), the body parses and
+validates (400 / 422, naming the field). Only then is the body
 published to `webhooks.raw`, and the 202 with its `event_id` is sent only after Kafka
 acknowledged it on every in-sync replica. Kafka unreachable or slow: 503 with `Retry-After`.
 Every answer after the rate-limit check carries the RateLimit headers. Refusals are published to
@@ -36,6 +37,7 @@ from ingest.context import BACKGROUND, LIMITER, PRODUCER, REPLAY, SETTINGS, TENA
 from ingest.limits import LimitExceeded, body_cap, read_body
 from ingest.openapi import Param, Resp, documented, errors
 from ingest.ratelimit import Decision, Quota
+from ingest.replay import PENDING
 from ingest.responses import error, json_response
 from kopilka import topics
 from kopilka.ids import new_event_id
@@ -88,6 +90,7 @@ _LIMITED = {"RateLimit": False, "RateLimit-Policy": False}
         ),
         202: Resp("stored; processing follows", WebhookAccepted, headers=_LIMITED),
         **errors(400, 401, 408, 413, 415, 422, headers=_LIMITED),
+        **errors(409, headers={**_LIMITED, "Retry-After": True}),
         **errors(403, 404),
         **errors(429, headers={**_LIMITED, "Retry-After": True}),
         **errors(503, headers={"Retry-After": True}),
@@ -156,18 +159,16 @@ async def _handle(request: web.Request) -> web.StreamResponse:
         return refuse(401, signed.code, signed.reason, signed.field, len(body))
     webhook_id = signed.webhook_id if isinstance(signed, signatures.Verified) else None
     if webhook_id is not None:
-        first = await request.app[REPLAY].claim(tenant.id, webhook_id, event_id)
-        if first is not None:
-            log.info("webhook_replay", tenant_id=tenant.id, event_id=first)
-            return json_response(
-                {"status": "duplicate", "event_id": first}, status=200, headers=headers
-            )
+        replay = await _replayed(request, tenant, webhook_id, event_id, headers)
+        if replay is not None:
+            return replay
     try:
         parsed = parse_webhook(body, content_type, phone_region=tenant.phone_region)
     except InboundError as exc:
         await _release(request, tenant, webhook_id)
         return refuse(exc.status, exc.code, exc.reason, exc.field, len(body))
     if parsed.action == "tilda_test":
+        await _release(request, tenant, webhook_id)  # nothing stored: nothing to de-duplicate
         return json_response({"status": "ok"}, headers=headers)
 
     envelope = RawEnvelope(
@@ -182,6 +183,8 @@ async def _handle(request: web.Request) -> web.StreamResponse:
         return _retry_later(
             request, "broker_unavailable", "could not store the webhook, retry later"
         )
+    if webhook_id is not None:
+        await request.app[REPLAY].confirm(tenant.id, webhook_id, event_id)
     log.info(
         "webhook_accepted",
         tenant_id=tenant.id,
@@ -232,6 +235,25 @@ def _verify_signature(request: web.Request, tenant: Tenant, body: bytes) -> sign
         now=time.time(),
         tolerance_s=request.app[SETTINGS].signature_tolerance_s,
     )
+
+
+async def _replayed(
+    request: web.Request, tenant: Tenant, webhook_id: str, event_id: str, headers: dict
+) -> web.Response | None:
+    """None for a new webhook-id (claimed now); the answer to a repeat otherwise."""
+    first = await request.app[REPLAY].claim(tenant.id, webhook_id, event_id)
+    if first is None:
+        return None
+    if first.startswith(PENDING):
+        return error(
+            409,
+            "delivery_in_progress",
+            "a delivery with this webhook-id is being stored right now; retry shortly",
+            "webhook-id",
+            headers={**headers, "Retry-After": "1"},
+        )
+    log.info("webhook_replay", tenant_id=tenant.id, event_id=first)
+    return json_response({"status": "duplicate", "event_id": first}, status=200, headers=headers)
 
 
 async def _release(request: web.Request, tenant: Tenant, webhook_id: str | None) -> None:
