@@ -262,12 +262,13 @@ def _shown(value: Any) -> str:
 
 
 def print_comparison(figures: Figures) -> None:
-    base, edge = figures["baseline"], figures["edge"]
-    print(f"{'figure':<22}{'baseline':>14}{'edge':>14}")
-    for name in base:
-        print(f"{name:<22}{_shown(base[name]):>14}{_shown(edge.get(name, '-')):>14}")
+    columns = sorted(k for k, v in figures.items() if isinstance(v, dict))
+    print(f"{'figure':<22}" + "".join(f"{c:>14}" for c in columns))
+    for name in figures[columns[0]]:
+        cells = "".join(f"{_shown(figures[c].get(name, '-')):>14}" for c in columns)
+        print(f"{name:<22}{cells}")
     for name, value in figures.items():
-        if name not in ("baseline", "edge"):
+        if name not in columns:
             print(f"{name}: {_shown(value)}")
 
 
@@ -284,6 +285,9 @@ def main() -> int:
         "--edge",
         action="store_true",
         help="measure baseline and hardened edge (signatures + Redis rate limit) in one run",
+    )
+    p.add_argument(
+        "--rounds", type=int, default=1, help="with --edge: repeat, alternating which goes first"
     )
     args = p.parse_args()
     if bool(args.base_url) != bool(args.dsn):
@@ -314,14 +318,18 @@ def main() -> int:
                 stack.data_dir / "logs" / "ingest-baseline.log",
                 env={"KOPILKA_HTTP_PORT": str(baseline_port), "REDIS_URL": ""},
             )
-            for name, url, signed in (
+            profiles = [
                 ("baseline", f"http://127.0.0.1:{baseline_port}", False),
                 ("edge", base_url, True),
-            ):
-                print(f"\n=== {name} ===", flush=True)
-                profile: Figures = {}
-                asyncio.run(run(url, dsn, args, profile, signed=signed))
-                figures[name] = profile
+            ]
+            for round_no in range(1, args.rounds + 1):
+                # alternate the order, so neither profile always runs on the warmer stack
+                for name, url, signed in profiles if round_no % 2 else profiles[::-1]:
+                    label = f"{name}#{round_no}" if args.rounds > 1 else name
+                    print(f"\n=== {label} ===", flush=True)
+                    profile: Figures = {}
+                    asyncio.run(run(url, dsn, args, profile, signed=signed))
+                    figures[label] = profile
         else:
             asyncio.run(run(base_url, dsn, args, figures))
         if stack:
