@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import random
 import shutil
 import signal
@@ -201,8 +202,20 @@ class Bench:
             figures["drain_s"] = f"TIMEOUT after {timeout_s:.0f}s"
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 async def run(
-    base_url: str, dsn: str, args: argparse.Namespace, figures: Figures, *, signed: bool = False
+    base_url: str,
+    dsn: str,
+    args: argparse.Namespace,
+    figures: Figures,
+    *,
+    signed: bool = False,
+    ingest_pid: int | None = None,
 ) -> None:
     tenant = await create_tenant_json(
         dsn, name="Bench shop", base_percent=Decimal(5), bonus_ttl_days=365
@@ -215,10 +228,15 @@ async def run(
     )
     print(f"warm-up: {WARMUP} requests ...", flush=True)
     await bench.sequential(WARMUP, measured=False, figures=figures)
+    cpu_before = cpu_seconds(ingest_pid) if ingest_pid else None
     print(f"sequential: {args.sequential} requests over one connection ...", flush=True)
     await bench.sequential(args.sequential, measured=True, figures=figures)
     print(f"throughput: {args.requests} requests, {args.concurrency} connections ...", flush=True)
     await bench.throughput(args.requests, args.concurrency, figures)
+    if cpu_before is not None:
+        # the ingress's own CPU per request: steadier than rates on a shared machine
+        used = cpu_seconds(ingest_pid) - cpu_before
+        figures["ingest_cpu_ms_per_req"] = 1000 * used / (args.sequential + args.requests)
     print(f"drain: waiting for {bench.accepted} awards in ledger_entries ...", flush=True)
     await bench.drain(dsn, tenant["tenant_id"], args.drain_timeout, figures)
     if bench.other:
@@ -314,21 +332,24 @@ def main() -> int:
             dsn = settings.database_url.get_secret_value()
         if args.edge:
             baseline_port = devservices.free_port()
-            stack.start_ingest(
+            edge_ingest = stack.process("ingest")
+            baseline_ingest = stack.start_ingest(
                 stack.data_dir / "logs" / "ingest-baseline.log",
                 env={"KOPILKA_HTTP_PORT": str(baseline_port), "REDIS_URL": ""},
             )
             profiles = [
-                ("baseline", f"http://127.0.0.1:{baseline_port}", False),
-                ("edge", base_url, True),
+                ("baseline", f"http://127.0.0.1:{baseline_port}", False, baseline_ingest),
+                ("edge", base_url, True, edge_ingest),
             ]
             for round_no in range(1, args.rounds + 1):
                 # alternate the order, so neither profile always runs on the warmer stack
-                for name, url, signed in profiles if round_no % 2 else profiles[::-1]:
+                for name, url, signed, proc in profiles if round_no % 2 else profiles[::-1]:
                     label = f"{name}#{round_no}" if args.rounds > 1 else name
                     print(f"\n=== {label} ===", flush=True)
                     profile: Figures = {}
-                    asyncio.run(run(url, dsn, args, profile, signed=signed))
+                    asyncio.run(
+                        run(url, dsn, args, profile, signed=signed, ingest_pid=proc.proc.pid)
+                    )
                     figures[label] = profile
         else:
             asyncio.run(run(base_url, dsn, args, figures))
