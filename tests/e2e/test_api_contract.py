@@ -81,6 +81,7 @@ def test_schemathesis_finds_no_5xx_and_no_contract_violation(stack, base_url, te
         text=True,
         timeout=900,
         check=False,
+        cwd=tmp_path,  # its example cache (.schemathesis/) stays out of the project
         env={
             **os.environ,
             "KOPILKA_FUZZ_SECRET": tenant["webhook_secret"],
