@@ -17,7 +17,16 @@ from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
 from ingest.admin_auth import admin_only
+from ingest.api_models import (
+    RulesPatch,
+    SweepRequest,
+    SweepStarted,
+    TenantCreate,
+    TenantCreated,
+    TenantView,
+)
 from ingest.context import POOL, PRODUCER, SETTINGS
+from ingest.openapi import Param, Resp, documented, errors
 from ingest.responses import error, json_response
 from kopilka import tenant_admin, topics
 from kopilka.expiry import due_commands
@@ -25,6 +34,11 @@ from kopilka.logging import get_logger
 from schemas.tenant_rules import TenantRules
 
 log = get_logger(__name__)
+
+
+_ADMIN = {"tags": ["admin"], "security": "adminToken"}
+_DENIED = {**errors(401, headers={"WWW-Authenticate": True}), **errors(503)}
+_TENANT = Param("tenant_id", "path", "the tenant's id (uuid)")
 
 
 async def _json_object(request: web.Request) -> dict | web.Response:
@@ -60,6 +74,16 @@ def _not_published(exc: Exception) -> web.Response:
     )
 
 
+@documented(
+    "Create a shop",
+    request={"application/json": TenantCreate},
+    responses={
+        201: Resp("the shop and its credentials, shown once", TenantCreated),
+        **errors(400, 422),
+        **_DENIED,
+    },
+    **_ADMIN,
+)
 @admin_only
 async def create_tenant(request: web.Request) -> web.Response:
     data = await _json_object(request)
@@ -82,6 +106,12 @@ async def create_tenant(request: web.Request) -> web.Response:
     return json_response(tenant_admin.new_tenant_view(new, request.app[SETTINGS]), 201)
 
 
+@documented(
+    "A shop and its rules",
+    parameters=[_TENANT],
+    responses={200: Resp("the shop", TenantView), **errors(404), **_DENIED},
+    **_ADMIN,
+)
 @admin_only
 async def get_tenant(request: web.Request) -> web.Response:
     tenant_id = _tenant_id(request)
@@ -91,6 +121,18 @@ async def get_tenant(request: web.Request) -> web.Response:
     return json_response(tenant_admin.tenant_view(tenant))
 
 
+@documented(
+    "Change some of a shop's loyalty rules",
+    description="Applies to what is processed after it, on every worker within moments.",
+    parameters=[_TENANT],
+    request={"application/json": RulesPatch},
+    responses={
+        200: Resp("the shop with all its rules", TenantView),
+        **errors(400, 404, 422),
+        **_DENIED,
+    },
+    **_ADMIN,
+)
 @admin_only
 async def update_rules(request: web.Request) -> web.Response:
     tenant_id = _tenant_id(request)
@@ -116,6 +158,13 @@ async def update_rules(request: web.Request) -> web.Response:
     return json_response(tenant_admin.tenant_view(tenant))
 
 
+@documented(
+    "Run the expiry sweep now",
+    request={"application/json": SweepRequest},
+    request_required=False,
+    responses={202: Resp("expire commands sent", SweepStarted), **errors(400, 422), **_DENIED},
+    **_ADMIN,
+)
 @admin_only
 async def expiry_sweep(request: web.Request) -> web.Response:
     data = await _json_object(request) if request.can_read_body else {}

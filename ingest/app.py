@@ -8,11 +8,15 @@ import asyncpg
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from ingest import admin_api
+from ingest import admin_api, openapi
+from ingest.api_models import CustomerView, Health, Readiness
 from ingest.context import BACKGROUND, CUSTOMERS, OUTCOMES, POOL, PRODUCER, SETTINGS, TENANTS
+from ingest.limits import server_options
+from ingest.openapi import Param, Resp, document, documented, errors
 from ingest.outcomes import OutcomeWaiter
 from ingest.read_api import get_customer
 from ingest.responses import json_response
+from ingest.shared_state import edge_state
 from ingest.webhooks import receive_webhook
 from kopilka import db
 from kopilka.customers import CustomerDirectory
@@ -51,10 +55,16 @@ async def _kafka(app: web.Application):
     await producer.stop()
 
 
+@documented("Liveness", tags=["service"], responses={200: Resp("alive", Health)})
 async def healthz(_request: web.Request) -> web.Response:
     return json_response({"status": "ok"})
 
 
+@documented(
+    "Readiness: Postgres and Kafka reachable",
+    tags=["service"],
+    responses={200: Resp("ready", Readiness), 503: Resp("not ready", Readiness)},
+)
 async def readyz(request: web.Request) -> web.Response:
     checks = {}
     try:
@@ -75,20 +85,52 @@ async def readyz(request: web.Request) -> web.Response:
     )
 
 
+@documented(
+    "Prometheus metrics",
+    tags=["service"],
+    responses={200: Resp("text exposition format", None, media="text/plain")},
+)
 async def metrics(_request: web.Request) -> web.Response:
     return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+document(
+    get_customer,
+    "A customer's balance and ledger",
+    tags=["read"],
+    description="One of email or phone identifies the customer, within the API key's shop.",
+    parameters=[
+        Param(
+            "email", "query", "the customer's email", schema={"type": "string", "format": "email"}
+        ),
+        Param("phone", "query", "the customer's phone, any common notation"),
+        Param(
+            "limit",
+            "query",
+            "ledger entries, newest first (default 100)",
+            schema={"type": "integer", "minimum": 1, "maximum": 1000},
+        ),
+    ],
+    responses={
+        200: Resp("the customer", CustomerView),
+        **errors(400, 404),
+        **errors(401, headers={"WWW-Authenticate": True}),
+    },
+    security="apiKey",
+)
 
 
 def init_app(settings: Settings) -> web.Application:
     app = web.Application(client_max_size=settings.max_body_bytes)
     app[SETTINGS] = settings
-    app.cleanup_ctx.extend([_database, _kafka])
+    app.cleanup_ctx.extend([_database, _kafka, edge_state])
     app.router.add_post("/api/webhook/{secret}", receive_webhook)
     app.router.add_get("/api/v1/customers", get_customer)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
     admin_api.add_routes(app)
+    openapi.add_routes(app)
     return app
 
 
@@ -101,4 +143,5 @@ def run(settings: Settings) -> None:
         access_log=None,
         print=None,
         shutdown_timeout=10,
+        **server_options(settings),
     )

@@ -7,6 +7,8 @@ from aiohttp import web
 from aiokafka import AIOKafkaProducer
 
 from ingest.outcomes import OutcomeWaiter
+from ingest.ratelimit import Limiter
+from ingest.replay import ReplayGuard
 from kopilka.customers import CustomerDirectory
 from kopilka.settings import Settings
 from kopilka.tenants import TenantDirectory
@@ -18,3 +20,5 @@ TENANTS = web.AppKey("tenants", TenantDirectory)
 BACKGROUND = web.AppKey("background", set)
 OUTCOMES = web.AppKey("outcomes", OutcomeWaiter)
 CUSTOMERS = web.AppKey("customers", CustomerDirectory)
+LIMITER = web.AppKey("limiter", Limiter)
+REPLAY = web.AppKey("replay", ReplayGuard)

@@ -84,7 +84,7 @@ async def _get_customer(request: web.Request) -> web.Response:
         else:
             return error(400, "missing_field", "give ?email= or ?phone=", "email")
     except ValueError as exc:
-        return error(400, "invalid_field", str(exc), kind if email or phone else None)
+        return error(400, "invalid_field", str(exc), "email" if email else "phone")
     try:
         limit = min(max(int(request.query.get("limit", "100")), 1), 1000)
     except ValueError:

@@ -1,10 +1,15 @@
 """`POST /api/webhook/{secret}`: check the request, publish it raw, answer 202 after the ack.
 
-Checks, in order: the secret names an active tenant (404 / 403), the body fits (413), the content
-type is one we read (415), the body parses and validates (400 / 422, naming the field). Only then
-is the body published to `webhooks.raw`, and the 202 with its `event_id` is sent only after Kafka
+Checks, in order, each a small function below: the secret names an active tenant (404 / 403),
+the tenant is within its rate limit (429 + Retry-After), the body fits the tenant's cap and
+arrives in time (413 / 408), the signature verifies as the tenant's mode demands (401), a signed
+`webhook-id` was not delivered before (200 with the first `event_id`; 409 while that first
+delivery is still being stored), the content type is one we read (415), the body parses and
+validates (400 / 422, naming the field). Only then is the body
+published to `webhooks.raw`, and the 202 with its `event_id` is sent only after Kafka
 acknowledged it on every in-sync replica. Kafka unreachable or slow: 503 with `Retry-After`.
-Refusals are published to `webhooks.audit` (reason, size; never the body) for the audit log.
+Every answer after the rate-limit check carries the RateLimit headers. Refusals are published to
+`webhooks.audit` (reason, size; never the body) for the audit log.
 """
 
 from __future__ import annotations
@@ -18,10 +23,37 @@ from aiohttp import web
 from aiokafka.errors import KafkaError, MessageSizeTooLargeError
 from prometheus_client import Counter, Histogram
 
-from ingest import answers, precheck
+from ingest import answers, precheck, signatures
 from ingest.answers import expected_commands
-from ingest.context import BACKGROUND, CUSTOMERS, OUTCOMES, PRODUCER, SETTINGS, TENANTS
+from ingest.api_models import (
+    BatchWebhook,
+    RefundWebhook,
+    RegisterWebhook,
+    SpendWebhook,
+    StandardWebhook,
+    TildaCheckOk,
+    TildaForm,
+    TildaJson,
+    TildaJsonArray,
+    WebhookAccepted,
+    WebhookDuplicate,
+    WebhookProcessed,
+)
+from ingest.context import (
+    BACKGROUND,
+    CUSTOMERS,
+    LIMITER,
+    OUTCOMES,
+    PRODUCER,
+    REPLAY,
+    SETTINGS,
+    TENANTS,
+)
+from ingest.limits import LimitExceeded, body_cap, read_body
+from ingest.openapi import Param, Resp, documented, errors
 from ingest.outcomes import prefer_wait
+from ingest.ratelimit import Decision, Quota
+from ingest.replay import PENDING
 from ingest.responses import error, json_response
 from kopilka import topics
 from kopilka.ids import new_event_id
@@ -45,6 +77,54 @@ def _retry_later(request: web.Request, code: str, reason: str) -> web.Response:
     return error(503, code, reason, headers={"Retry-After": retry_after})
 
 
+_LIMITED = {"RateLimit": False, "RateLimit-Policy": False}
+
+
+@documented(
+    "Receive a shop's webhook",
+    tags=["webhooks"],
+    description="Standard JSON or any Tilda variant, at the shop's secret URL. Answered 202 with "
+    "an event_id once Kafka has stored the body. Signatures (Standard Webhooks headers or "
+    "X-Signature) are checked as the shop's signature mode demands; a signed webhook-id seen "
+    "before is answered 200 'duplicate'. Rate limited per shop (RateLimit headers).",
+    parameters=[
+        Param("secret", "path", "the shop's webhook secret (whk_…)"),
+        Param("webhook-id", "header", "Standard Webhooks: the delivery's unique id"),
+        Param("webhook-timestamp", "header", "Standard Webhooks: Unix seconds of signing"),
+        Param("webhook-signature", "header", "Standard Webhooks: 'v1,<base64>' signatures"),
+        Param("X-Signature", "header", "hex HMAC-SHA256 of the raw body"),
+        Param(
+            "Prefer",
+            "header",
+            "'wait=N' (RFC 7240): answer 200 with the outcome once processed, within N s",
+        ),
+    ],
+    request={
+        "application/json": [
+            StandardWebhook,
+            BatchWebhook,
+            RegisterWebhook,
+            SpendWebhook,
+            RefundWebhook,
+            TildaJson,
+            TildaJsonArray,
+        ],
+        "application/x-www-form-urlencoded": TildaForm,
+    },
+    responses={
+        200: Resp(
+            "processed within Prefer: wait, Tilda's connection check, or a repeated webhook-id",
+            [WebhookProcessed, WebhookDuplicate, TildaCheckOk],
+            headers=_LIMITED,
+        ),
+        202: Resp("stored; processing follows", WebhookAccepted, headers=_LIMITED),
+        **errors(400, 401, 408, 413, 415, 422, headers=_LIMITED),
+        **errors(409, headers={**_LIMITED, "Retry-After": True}),
+        **errors(403, 404),
+        **errors(429, headers={**_LIMITED, "Retry-After": True}),
+        **errors(503, headers={"Retry-After": True}),
+    },
+)
 async def receive_webhook(request: web.Request) -> web.StreamResponse:
     started = time.perf_counter()
     response = await _handle(request)
@@ -54,16 +134,19 @@ async def receive_webhook(request: web.Request) -> web.StreamResponse:
 
 
 async def _handle(request: web.Request) -> web.StreamResponse:
-    settings = request.app[SETTINGS]
-    try:
-        tenant = await request.app[TENANTS].by_secret(request.match_info["secret"])
-    except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
-        log.exception("tenant_lookup_failed")
-        return _retry_later(request, "unavailable", "tenant directory unavailable, retry later")
-    if tenant is None:
-        return error(404, "unknown_webhook", "no webhook is registered at this URL")
-    if not tenant.active:
-        return error(403, "tenant_inactive", "this shop's webhook is disabled")
+    tenant = await _tenant(request)
+    if isinstance(tenant, web.Response):
+        return tenant
+    limit = await _rate_limit(request, tenant)
+    headers = limit.headers()
+    if not limit.allowed:
+        return error(
+            429,
+            "rate_limited",
+            f"over this shop's limit of {limit.quota.per_minute} requests per minute "
+            f"(burst {limit.quota.burst}); retry in {limit.retry_after_s} s",
+            headers=headers,
+        )
 
     received_at = datetime.now(UTC)
     event_id = new_event_id()
@@ -93,28 +176,33 @@ async def _handle(request: web.Request) -> web.StreamResponse:
             code=code,
             field=field,
         )
-        return error(status, code, reason, field)
+        return error(status, code, reason, field, headers=headers)
 
-    if request.content_length is not None and request.content_length > settings.max_body_bytes:
-        return refuse(
-            413,
-            "body_too_large",
-            f"body exceeds {settings.max_body_bytes} bytes",
-            size=request.content_length,
-        )
+    settings = request.app[SETTINGS]
     try:
-        body = await request.read()
-    except web.HTTPRequestEntityTooLarge:
-        return refuse(413, "body_too_large", f"body exceeds {settings.max_body_bytes} bytes")
+        body = await read_body(request, body_cap(tenant, settings), settings.body_timeout_s)
+    except LimitExceeded as exc:
+        return refuse(exc.status, exc.code, exc.reason, size=exc.size)
+    signed = _verify_signature(request, tenant, body)
+    if isinstance(signed, signatures.Refused):
+        return refuse(401, signed.code, signed.reason, signed.field, len(body))
+    webhook_id = signed.webhook_id if isinstance(signed, signatures.Verified) else None
+    if webhook_id is not None:
+        replay = await _replayed(request, tenant, webhook_id, event_id, headers)
+        if replay is not None:
+            return replay
     try:
         parsed = parse_webhook(body, content_type, phone_region=tenant.phone_region)
     except InboundError as exc:
+        await _release(request, tenant, webhook_id)
         return refuse(exc.status, exc.code, exc.reason, exc.field, len(body))
     if parsed.action == "tilda_test":
-        return json_response({"status": "ok"})
+        await _release(request, tenant, webhook_id)  # nothing stored: nothing to de-duplicate
+        return json_response({"status": "ok"}, headers=headers)
     try:
         await precheck.check(request.app[CUSTOMERS], tenant, parsed)
     except InboundError as exc:
+        await _release(request, tenant, webhook_id)
         return refuse(exc.status, exc.code, exc.reason, exc.field, len(body))
 
     envelope = RawEnvelope.wrap(
@@ -127,10 +215,13 @@ async def _handle(request: web.Request) -> web.StreamResponse:
     wait_s = prefer_wait(request.headers.get("Prefer"), settings.max_prefer_wait_s)
     waiter = request.app[OUTCOMES]
     pending = waiter.register(event_id, expected_commands(event_id, parsed)) if wait_s else None
-    published = await _publish(request, tenant, envelope)
+    published = await _publish(request, tenant, envelope, headers)
     if published is not True:
         waiter.forget(event_id)
+        await _release(request, tenant, webhook_id)
         return published
+    if webhook_id is not None:
+        await request.app[REPLAY].confirm(tenant.id, webhook_id, event_id)
     log.info(
         "webhook_accepted",
         tenant_id=tenant.id,
@@ -139,33 +230,89 @@ async def _handle(request: web.Request) -> web.StreamResponse:
         items=len(parsed.purchases) or 1,
         refused_items=len(parsed.rejected),
         bytes=len(body),
+        signature=signed.scheme if isinstance(signed, signatures.Verified) else None,
     )
     answer = answers.accepted(event_id, parsed)
     if pending is not None and await waiter.wait(event_id, pending, wait_s):
-        return json_response(answers.with_outcomes(answer, event_id, parsed, pending.outcomes))
-    return json_response(answer, status=202)
+        outcomes = answers.with_outcomes(answer, event_id, parsed, pending.outcomes)
+        return json_response(outcomes, headers=headers)
+    return json_response(answer, status=202, headers=headers)
+
+
+async def _tenant(request: web.Request) -> Tenant | web.Response:
+    """The active tenant the URL's secret names, or the response refusing the request."""
+    try:
+        tenant = await request.app[TENANTS].by_secret(request.match_info["secret"])
+    except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+        log.exception("tenant_lookup_failed")
+        return _retry_later(request, "unavailable", "tenant directory unavailable, retry later")
+    if tenant is None:
+        return error(404, "unknown_webhook", "no webhook is registered at this URL")
+    if not tenant.active:
+        return error(403, "tenant_inactive", "this shop's webhook is disabled")
+    return tenant
+
+
+async def _rate_limit(request: web.Request, tenant: Tenant) -> Decision:
+    """One request, one token, whatever the body carries (a batch counts once)."""
+    settings = request.app[SETTINGS]
+    per_minute = tenant.rate_limit_per_minute or settings.rate_limit_per_minute
+    burst = tenant.rate_limit_burst or settings.rate_limit_burst or per_minute
+    return await request.app[LIMITER].hit(tenant.id, Quota(per_minute, burst))
+
+
+def _verify_signature(request: web.Request, tenant: Tenant, body: bytes) -> signatures.Outcome:
+    return signatures.check(
+        tenant.signature_mode,
+        tenant.signing_secrets,
+        request.headers,
+        body,
+        now=time.time(),
+        tolerance_s=request.app[SETTINGS].signature_tolerance_s,
+    )
+
+
+async def _replayed(
+    request: web.Request, tenant: Tenant, webhook_id: str, event_id: str, headers: dict
+) -> web.Response | None:
+    """None for a new webhook-id (claimed now); the answer to a repeat otherwise."""
+    first = await request.app[REPLAY].claim(tenant.id, webhook_id, event_id)
+    if first is None:
+        return None
+    if first.startswith(PENDING):
+        return error(
+            409,
+            "delivery_in_progress",
+            "a delivery with this webhook-id is being stored right now; retry shortly",
+            "webhook-id",
+            headers={**headers, "Retry-After": "1"},
+        )
+    log.info("webhook_replay", tenant_id=tenant.id, event_id=first)
+    return json_response({"status": "duplicate", "event_id": first}, status=200, headers=headers)
+
+
+async def _release(request: web.Request, tenant: Tenant, webhook_id: str | None) -> None:
+    """A signed delivery that was not stored: let the sender's retry of its id go through."""
+    if webhook_id is not None:
+        await request.app[REPLAY].release(tenant.id, webhook_id)
 
 
 async def _publish(
-    request: web.Request, tenant: Tenant, envelope: RawEnvelope
+    request: web.Request, tenant: Tenant, envelope: RawEnvelope, headers: dict
 ) -> web.Response | bool:
     """True once Kafka acked the record; otherwise the response to send (413 or 503)."""
     settings = request.app[SETTINGS]
     producer = request.app[PRODUCER]
     record = envelope.to_bytes()
+    too_large = "the body is too large to store once wrapped: send smaller batches"
     if len(record) > settings.max_record_bytes:  # JSON escaping can grow a body past the cap
-        return error(
-            413,
-            "body_too_large",
-            f"the body takes {len(record)} bytes once stored; the limit is "
-            f"{settings.max_record_bytes}: send smaller batches",
-        )
+        return error(413, "body_too_large", too_large, headers=headers)
     try:
         async with asyncio.timeout(settings.publish_timeout_s):
             await producer.send_and_wait(topics.WEBHOOKS_RAW.name, record, key=tenant.id.encode())
         return True
     except MessageSizeTooLargeError:
-        return error(413, "body_too_large", "the body is too large to store: send less at once")
+        return error(413, "body_too_large", too_large, headers=headers)
     except (KafkaError, TimeoutError) as exc:
         log.error(
             "publish_failed",

@@ -7,6 +7,9 @@ kopilka tenants create --name N [rule options]
 kopilka tenants update ID [rule options]   change a tenant's loyalty rules (applies from now on)
 kopilka tenants show ID                    a tenant and its rules
 kopilka tenants publish-rules              re-send every tenant's rules to the workers
+kopilka tenants edge ID [--signatures off|optional|required] [--rate-limit N] [--rate-burst N]
+                        [--max-body-bytes N]     show / change the edge settings ("default" resets)
+kopilka tenants rotate-secret ID [--grace 24h] [--only webhook-secret|api-key|signing-secret]
   rule options: --base-percent 5 --level NAME:MIN_SPEND:PERCENT (repeat; --no-levels clears)
                 --referral-percent 3 --referral-mode first_purchase|every_purchase
                 --bonus-ttl-days 365 --hold-days 0 --max-spend-percent 100
@@ -20,9 +23,11 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import signal
 import sys
 import time
+from datetime import timedelta
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -46,6 +51,26 @@ def _days(value: str) -> int:
     if not value.isdigit():
         raise argparse.ArgumentTypeError("must be a whole number of days")
     return int(value)
+
+
+def _count_or_default(value: str) -> int | None:
+    """A positive whole number, or `default` (None: the deployment's setting)."""
+    if value == "default":
+        return None
+    if not value.isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError("must be a whole number, at least 1, or 'default'")
+    return int(value)
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _duration(value: str) -> timedelta:
+    """`0`, `90s`, `30m`, `24h`, `7d`."""
+    match = re.fullmatch(r"(\d+)([smhd]?)", value.strip())
+    if not match:
+        raise argparse.ArgumentTypeError("a duration like 0, 90s, 30m, 24h or 7d")
+    return timedelta(seconds=int(match[1]) * _UNITS[match[2] or "s"])
 
 
 def _level(value: str) -> dict:
@@ -111,6 +136,25 @@ def parser() -> argparse.ArgumentParser:
     show = tenants.add_parser("show", help="a tenant and its rules")
     show.add_argument("tenant_id")
     tenants.add_parser("publish-rules", help="re-send every tenant's rules to the workers")
+    edge = tenants.add_parser("edge", help="show or change a tenant's edge settings")
+    edge.add_argument("tenant_id")
+    unset = argparse.SUPPRESS  # an option left out keeps the tenant's current value
+    edge.add_argument("--signatures", choices=("off", "optional", "required"), default=unset)
+    edge.add_argument("--rate-limit", type=_count_or_default, default=unset, help="per minute")
+    edge.add_argument("--rate-burst", type=_count_or_default, default=unset, help="at once")
+    edge.add_argument("--max-body-bytes", type=_count_or_default, default=unset, help="body cap")
+    rotate = tenants.add_parser(
+        "rotate-secret",
+        help="issue new credentials; the old ones keep working for the grace period",
+    )
+    rotate.add_argument("tenant_id")
+    rotate.add_argument("--grace", type=_duration, default=timedelta(hours=24))
+    rotate.add_argument(
+        "--only",
+        choices=("webhook-secret", "api-key", "signing-secret"),
+        action="append",
+        help="rotate only this credential (repeatable); default: all three",
+    )
     schemas = sub.add_parser("schemas", help="event JSON Schemas").add_subparsers(
         dest="schemas_command", required=True
     )
@@ -129,6 +173,17 @@ async def tenants_command(settings, args: argparse.Namespace) -> tuple[int, dict
     from schemas.tenant_rules import TenantRules
 
     dsn = settings.database_url.get_secret_value()
+    if args.tenants_command == "edge":
+        options = {
+            "signatures": "signature_mode",
+            "rate_limit": "rate_limit_per_minute",
+            "rate_burst": "rate_limit_burst",
+            "max_body_bytes": "max_body_bytes",
+        }
+        changes = {col: getattr(args, opt) for opt, col in options.items() if hasattr(args, opt)}
+        return 0, await edge_json(dsn, args.tenant_id, **changes)
+    if args.tenants_command == "rotate-secret":
+        return 0, await rotate_json(dsn, args.tenant_id, grace=args.grace, only=args.only)
     await db.migrate(dsn)
     pool = await db.create_pool(dsn, min_size=1, max_size=2)
     producer = None
@@ -168,6 +223,41 @@ async def tenants_command(settings, args: argparse.Namespace) -> tuple[int, dict
         if producer is not None:
             await producer.stop()
         await pool.close()
+
+
+async def _with_pool(dsn: str, work):
+    await db.migrate(dsn)
+    pool = await db.create_pool(dsn, min_size=1, max_size=1)
+    try:
+        return await work(pool)
+    finally:
+        await pool.close()
+
+
+async def edge_json(dsn: str, tenant_id: str, **changes) -> dict:
+    """Show a tenant's edge settings after applying `changes` (None = default)."""
+    from kopilka.tenants import set_edge
+
+    tenant = await _with_pool(dsn, lambda pool: set_edge(pool, tenant_id, **changes))
+    if tenant is None:
+        raise SystemExit(f"kopilka: no tenant {tenant_id}")
+    return {"tenant_id": tenant.id, **tenant.edge()}
+
+
+async def rotate_json(dsn: str, tenant_id: str, *, grace: timedelta, only=None) -> dict:
+    from kopilka.tenants import ROTATABLE, rotate
+
+    what = tuple(k.replace("-", "_") for k in only) if only else ROTATABLE
+    issued = await _with_pool(dsn, lambda pool: rotate(pool, tenant_id, grace=grace, what=what))
+    if issued is None:
+        raise SystemExit(f"kopilka: no tenant {tenant_id}")
+    result: dict = {"tenant_id": tenant_id, **issued}
+    if "webhook_secret" in issued:
+        result["webhook_url"] = get_settings().webhook_base_url + issued["webhook_secret"]
+    result["old_credentials_valid_for_s"] = int(grace.total_seconds())
+    result["note"] = "the new credentials are shown only this once; the old ones stop working "
+    result["note"] += "when the grace period ends"
+    return result
 
 
 async def create_tenant_json(settings, *, name: str) -> dict:
@@ -219,7 +309,7 @@ def run_local() -> int:
         PROJECT_ROOT / ".data" / "dev",
         env={
             k: os.environ[k]
-            for k in ("KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL")
+            for k in ("KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL", "REDIS_URL")
             if os.environ.get(k)
         },
     )
@@ -307,10 +397,10 @@ def _dev_admin_token(stack) -> str:
     return token
 
 
-def _where(dsn: str) -> str:
+def _where(dsn: str, default_port: int = 5432) -> str:
     """host:port/db of a database URL, without its credentials."""
     url = urlsplit(dsn)
-    return f"{url.hostname}:{url.port or 5432}{url.path}"
+    return f"{url.hostname}:{url.port or default_port}{url.path}"
 
 
 def _print_banner(settings, demo: dict, elapsed: float, stack) -> None:
@@ -321,10 +411,13 @@ Kopilka is running ({elapsed:.1f}s). Ctrl-C stops everything it started.
 
   Webhook URL (demo shop): {demo["webhook_url"]}
   Read API key:            {demo["api_key"]}
+  Signing secret:          {demo.get("signing_secret", "(rotate to get one)")}
   Read API:                {base}/api/v1/customers?email=...
   Health / metrics:        {base}/readyz  {base}/metrics
   Kafka:                   {stack.env["KAFKA_BOOTSTRAP_SERVERS"]}
   Postgres:                {_where(stack.settings().database_url.get_secret_value())}
+  Redis:                   {_where(stack.env["REDIS_URL"], 6379)}
+  API docs:                {base}/api/docs  (OpenAPI: {base}/api/openapi.json)
   Logs:                    {stack.data_dir / "logs"}/
   Admin API:               {base}/api/admin/  (token in {stack.data_dir / "admin-token"})
   Demo credentials kept in {stack.data_dir / "demo-tenant.json"}

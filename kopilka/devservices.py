@@ -1,9 +1,10 @@
-"""Real Kafka and Postgres servers for development and tests, started as child processes.
+"""Real Kafka, Postgres and Redis servers for development and tests, started as child processes.
 
-Used by `make run` (when `KAFKA_BOOTSTRAP_SERVERS` / `DATABASE_URL` are unset) and by the test
-session. Kafka is a single-node KRaft broker whose jars Maven fetches from Maven Central; Postgres
-is the server from Debian's `postgresql` package. A service that does not come up raises
-`ServiceStartError` carrying the tail of its log.
+Used by `make run` (when `KAFKA_BOOTSTRAP_SERVERS` / `DATABASE_URL` / `REDIS_URL` are unset) and
+by the test session. Kafka is a single-node KRaft broker whose jars Maven fetches from Maven
+Central; Postgres is the server from Debian's `postgresql` package, Redis Debian's
+`redis-server`. A service that does not come up raises `ServiceStartError` carrying the tail of
+its log.
 """
 
 from __future__ import annotations
@@ -359,4 +360,41 @@ def start_postgres(
             check=True,
         )
     proc.extra["dsn"] = f"postgresql://kopilka@127.0.0.1:{port}/kopilka"
+    return proc
+
+
+# --------------------------------------------------------------------------------------- Redis
+
+
+def start_redis(workdir: Path, port: int, *, timeout_s: float = 20.0) -> ManagedProcess:
+    """A loopback-only redis-server holding nothing on disk: rate limits and replay ids are
+    short-lived, so a restart that forgets them only loosens a limit for a minute."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise ServiceStartError(
+            "redis-server not found: install Debian's `redis-server` package "
+            "(the Makefile does this as root) or point REDIS_URL at a server"
+        )
+    workdir.mkdir(parents=True, exist_ok=True)
+    proc = spawn(
+        "redis",
+        [
+            binary,
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(workdir),
+            "--protected-mode",
+            "yes",
+        ],
+        workdir / "redis.log",
+    )
+    wait_until(lambda: port_open(port), proc, timeout_s, f"listening on 127.0.0.1:{port}")
+    proc.extra["url"] = f"redis://127.0.0.1:{port}/0"
     return proc

@@ -29,6 +29,10 @@ class Settings(BaseSettings):
         validation_alias=_env("DATABASE_URL"),
     )
 
+    # Redis shared by every ingress process (rate limits, webhook-id replay guard). Unset: each
+    # process keeps its own in-memory state, and says so in its log at start.
+    redis_url: SecretStr | None = Field(None, validation_alias=_env("REDIS_URL"))
+
     http_host: str = "127.0.0.1"
     http_port: int = 8080
     # The address shops use to reach the ingress; printed in webhook URLs.
@@ -37,10 +41,23 @@ class Settings(BaseSettings):
     topic_partitions: int = 8
     topic_replication_factor: int = 1
 
+    # Request limits. max_body_bytes is the default cap and the ceiling of every tenant's own cap.
     max_body_bytes: int = 4 * 1024 * 1024
     # The largest raw record (the body plus its envelope, JSON-escaped); the topic, the broker
     # and the producer are all configured to take it.
     max_record_bytes: int = 12 * 1024 * 1024
+    # A connection that has not sent complete request headers this long after it opened (or after
+    # its previous response) is closed; also the keep-alive idle limit.
+    header_timeout_s: float = 10.0
+    # The whole body must arrive within this long once the headers are in: 408 otherwise.
+    body_timeout_s: float = 10.0
+
+    # Edge defaults for tenants that set none: the original's 100 requests/min, burst 100.
+    rate_limit_per_minute: int = 100
+    rate_limit_burst: int | None = None  # None: the per-minute limit
+    # Standard Webhooks: how far webhook-timestamp may be from now, both ways; webhook-id replays
+    # are remembered for twice that (an older replay fails the timestamp check anyway).
+    signature_tolerance_s: int = 300
     # Tilda gives up after 5 s: answer 503 well before that when Kafka does not ack.
     publish_timeout_s: float = 3.0
     retry_after_s: int = 5

@@ -1,6 +1,7 @@
 """The whole local stack in one place: what `make run` starts, and what the test session starts.
 
-Kafka and Postgres are started only when `KAFKA_BOOTSTRAP_SERVERS` / `DATABASE_URL` are not set;
+Kafka, Postgres and Redis are started only when `KAFKA_BOOTSTRAP_SERVERS` / `DATABASE_URL` /
+`REDIS_URL` are not set;
 then the migrations are applied, the topics created, and the ingress and the stream worker run as
 child processes. `stop()` ends everything it started, newest first.
 """
@@ -31,12 +32,13 @@ class Stack:
     kafka_port: int = 9092
     kafka_controller_port: int = 9093
     postgres_port: int = 5433
+    redis_port: int = 6380
     kafka_heap: str = "512m"
     out: callable = print
 
     # -------------------------------------------------------------------- services
     def start_services(self) -> None:
-        """Start Kafka and Postgres unless configured from outside; `env` says where they are."""
+        """Start Kafka, Postgres and Redis unless configured from outside; `env` says where."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         if not self.env.get("KAFKA_BOOTSTRAP_SERVERS"):
             self._refuse_taken_port(self.kafka_port, "KAFKA_BOOTSTRAP_SERVERS to use that broker")
@@ -44,6 +46,9 @@ class Stack:
         if not self.env.get("DATABASE_URL"):
             self._refuse_taken_port(self.postgres_port, "DATABASE_URL")
             self.start_postgres()
+        if not self.env.get("REDIS_URL"):
+            self._refuse_taken_port(self.redis_port, "REDIS_URL")
+            self.start_redis()
         asyncio.run(self._prepare(self.settings()))
 
     @staticmethod
@@ -81,6 +86,14 @@ class Stack:
         self.out(f"postgres up at 127.0.0.1:{self.postgres_port} ({time.monotonic() - t0:.1f}s)")
         return pg
 
+    def start_redis(self) -> ManagedProcess:
+        t0 = time.monotonic()
+        redis = devservices.start_redis(self.data_dir / "redis", self.redis_port)
+        self.processes.insert(0, redis)
+        self.env["REDIS_URL"] = redis.extra["url"]
+        self.out(f"redis up at 127.0.0.1:{self.redis_port} ({time.monotonic() - t0:.1f}s)")
+        return redis
+
     def process(self, name: str) -> ManagedProcess:
         return next(p for p in self.processes if p.name == name)
 
@@ -115,9 +128,14 @@ class Stack:
         return {**os.environ, **self.env, "PYTHONUNBUFFERED": "1"}
 
     # ------------------------------------------------------------------ processes
-    def start_ingest(self, log_path: Path | None = None) -> ManagedProcess:
-        proc = self._spawn_kopilka("ingest", log_path)
-        settings = self.settings()
+    def start_ingest(
+        self, log_path: Path | None = None, env: dict[str, str] | None = None
+    ) -> ManagedProcess:
+        """Start an ingress process; `env` overrides settings for this one (e.g. a second
+        replica on another KOPILKA_HTTP_PORT)."""
+        proc = self._spawn_kopilka("ingest", log_path, env)
+        os.environ.update(self.env)
+        settings = _settings_with(env or {})
         url = f"http://{settings.http_host}:{settings.http_port}/healthz"
 
         def healthy() -> bool:
@@ -143,13 +161,15 @@ class Stack:
             devservices.wait_until(ready, proc, 90, "the Faust worker reporting Ready")
         return proc
 
-    def _spawn_kopilka(self, command: str, log_path: Path | None) -> ManagedProcess:
+    def _spawn_kopilka(
+        self, command: str, log_path: Path | None, env: dict[str, str] | None = None
+    ) -> ManagedProcess:
         log_path = log_path or self.data_dir / "logs" / f"{command}.log"
         proc = devservices.spawn(
             command,
             [sys.executable, "-m", "kopilka", command],
             log_path,
-            env=self.child_env(),
+            env={**self.child_env(), **(env or {})},
             cwd=Path(__file__).resolve().parent.parent,
         )
         self.processes.append(proc)
@@ -166,3 +186,16 @@ class Stack:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as f:
             f.write(json.dumps(data, indent=2))
+
+
+def _settings_with(env: dict[str, str]) -> Settings:
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        return Settings()
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v

@@ -25,6 +25,7 @@ def tenant_view(tenant: Tenant) -> dict:
         "active": tenant.active,
         "rules_revision": tenant.rules_revision,
         "rules": tenant.rules.model_dump(mode="json"),
+        "edge": tenant.edge(),
     }
 
 
@@ -34,7 +35,10 @@ def new_tenant_view(new: NewTenant, settings: Settings) -> dict:
         "webhook_secret": new.webhook_secret,
         "webhook_url": settings.webhook_base_url + new.webhook_secret,
         "api_key": new.api_key,
-        "note": "the webhook secret and API key are shown only this once; store them now",
+        "signing_secret": new.signing_secret,
+        "signature_mode": new.tenant.signature_mode,
+        "note": "the webhook secret, API key and signing secret are shown only this once; "
+        "store them now",
     }
 
 

@@ -1,9 +1,9 @@
 """Test session plumbing.
 
 Unit tests need nothing. Tests marked `connected` (all of tests/e2e) share one real stack for the
-session: a real Kafka broker and a real Postgres (started here unless KAFKA_BOOTSTRAP_SERVERS /
-DATABASE_URL point at external ones), the real ingress and the real Faust worker as separate
-processes, all on loopback. Data starts empty every session.
+session: a real Kafka broker, a real Postgres and a real Redis (started here unless
+KAFKA_BOOTSTRAP_SERVERS / DATABASE_URL / REDIS_URL point at external ones), the real ingress and
+the real Faust worker as separate processes, all on loopback. Data starts empty every session.
 """
 
 from __future__ import annotations
@@ -18,15 +18,21 @@ from kopilka import devservices
 from kopilka.settings import PROJECT_ROOT
 from kopilka.stack import Stack
 
-ADMIN_TOKEN = "test-admin-token"
+ADMIN_TOKEN = "test-admin-token"  # a throwaway token for the test stack's admin API
 
 
 def pytest_collection_modifyitems(items):
     for item in items:
         if "/e2e/" in str(item.fspath):
             item.add_marker(pytest.mark.connected)
-    # tests that take a shared service down run last, so nothing else sees the outage
-    items.sort(key=lambda item: item.get_closest_marker("disruptive") is not None)
+    # tests that take a shared service down run last, so nothing else sees the outage; the audit
+    # of the session's logs runs after everything, so it sees every line the run wrote
+    items.sort(
+        key=lambda item: (
+            item.get_closest_marker("logs_audit") is not None,
+            item.get_closest_marker("disruptive") is not None,
+        )
+    )
 
 
 @pytest.fixture(scope="session")
@@ -35,7 +41,9 @@ def stack():
     shutil.rmtree(data_dir, ignore_errors=True)
     shutil.rmtree(devservices.postgres_datadir("test-postgres"), ignore_errors=True)
     env = {
-        k: os.environ[k] for k in ("KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL") if os.environ.get(k)
+        k: os.environ[k]
+        for k in ("KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL", "REDIS_URL")
+        if os.environ.get(k)
     }
     env.update(
         {
@@ -45,6 +53,8 @@ def stack():
             "KOPILKA_ADMIN_TOKEN": ADMIN_TOKEN,
             # the expiry test sweeps "as of" a later day instead of waiting for it
             "KOPILKA_ALLOW_FUTURE_SWEEPS": "1",
+            # Tests send many webhooks per shop; rate-limit tests set their shop's own limit.
+            "KOPILKA_RATE_LIMIT_PER_MINUTE": "1000000",
         }
     )
     s = Stack(
@@ -54,6 +64,7 @@ def stack():
         kafka_port=devservices.free_port(),
         kafka_controller_port=devservices.free_port(),
         postgres_port=devservices.free_port(),
+        redis_port=devservices.free_port(),
         out=lambda msg: print(msg, file=sys.stderr),
     )
     try:

@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # Make sure the system programs Kopilka's local stack needs are present: Java 17+ and Maven (to
-# fetch and run the Kafka broker), the PostgreSQL server, and kcat (the tests read the public
-# event topic with a non-Python Kafka client). As root, missing ones are installed
-# from Debian's packages; otherwise we say what to install and stop.
+# fetch and run the Kafka broker), the PostgreSQL server, Redis (rate limits shared by ingress
+# processes), and kcat (the tests read the public event topic with a non-Python Kafka client).
+# As root, missing ones are installed from Debian's packages; otherwise we say what to install.
 set -euo pipefail
 
 missing=()
 command -v java >/dev/null 2>&1 || missing+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null 2>&1 || missing+=(maven)
 command -v kcat >/dev/null 2>&1 || missing+=(kcat)
+if [ -z "${REDIS_URL:-}" ]; then
+  command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+fi
 if [ -z "${DATABASE_URL:-}" ] && ! ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 \
     && ! command -v postgres >/dev/null 2>&1; then
   missing+=(postgresql)
@@ -27,4 +30,8 @@ apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 # Debian's package starts its own cluster on 5432; Kopilka runs its own server, so stop that one.
 if printf '%s\n' "${missing[@]}" | grep -qx postgresql; then
   (service postgresql stop || true) >/dev/null 2>&1
+fi
+# Likewise Redis: Kopilka starts its own redis-server on a port of its choosing.
+if printf '%s\n' "${missing[@]}" | grep -qx redis-server; then
+  (service redis-server stop || true) >/dev/null 2>&1
 fi

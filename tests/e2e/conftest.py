@@ -8,6 +8,9 @@ import time
 import aiohttp
 import asyncpg
 import pytest
+from issued import remember
+
+from kopilka.cli import edge_json, rotate_json
 
 
 class Api:
@@ -17,6 +20,7 @@ class Api:
         self.session, self.base, self.admin_token = session, base, admin_token
 
     async def post_webhook(self, secret: str, *, json=None, data=None, headers=None):
+        """POST to the shop's webhook URL: (status, JSON body, response headers)."""
         async with self.session.post(
             f"{self.base}/api/webhook/{secret}", json=json, data=data, headers=headers
         ) as resp:
@@ -84,9 +88,29 @@ def make_tenant(api):
     async def make(name: str = "Test shop", **rules) -> dict:
         status, body = await api.admin("POST", "tenants", {"name": name, "rules": rules})
         assert status == 201, body
-        return body
+        return remember(body)
 
     return make
+
+
+@pytest.fixture
+def set_edge(dsn, stack):
+    """Change a shop's edge settings, then wait out the ingress's tenant cache."""
+
+    async def change(tenant: dict, **changes) -> dict:
+        result = await edge_json(dsn, tenant["tenant_id"], **changes)
+        await asyncio.sleep(stack.settings().tenant_cache_ttl_s + 0.1)
+        return result
+
+    return change
+
+
+@pytest.fixture
+def rotate(dsn):
+    async def run(tenant: dict, grace, only=None) -> dict:
+        return remember(await rotate_json(dsn, tenant["tenant_id"], grace=grace, only=only))
+
+    return run
 
 
 @pytest.fixture

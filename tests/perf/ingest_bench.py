@@ -2,6 +2,7 @@
 
     make bench                                   # a fresh stack in .data/bench, stopped afterwards
     make bench ARGS="--requests 20000 --concurrency 128 --json bench.json"
+    make bench ARGS="--edge"     # the same, twice in one run: baseline, then the hardened edge
     .venv/bin/python tests/perf/ingest_bench.py --base-url http://127.0.0.1:8080 \\
         --dsn postgresql://kopilka@127.0.0.1:5433/kopilka   # against a stack already running
 
@@ -9,6 +10,13 @@ Phases: 200 warm-up webhooks (not measured); N sequential standard purchases ove
 connection; M webhooks (80% standard JSON, 20% Tilda form orders, 2,000 distinct customers) from
 C concurrent connections; then Postgres is polled until every accepted order is in the ledger.
 Timings are printed, never asserted. Loopback only; bounded in count and time.
+
+--edge measures the hardened edge against the baseline in the same run, on the same Kafka and
+Postgres: "baseline" posts unsigned webhooks to a second ingress process started without
+REDIS_URL (in-process rate limiter, signatures off: the skeleton's request path plus one
+in-memory bucket check); "edge" posts Standard-Webhooks-signed webhooks to the stack's ingress,
+whose shop requires signatures and whose rate limit is checked in Redis (limit set high enough
+never to refuse, so every request pays for the check). Each profile has its own shop.
 """
 
 from __future__ import annotations
@@ -16,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import random
 import shutil
 import signal
@@ -30,8 +39,9 @@ from urllib.parse import urlencode
 import aiohttp
 import asyncpg
 
+from ingest.signatures import sign_standard
 from kopilka import devservices
-from kopilka.cli import create_tenant_json
+from kopilka.cli import create_tenant_json, edge_json
 from kopilka.settings import PROJECT_ROOT, Settings
 from kopilka.stack import Stack
 
@@ -73,26 +83,43 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[max(0, min(len(ordered) - 1, round(q / 100 * len(ordered)) - 1))]
 
 
+Headers = dict[str, str]
+UNLIMITED = {"rate_limit_per_minute": 100_000_000, "rate_limit_burst": 1_000_000}
+
+
 class Bench:
-    def __init__(self, webhook_url: str) -> None:
+    def __init__(self, webhook_url: str, signing_secret: str | None = None) -> None:
         self.url = webhook_url
+        self.signing_secret = signing_secret  # set: every request is Standard-Webhooks signed
         self.accepted = 0  # 202s; every body carries a fresh order id, so = awards expected
         self.last_202 = 0.0
         self.other: Counter[str] = Counter()
         self.rng = random.Random(42)
         self._order = 0
 
-    def next_body(self, mix: bool) -> Body:
+    def next_body(self, mix: bool) -> tuple[bytes, Headers]:
         self._order += 1
         order_id, customer = f"BENCH-{self._order:07d}", self.rng.randrange(CUSTOMERS)
         if mix and self.rng.random() < TILDA_SHARE:
-            return tilda(order_id, customer, self.rng.randrange(500, 50_000, 10))
-        return standard(order_id, customer)
+            body = tilda(order_id, customer, self.rng.randrange(500, 50_000, 10))
+        else:
+            body = standard(order_id, customer)
+        headers = {"Content-Type": body[1]}
+        if self.signing_secret:
+            msg_id, now = f"msg_{order_id}", int(time.time())
+            headers.update(
+                {
+                    "webhook-id": msg_id,
+                    "webhook-timestamp": str(now),
+                    "webhook-signature": sign_standard(self.signing_secret, msg_id, now, body[0]),
+                }
+            )
+        return body[0], headers
 
-    async def post(self, session: aiohttp.ClientSession, body: Body) -> float:
+    async def post(self, session: aiohttp.ClientSession, request: tuple[bytes, Headers]) -> float:
         started = time.perf_counter()
         try:
-            async with session.post(self.url, data=body[0], headers={"Content-Type": body[1]}) as r:
+            async with session.post(self.url, data=request[0], headers=request[1]) as r:
                 await r.read()
                 status = str(r.status)
         except (aiohttp.ClientError, TimeoutError) as exc:
@@ -125,7 +152,7 @@ class Bench:
 
     async def throughput(self, count: int, concurrency: int, figures: Figures) -> None:
         errors_before = sum(self.other.values())
-        queue: asyncio.Queue[Body] = asyncio.Queue()
+        queue: asyncio.Queue[tuple[bytes, Headers]] = asyncio.Queue()
         for _ in range(count):
             queue.put_nowait(self.next_body(mix=True))
         latencies: list[float] = []
@@ -174,19 +201,44 @@ class Bench:
             figures["drain_s"] = f"TIMEOUT after {timeout_s:.0f}s"
 
 
-async def run(base_url: str, dsn: str, args: argparse.Namespace, figures: Figures) -> None:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def run(
+    base_url: str,
+    dsn: str,
+    args: argparse.Namespace,
+    figures: Figures,
+    *,
+    signed: bool = False,
+    ingest_pid: int | None = None,
+) -> None:
     tenant = await create_tenant_json(Settings(DATABASE_URL=dsn), name="Bench shop")
-    bench = Bench(f"{base_url.rstrip('/')}/api/webhook/{tenant['webhook_secret']}")
+    mode = {"signature_mode": "required"} if signed else {}
+    await edge_json(dsn, tenant["tenant_id"], **UNLIMITED, **mode)
+    bench = Bench(
+        f"{base_url.rstrip('/')}/api/webhook/{tenant['webhook_secret']}",
+        tenant["signing_secret"] if signed else None,
+    )
     print(f"warm-up: {WARMUP} requests ...", flush=True)
     await bench.sequential(WARMUP, measured=False, figures=figures)
+    cpu_before = cpu_seconds(ingest_pid) if ingest_pid else None
     print(f"sequential: {args.sequential} requests over one connection ...", flush=True)
     await bench.sequential(args.sequential, measured=True, figures=figures)
     print(f"throughput: {args.requests} requests, {args.concurrency} connections ...", flush=True)
     await bench.throughput(args.requests, args.concurrency, figures)
+    if cpu_before is not None:
+        # the ingress's own CPU per request: steadier than rates on a shared machine
+        used = cpu_seconds(ingest_pid) - cpu_before
+        figures["ingest_cpu_ms_per_req"] = 1000 * used / (args.sequential + args.requests)
     print(f"drain: waiting for {bench.accepted} awards in ledger_entries ...", flush=True)
     await bench.drain(dsn, tenant["tenant_id"], args.drain_timeout, figures)
     if bench.other:
         figures["non_202_by_status"] = dict(bench.other)
+    figures.pop("_load_started", None)
 
 
 def start_stack() -> Stack:
@@ -200,6 +252,7 @@ def start_stack() -> Stack:
         kafka_port=devservices.free_port(),
         kafka_controller_port=devservices.free_port(),
         postgres_port=devservices.free_port(),
+        redis_port=devservices.free_port(),
     )
     try:
         stack.start_services()
@@ -216,7 +269,22 @@ def peak_rss_mb(stack: Stack, figures: Figures) -> None:
         if proc.name in ("ingest", "worker") and proc.alive():
             status = Path(f"/proc/{proc.proc.pid}/status").read_text()
             kb = next(int(line.split()[1]) for line in status.splitlines() if "VmHWM" in line)
-            figures[f"{proc.name}_peak_rss_mb"] = round(kb / 1024, 1)
+            figures[f"{proc.log_path.stem}_peak_rss_mb"] = round(kb / 1024, 1)
+
+
+def _shown(value: Any) -> str:
+    return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
+def print_comparison(figures: Figures) -> None:
+    columns = sorted(k for k, v in figures.items() if isinstance(v, dict))
+    print(f"{'figure':<22}" + "".join(f"{c:>14}" for c in columns))
+    for name in figures[columns[0]]:
+        cells = "".join(f"{_shown(figures[c].get(name, '-')):>14}" for c in columns)
+        print(f"{name:<22}{cells}")
+    for name, value in figures.items():
+        if name not in columns:
+            print(f"{name}: {_shown(value)}")
 
 
 def main() -> int:
@@ -228,9 +296,19 @@ def main() -> int:
     p.add_argument("--base-url", help="use a running ingress (with --dsn) instead of a new stack")
     p.add_argument("--dsn", help="its Postgres URL")
     p.add_argument("--json", type=Path, help="also write the figures to this file")
+    p.add_argument(
+        "--edge",
+        action="store_true",
+        help="measure baseline and hardened edge (signatures + Redis rate limit) in one run",
+    )
+    p.add_argument(
+        "--rounds", type=int, default=1, help="with --edge: repeat, alternating which goes first"
+    )
     args = p.parse_args()
     if bool(args.base_url) != bool(args.dsn):
         p.error("--base-url and --dsn go together")
+    if args.edge and args.base_url:
+        p.error("--edge starts its own stack (it needs a second ingress without Redis)")
     if min(args.sequential, args.requests, args.concurrency) < 1:
         p.error("--sequential, --requests and --concurrency must be at least 1")
 
@@ -249,7 +327,29 @@ def main() -> int:
             settings = stack.settings()
             base_url = f"http://{settings.http_host}:{settings.http_port}"
             dsn = settings.database_url.get_secret_value()
-        asyncio.run(run(base_url, dsn, args, figures))
+        if args.edge:
+            baseline_port = devservices.free_port()
+            edge_ingest = stack.process("ingest")
+            baseline_ingest = stack.start_ingest(
+                stack.data_dir / "logs" / "ingest-baseline.log",
+                env={"KOPILKA_HTTP_PORT": str(baseline_port), "REDIS_URL": ""},
+            )
+            profiles = [
+                ("baseline", f"http://127.0.0.1:{baseline_port}", False, baseline_ingest),
+                ("edge", base_url, True, edge_ingest),
+            ]
+            for round_no in range(1, args.rounds + 1):
+                # alternate the order, so neither profile always runs on the warmer stack
+                for name, url, signed, proc in profiles if round_no % 2 else profiles[::-1]:
+                    label = f"{name}#{round_no}" if args.rounds > 1 else name
+                    print(f"\n=== {label} ===", flush=True)
+                    profile: Figures = {}
+                    asyncio.run(
+                        run(url, dsn, args, profile, signed=signed, ingest_pid=proc.proc.pid)
+                    )
+                    figures[label] = profile
+        else:
+            asyncio.run(run(base_url, dsn, args, figures))
         if stack:
             peak_rss_mb(stack, figures)
     except KeyboardInterrupt:
@@ -260,10 +360,12 @@ def main() -> int:
             signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not orphan it
             print("stopping the stack ...", file=sys.stderr, flush=True)
             stack.stop()
-    figures.pop("_load_started", None)
     print("\n--- summary ---")
-    for name, value in figures.items():
-        print(f"{name}: {f'{value:.3f}' if isinstance(value, float) else value}")
+    if args.edge:
+        print_comparison(figures)
+    else:
+        for name, value in figures.items():
+            print(f"{name}: {_shown(value)}")
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2))
     return 0

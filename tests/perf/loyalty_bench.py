@@ -21,9 +21,9 @@ from collections import Counter
 
 import aiohttp
 import asyncpg
-from ingest_bench import percentile, start_stack
+from ingest_bench import UNLIMITED, percentile, start_stack
 
-from kopilka.cli import create_tenant_json
+from kopilka.cli import create_tenant_json, edge_json
 from kopilka.settings import Settings
 
 WAIT = {"Prefer": "wait=5", "Content-Type": "application/json"}
@@ -123,6 +123,7 @@ def main() -> int:
         settings = stack.settings()
         dsn = settings.database_url.get_secret_value()
         tenant = asyncio.run(create_tenant_json(Settings(DATABASE_URL=dsn), name="Bench loyalty"))
+        asyncio.run(edge_json(dsn, tenant["tenant_id"], **UNLIMITED))
         url = f"http://{settings.http_host}:{settings.http_port}/api/webhook/"
         url += tenant["webhook_secret"]
         print(f"Prefer: wait: {args.spends} purchases, then {args.spends} spends ...", flush=True)

@@ -1,0 +1,47 @@
+"""Where ingress processes share state: Redis when `REDIS_URL` is set, this process's memory else.
+
+Rate-limit buckets and the webhook-id replay guard live here. Which one is in use is logged once
+at start (`edge_state backend=redis|in-process`), so an operator who forgot `REDIS_URL` on a
+multi-replica deployment sees that every replica now enforces its own limit.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+from redis.asyncio import Redis
+
+from ingest.context import LIMITER, REPLAY, SETTINGS
+from ingest.ratelimit import LocalLimiter, RedisLimiter
+from ingest.replay import LocalReplayGuard, RedisReplayGuard
+from kopilka.logging import get_logger
+
+log = get_logger(__name__)
+
+
+async def edge_state(app: web.Application):
+    """cleanup_ctx: open Redis (when configured) for the limiter and the replay guard."""
+    settings = app[SETTINGS]
+    window_s = 2 * settings.signature_tolerance_s
+    redis: Redis | None = None
+    if settings.redis_url is not None and settings.redis_url.get_secret_value().strip():
+        redis = Redis.from_url(
+            settings.redis_url.get_secret_value(),
+            socket_timeout=0.5,
+            socket_connect_timeout=0.5,
+            health_check_interval=30,
+        )
+        app[LIMITER] = RedisLimiter(redis)
+        app[REPLAY] = RedisReplayGuard(redis, window_s)
+        log.info("edge_state", backend="redis", shared_across_processes=True)
+    else:
+        app[LIMITER] = LocalLimiter()
+        app[REPLAY] = LocalReplayGuard(window_s)
+        log.warning(
+            "edge_state",
+            backend="in-process",
+            shared_across_processes=False,
+            note="REDIS_URL is not set: rate limits and webhook-id replays are per process",
+        )
+    yield
+    if redis is not None:
+        await redis.aclose()
