@@ -94,16 +94,14 @@ commands = raw_topic(topics.COMMANDS)
 events = raw_topic(topics.EVENTS)
 outcomes = raw_topic(topics.OUTCOMES)
 
-# The ledger's state, co-partitioned with commands (key tenant:customer): one entry per customer
-# ("tenant:customer" -> CustomerState JSON) and one per order it touched ("tenant:customer|order"
-# -> OrderState JSON; Faust writes a table entry to the partition of the event being processed,
-# so both live on the customer's partition). str keys and values: the changelogs (internal to
-# the worker) are JSON-encoded by Faust itself.
-customer_states = app.Table(
-    "ledger-customers", key_type=str, value_type=str, partitions=settings.topic_partitions
-)
-order_states = app.Table(
-    "ledger-orders", key_type=str, value_type=str, partitions=settings.topic_partitions
+# The ledger's state, co-partitioned with commands (key tenant:customer), in ONE table so that
+# its writes share one changelog partition, in order: "c|tenant:customer" -> CustomerState JSON
+# and "o|tenant:customer|order" -> OrderState JSON (Faust writes a table entry to the partition
+# of the event being processed). After a crash the changelog holds a prefix of the writes, so
+# writing the customer entry before the order entry leaves nothing a replay cannot repair.
+# str keys and values: the changelog (internal to the worker) is JSON-encoded by Faust itself.
+ledger_table = app.Table(
+    "ledger-state", key_type=str, value_type=str, partitions=settings.topic_partitions
 )
 
 

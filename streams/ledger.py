@@ -12,26 +12,27 @@ import orjson
 
 from kopilka.logging import get_logger
 from schemas.messages import Command, ExpireCommand, Outcome, parse_command
-from streams.app import app, commands, customer_states, events, order_states, outcomes
+from streams.app import app, commands, events, ledger_table, outcomes
 from streams.rules import CustomerState, OrderState, Result, apply, order_key
 
 log = get_logger(__name__)
 
 
-def step(table_key: str, cmd: Command) -> Result:
-    """Load the states the command needs, apply it, store what changed."""
-    stored = customer_states.get(table_key)
+def step(customer_key: str, cmd: Command) -> Result:
+    """Load the states the command needs, apply it, store what changed: the customer entry
+    first, then the order entry (see streams.app: a lost order write is repaired on replay)."""
+    stored = ledger_table.get(f"c|{customer_key}")
     state = CustomerState.from_bytes(stored.encode() if stored else None)
     okey = order_key(cmd)
     orders = {}
     if okey is not None:
-        stored_order = order_states.get(f"{table_key}|{okey}")
+        stored_order = ledger_table.get(f"o|{customer_key}|{okey}")
         orders[okey] = OrderState.from_bytes(stored_order.encode() if stored_order else None)
     result = apply(state, orders, cmd)
     if result.state is not state:
-        customer_states[table_key] = result.state.to_bytes().decode()
+        ledger_table[f"c|{customer_key}"] = result.state.to_bytes().decode()
     if okey is not None and result.order is not None and result.order != orders[okey]:
-        order_states[f"{table_key}|{okey}"] = result.order.to_bytes().decode()
+        ledger_table[f"o|{customer_key}|{okey}"] = result.order.to_bytes().decode()
     return result
 
 

@@ -128,6 +128,11 @@ class CustomerState(BaseModel):
     referrer_id: str | None = None
     lots: tuple[Lot, ...] = ()
     recent: tuple[Remembered, ...] = ()
+    # The last command applied and the order entry it wrote. The customer entry is written
+    # first: if a crash loses the order entry's write, the replay restores it from here.
+    last_command: str | None = None
+    last_order_key: str | None = None
+    last_order: OrderState | None = None
 
     def balance(self) -> int:
         return sum(lot.remaining for lot in self.lots)
@@ -178,6 +183,9 @@ class OrderState(BaseModel):
     @classmethod
     def from_bytes(cls, data: bytes | None) -> OrderState:
         return cls() if data is None else cls.model_validate_json(data)
+
+
+CustomerState.model_rebuild()
 
 
 def order_key(cmd: Command) -> str | None:
@@ -325,6 +333,8 @@ def apply(state: CustomerState, orders: Mapping[str, OrderState], cmd: Command) 
     """Apply one command to one customer's ledger."""
     key = order_key(cmd)
     order = orders.get(key, OrderState()) if key is not None else None
+    if key is not None and state.last_command == cmd.command_id and state.last_order_key == key:
+        order = state.last_order  # the order entry's write was lost; the customer entry has it
     seen = remembered(state, order, cmd.command_id)
     if seen is not None:  # a replay of the same input: the same events, nothing changes
         followups = [parse_command(f.encode()) for f in seen.followups]
@@ -349,6 +359,13 @@ def apply(state: CustomerState, orders: Mapping[str, OrderState], cmd: Command) 
         result.state = result.state.model_copy(
             update={"recent": (*kept, memo)[-REMEMBERED_PER_CUSTOMER:]}
         )
+    result.state = result.state.model_copy(
+        update={
+            "last_command": cmd.command_id,
+            "last_order_key": key,
+            "last_order": result.order if key is not None else None,
+        }
+    )
     return result
 
 
