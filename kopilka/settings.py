@@ -68,6 +68,10 @@ class Settings(BaseSettings):
     sink_batch_size: int = 1000
     sink_batch_within_s: float = 0.1
     expiry_sweep_interval_s: float = 60.0
+    # The normaliser takes up to this many raw records at once (waiting at most `within`) and
+    # resolves the customers of consecutive purchases together.
+    normalize_batch: int = 200
+    normalize_within_s: float = 0.005
     # Operators may run the expiry sweep "as of" a later time only when this is on (tests).
     allow_future_sweeps: bool = False
     # `Prefer: wait=N` is honoured up to this many seconds.

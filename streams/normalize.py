@@ -88,9 +88,38 @@ class Normalizer:
         tenant = await until_done(lambda: self._tenants.by_id(tenant_id), "tenant")
         return tenant.rules if tenant is not None else None
 
-    async def normalize(self, env: RawEnvelope) -> Normalized:
-        """The commands one raw record yields, what was refused, or the dead letter."""
+    async def normalize(self, envs: list[RawEnvelope]) -> list[Normalized]:
+        """What each raw record yields (commands, refusals, or its dead letter), in order.
+
+        Runs of consecutive purchase requests (single, batch, Tilda) are resolved together:
+        their items' customers concurrently, grouped by email and phone, so a busy shop's
+        stream is not handled one request at a time; their orders are claimed in one
+        statement per shop, first item first. Any other action is handled on its own, in
+        its place, so what it depends on (a purchase before its refund) is already done."""
         await until_done(self._setup, "connect")
+        prepared = [await self._prepare(env) for env in envs]
+        results: list[Normalized | None] = [None] * len(envs)
+        i = 0
+        while i < len(envs):
+            if isinstance(prepared[i], Normalized):
+                results[i] = prepared[i]
+                i += 1
+                continue
+            j = i
+            while j < len(envs) and not isinstance(prepared[j], Normalized):
+                if not prepared[j][1].purchases:
+                    break
+                j += 1
+            if j > i:
+                segment = [(envs[k], *prepared[k]) for k in range(i, j)]
+                results[i:j] = await self._purchases(segment)
+                i = j
+                continue
+            results[i] = await self._single(envs[i], *prepared[i])
+            i += 1
+        return results  # type: ignore[return-value]
+
+    async def _prepare(self, env: RawEnvelope) -> tuple[TenantRules, ParsedWebhook] | Normalized:
         rules = await self.tenant_rules(env.tenant_id)
         if rules is None:
             return Normalized(dead=dead_letter(env, "unknown_tenant", None, "no such tenant"))
@@ -100,6 +129,11 @@ class Normalizer:
             )
         except InboundError as exc:
             return Normalized(dead=dead_letter(env, exc.code, exc.field, exc.reason))
+        return rules, parsed
+
+    async def _single(
+        self, env: RawEnvelope, rules: TenantRules, parsed: ParsedWebhook
+    ) -> Normalized:
         try:
             return await self._commands(env, rules, parsed)
         except Refused as exc:
@@ -107,48 +141,60 @@ class Normalizer:
             out.refused.append(refusal(env, 0, exc.code, exc.reason))
             return out
 
+    async def _purchases(
+        self, segment: list[tuple[RawEnvelope, TenantRules, ParsedWebhook]]
+    ) -> list[Normalized]:
+        items = [(env, rules, p) for env, rules, parsed in segment for p in parsed.purchases]
+        resolved = await run_grouped(
+            items,
+            lambda it: (
+                (it[0].tenant_id, "email", it[2].email),
+                (it[0].tenant_id, "phone", it[2].phone),
+            ),
+            lambda it: self._purchase(*it),
+        )
+        owners: dict[tuple[str, str], str] = {}
+        by_tenant: dict[str, list[tuple[str, str]]] = {}
+        for (env, _, p), r in zip(items, resolved, strict=True):
+            if isinstance(r, CustomerRef):
+                by_tenant.setdefault(env.tenant_id, []).append((p.order_id, r.id))
+        for tenant_id, claims in by_tenant.items():
+            claimed = await until_done(
+                lambda t=tenant_id, c=claims: self._customers.claim_orders(t, c), "orders"
+            )
+            owners.update({(tenant_id, order): owner for order, owner in claimed.items()})
+        out = {env.event_id: Normalized() for env, _, _ in segment}
+        for (env, rules, p), result in zip(items, resolved, strict=True):
+            if isinstance(result, CustomerRef) and owners[env.tenant_id, p.order_id] != result.id:
+                result = _claimed_by_another(p.order_id)
+            done = out[env.event_id]
+            if isinstance(result, Refused):
+                done.refused.append(refusal(env, p.index, result.code, result.reason))
+                continue
+            done.commands.append(
+                PurchaseCommand(
+                    command_id=derived_id(env.event_id, p.index),
+                    request_id=env.event_id,
+                    tenant_id=env.tenant_id,
+                    rules=rules,
+                    item=p.index,
+                    customer=result,
+                    order_id=p.order_id,
+                    amount=p.amount,
+                    description=p.description,
+                    occurred_at=env.received_at,
+                )
+            )
+        return [out[env.event_id] for env, _, _ in segment]
+
     async def _commands(
         self, env: RawEnvelope, rules: TenantRules, parsed: ParsedWebhook
     ) -> Normalized:
+        """Commands of a request other than purchases (those go through `_purchases`)."""
         base = {"request_id": env.event_id, "tenant_id": env.tenant_id, "rules": rules}
         at = {"occurred_at": env.received_at}
         out = Normalized()
-        if parsed.purchases:
-            results = await run_grouped(
-                parsed.purchases,
-                lambda p: (("email", p.email), ("phone", p.phone)),
-                lambda p: self._purchase(env, rules, p),
-            )
-            owners = await until_done(
-                lambda: self._customers.claim_orders(
-                    env.tenant_id,
-                    [
-                        (p.order_id, r.id)
-                        for p, r in zip(parsed.purchases, results, strict=True)
-                        if isinstance(r, CustomerRef)
-                    ],
-                ),
-                "orders",
-            )
-            for purchase, result in zip(parsed.purchases, results, strict=True):
-                if isinstance(result, CustomerRef) and owners[purchase.order_id] != result.id:
-                    result = _claimed_by_another(purchase.order_id)
-                if isinstance(result, Refused):
-                    out.refused.append(refusal(env, purchase.index, result.code, result.reason))
-                    continue
-                out.commands.append(
-                    PurchaseCommand(
-                        command_id=derived_id(env.event_id, purchase.index),
-                        item=purchase.index,
-                        customer=result,
-                        order_id=purchase.order_id,
-                        amount=purchase.amount,
-                        description=purchase.description,
-                        **base,
-                        **at,
-                    )
-                )
-        elif parsed.spend is not None:
+        if parsed.spend is not None:
             s = parsed.spend
             customer = await self._customer(env.tenant_id, rules, s.email, s.phone, None)
             await self._claim(env.tenant_id, s.order_id, customer)
@@ -292,63 +338,85 @@ async def _stop_rules(sender, **kwargs) -> None:
 
 @app.agent(webhooks_raw)
 async def normalize(stream):
-    async for key, value in stream.items():
-        try:
-            env = RawEnvelope.from_bytes(value)
-        except ValueError as exc:
-            log.error("raw_unreadable", error=str(exc)[:200])
-            await webhooks_dead.send(
-                key=key,
-                value=AuditRecord(
-                    event_id=derived_id("unreadable", value),
-                    tenant_id=(key or b"").decode(errors="replace"),
-                    received_at=datetime.now(UTC),
-                    status="dead",
-                    code="unreadable_envelope",
-                    reason=str(exc)[:500],
-                ).to_bytes(),
-            )
-            continue
+    async for events in stream.take_events(settings.normalize_batch, settings.normalize_within_s):
+        envs: list[RawEnvelope] = []
+        for event in events:
+            env = _envelope(event.key, event.value)
+            if isinstance(env, AuditRecord):
+                await webhooks_dead.send(key=event.key, value=env.to_bytes())
+            else:
+                envs.append(env)
         started = time.perf_counter()
         try:
-            result = await normalizer.normalize(env)
-        except Exception as exc:  # a bug must not stop the stream or lose the record
-            log.exception("normalize_failed", tenant_id=env.tenant_id, event_id=env.event_id)
-            result = Normalized(dead=dead_letter(env, "internal_error", None, repr(exc)[:300]))
+            results = await normalizer.normalize(envs)
+        except Exception:  # a bug must not stop the stream: record by record, to isolate it
+            log.exception("normalize_batch_failed", records=len(envs))
+            results = [await _one_by_one(env) for env in envs]
         resolved = time.perf_counter()
-        for cmd in result.commands:
-            await commands.send(key=cmd.key, value=cmd.to_bytes())
-        if len(result.commands) > 100:
+        for env, result in zip(envs, results, strict=True):
+            await _emit(env, result)
+        commands_sent = sum(len(r.commands) for r in results)
+        if commands_sent > 100:
             log.info(
-                "large_request_normalized",
-                event_id=env.event_id,
-                commands=len(result.commands),
+                "normalized",
+                requests=len(envs),
+                commands=commands_sent,
                 resolve_ms=round((resolved - started) * 1000),
                 send_ms=round((time.perf_counter() - resolved) * 1000),
             )
-        for outcome in result.refused:
-            await outcomes.send(key=env.event_id.encode(), value=outcome.to_bytes())
-        if result.dead is not None:
-            log.warning(
-                "webhook_dead",
-                tenant_id=env.tenant_id,
-                event_id=env.event_id,
-                code=result.dead.code,
-                field=result.dead.field,
-            )
-            await webhooks_dead.send(key=key, value=result.dead.to_bytes())
-            continue
-        await webhooks_audit.send(
-            key=key,
-            value=AuditRecord(
-                event_id=env.event_id,
-                tenant_id=env.tenant_id,
-                received_at=env.received_at,
-                status="accepted",
-                http_status=202,
-                code="accepted",
-                reason=f"{len(result.commands)} command(s), {len(result.refused)} refused",
-                content_type=env.content_type,
-                body_bytes=len(env.raw_body()),
-            ).to_bytes(),
+
+
+def _envelope(key: bytes | None, value: bytes) -> RawEnvelope | AuditRecord:
+    try:
+        return RawEnvelope.from_bytes(value)
+    except ValueError as exc:
+        log.error("raw_unreadable", error=str(exc)[:200])
+        return AuditRecord(
+            event_id=derived_id("unreadable", value),
+            tenant_id=(key or b"").decode(errors="replace"),
+            received_at=datetime.now(UTC),
+            status="dead",
+            code="unreadable_envelope",
+            reason=str(exc)[:500],
         )
+
+
+async def _one_by_one(env: RawEnvelope) -> Normalized:
+    try:
+        [result] = await normalizer.normalize([env])
+        return result
+    except Exception as exc:
+        log.exception("normalize_failed", tenant_id=env.tenant_id, event_id=env.event_id)
+        return Normalized(dead=dead_letter(env, "internal_error", None, repr(exc)[:300]))
+
+
+async def _emit(env: RawEnvelope, result: Normalized) -> None:
+    key = env.tenant_id.encode()
+    for cmd in result.commands:
+        await commands.send(key=cmd.key, value=cmd.to_bytes())
+    for outcome in result.refused:
+        await outcomes.send(key=env.event_id.encode(), value=outcome.to_bytes())
+    if result.dead is not None:
+        log.warning(
+            "webhook_dead",
+            tenant_id=env.tenant_id,
+            event_id=env.event_id,
+            code=result.dead.code,
+            field=result.dead.field,
+        )
+        await webhooks_dead.send(key=key, value=result.dead.to_bytes())
+        return
+    await webhooks_audit.send(
+        key=key,
+        value=AuditRecord(
+            event_id=env.event_id,
+            tenant_id=env.tenant_id,
+            received_at=env.received_at,
+            status="accepted",
+            http_status=202,
+            code="accepted",
+            reason=f"{len(result.commands)} command(s), {len(result.refused)} refused",
+            content_type=env.content_type,
+            body_bytes=len(env.raw_body()),
+        ).to_bytes(),
+    )
