@@ -8,6 +8,7 @@ import asyncpg
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from ingest import admin_outbound
 from ingest.context import BACKGROUND, POOL, PRODUCER, SETTINGS, TENANTS
 from ingest.read_api import get_customer
 from ingest.responses import json_response
@@ -80,6 +81,7 @@ def init_app(settings: Settings) -> web.Application:
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
+    admin_outbound.add_routes(app)
     return app
 
 

@@ -134,6 +134,20 @@ class Stack:
             devservices.wait_until(ready, proc, 90, "the Faust worker reporting Ready")
         return proc
 
+    def start_dispatch(self, log_path: Path | None = None) -> ManagedProcess:
+        """`kopilka dispatch`: outbound webhooks and Telegram notifications."""
+        proc = self._spawn_kopilka("dispatch", log_path)
+        if proc.log_path.name != "-":
+            start = proc.log_path.stat().st_size if proc.log_path.exists() else 0
+
+            def ready() -> bool:
+                with open(proc.log_path, "rb") as f:
+                    f.seek(start)
+                    return b"dispatch_ready" in f.read()
+
+            devservices.wait_until(ready, proc, 60, "the dispatcher reporting dispatch_ready")
+        return proc
+
     def _spawn_kopilka(self, command: str, log_path: Path | None) -> ManagedProcess:
         log_path = log_path or self.data_dir / "logs" / f"{command}.log"
         proc = devservices.spawn(

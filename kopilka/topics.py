@@ -22,5 +22,8 @@ WEBHOOKS_DEAD = TopicSpec(
 )
 COMMANDS = TopicSpec("loyalty.commands", "tenant_id:customer_id", "canonical loyalty commands")
 EVENTS = TopicSpec("loyalty.events", "tenant_id:customer_id", "public loyalty events (JSON)")
+NOTIFICATIONS_TELEGRAM = TopicSpec(
+    "notifications.telegram", "chat_id", "events a tenant's Telegram chat opted into (JSON)"
+)
 
-ALL = (WEBHOOKS_RAW, WEBHOOKS_AUDIT, WEBHOOKS_DEAD, COMMANDS, EVENTS)
+ALL = (WEBHOOKS_RAW, WEBHOOKS_AUDIT, WEBHOOKS_DEAD, COMMANDS, EVENTS, NOTIFICATIONS_TELEGRAM)

@@ -6,7 +6,8 @@ import faust
 
 import sinks.postgres  # noqa: F401 - registers the sink agents
 import streams.ledger
-import streams.normalize  # noqa: F401 - registers the normalize agent
+import streams.normalize
+import streams.outbound  # noqa: F401 - these imports register the agents
 from kopilka.settings import get_settings
 from streams.app import app
 
