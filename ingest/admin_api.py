@@ -16,7 +16,7 @@ from aiohttp import web
 from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
-from ingest.admin_auth import admin_only
+from ingest.admin_auth import ADMIN_REFUSALS, TENANT_PARAM, admin_only
 from ingest.api_models import (
     RulesPatch,
     SweepRequest,
@@ -26,7 +26,7 @@ from ingest.api_models import (
     TenantView,
 )
 from ingest.context import POOL, PRODUCER, SETTINGS
-from ingest.openapi import Param, Resp, documented, errors
+from ingest.openapi import Resp, documented, errors
 from ingest.responses import error, json_response
 from kopilka import tenant_admin, topics
 from kopilka.expiry import due_commands
@@ -37,8 +37,8 @@ log = get_logger(__name__)
 
 
 _ADMIN = {"tags": ["admin"], "security": "adminToken"}
-_DENIED = {**errors(401, headers={"WWW-Authenticate": True}), **errors(503)}
-_TENANT = Param("tenant_id", "path", "the tenant's id (uuid)")
+_DENIED = ADMIN_REFUSALS
+_TENANT = TENANT_PARAM
 
 
 async def _json_object(request: web.Request) -> dict | web.Response:

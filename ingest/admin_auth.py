@@ -11,9 +11,15 @@ import hmac
 from aiohttp import web
 
 from ingest.context import SETTINGS
+from ingest.openapi import Param, errors
 from ingest.responses import error
 
 _CHALLENGE = {"WWW-Authenticate": "Bearer"}
+
+# For the OpenAPI description of admin routes: the refusals every one of them can answer, and
+# the path parameter most of them take.
+ADMIN_REFUSALS = {**errors(401, headers={"WWW-Authenticate": True}), **errors(503)}
+TENANT_PARAM = Param("tenant_id", "path", "the tenant's id (uuid)")
 
 
 def admin_refusal(request: web.Request) -> web.Response | None:

@@ -8,14 +8,14 @@ import asyncpg
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from ingest import admin_api, openapi
+from ingest import admin_api, admin_outbound, openapi
 from ingest.api_models import CustomerView, Health, Readiness
 from ingest.context import BACKGROUND, CUSTOMERS, OUTCOMES, POOL, PRODUCER, SETTINGS, TENANTS
 from ingest.limits import server_options
 from ingest.openapi import Param, Resp, document, documented, errors
 from ingest.outcomes import OutcomeWaiter
 from ingest.read_api import get_customer
-from ingest.responses import json_response
+from ingest.responses import json_errors, json_response
 from ingest.shared_state import edge_state
 from ingest.webhooks import receive_webhook
 from kopilka import db
@@ -121,7 +121,7 @@ document(
 
 
 def init_app(settings: Settings) -> web.Application:
-    app = web.Application(client_max_size=settings.max_body_bytes)
+    app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[json_errors])
     app[SETTINGS] = settings
     app.cleanup_ctx.extend([_database, _kafka, edge_state])
     app.router.add_post("/api/webhook/{secret}", receive_webhook)
@@ -131,6 +131,7 @@ def init_app(settings: Settings) -> web.Application:
     app.router.add_get("/metrics", metrics)
     admin_api.add_routes(app)
     openapi.add_routes(app)
+    admin_outbound.add_routes(app)
     return app
 
 

@@ -30,7 +30,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from kopilka.tenants import SIGNING_PREFIX
+from kopilka import standard_webhooks
 
 MAX_WEBHOOK_ID = 256
 MAX_SIGNATURES = 16
@@ -58,17 +58,8 @@ class Refused:
 Outcome = Verified | Unsigned | Refused
 
 
-def standard_key(secret: str) -> bytes:
-    """The HMAC key of a `whsec_…` secret: its base64 part, decoded."""
-    body = secret.removeprefix(SIGNING_PREFIX)
-    return base64.b64decode(body + "=" * (-len(body) % 4))
-
-
-def sign_standard(secret: str, webhook_id: str, timestamp: int, body: bytes) -> str:
-    """One `v1,<base64>` signature: what a sender puts in `webhook-signature`."""
-    message = f"{webhook_id}.{timestamp}.".encode() + body
-    mac = hmac.new(standard_key(secret), message, hashlib.sha256).digest()
-    return "v1," + base64.b64encode(mac).decode()
+standard_key = standard_webhooks.key
+sign_standard = standard_webhooks.sign
 
 
 def sign_x_signature(secret: str, body: bytes) -> str:

@@ -32,7 +32,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from kopilka import db
+from kopilka import cli_outbound, db
 from kopilka import logging as klog
 from kopilka.settings import PROJECT_ROOT, get_settings
 
@@ -159,6 +159,7 @@ def parser() -> argparse.ArgumentParser:
         dest="schemas_command", required=True
     )
     schemas.add_parser("write", help="regenerate schemas/json/ from the models")
+    cli_outbound.add_parsers(sub)
     return p
 
 
@@ -296,6 +297,8 @@ def main(argv: list[str] | None = None) -> None:
             print(path.relative_to(PROJECT_ROOT))
     elif args.command == "run":
         sys.exit(run_local())
+    elif args.command in cli_outbound.COMMANDS:
+        sys.exit(cli_outbound.main(args, settings))
 
 
 def run_local() -> int:
@@ -329,6 +332,7 @@ def run_local() -> int:
         demo = _demo_tenant(stack, settings)
         stack.start_worker()
         stack.start_ingest()
+        stack.start_dispatch()
     except ServiceStartError as exc:
         print(f"\nkopilka: a service did not start: {exc}", file=sys.stderr)
         stack.stop()

@@ -41,6 +41,7 @@ class ManagedProcess:
     log_path: Path
     stop_signal: int = signal.SIGTERM
     extra: dict = field(default_factory=dict)
+    log_start: int = 0  # the log's size when this run started: its own lines come after
 
     def alive(self) -> bool:
         return self.proc.poll() is None
@@ -83,6 +84,7 @@ def spawn(
     """Start a process in its own session (so Ctrl-C reaches it through us, in order)."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     log = open(log_path, "ab")
+    log_start = log.tell()
     proc = subprocess.Popen(
         argv,
         stdout=log,
@@ -93,7 +95,7 @@ def spawn(
         start_new_session=True,
     )
     log.close()
-    return ManagedProcess(name, proc, log_path, stop_signal)
+    return ManagedProcess(name, proc, log_path, stop_signal, log_start=log_start)
 
 
 def free_port() -> int:

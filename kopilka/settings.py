@@ -83,6 +83,30 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_format: str = "json"  # json | console
 
+    # ---- outbound: signed webhooks to shops and Telegram notifications (`kopilka dispatch`)
+    # Delay before each attempt, in seconds, comma-separated (Svix's: immediately, 5 s, 5 min,
+    # 30 min, 2 h, 5 h, 10 h, 10 h); each delay after the first gets +-jitter (a fraction).
+    webhook_retry_schedule_s: str = "0,5,300,1800,7200,18000,36000,36000"
+    webhook_retry_jitter: float = 0.2
+    webhook_timeout_s: float = 15.0
+    # An endpoint failing without a single success for this long is disabled (default 5 days).
+    webhook_disable_after_s: float = 5 * 24 * 3600.0
+    # CIDRs deliveries may reach although private/loopback/link-local ("127.0.0.0/8,10.0.0.0/8")
+    webhook_allowed_networks: str = ""
+    webhook_endpoint_concurrency: int = 4  # requests in flight per endpoint
+    webhook_max_in_flight: int = 256  # in flight per dispatch process, all endpoints together
+    dispatch_poll_interval_s: float = 1.0  # fallback poll; new work wakes it at once (NOTIFY)
+    telegram_bot_token: SecretStr | None = None
+    # Bot API server, for a local Bot API server or a test double.
+    telegram_api_url: str = "https://api.telegram.org"
+    telegram_bot_rate: float = 30.0  # messages per second per bot
+    telegram_chat_interval_s: float = 1.0  # at most one message per chat per this many seconds
+    telegram_give_up_after_s: float = 3 * 24 * 3600.0  # keep retrying while Telegram is down
+
+    @property
+    def webhook_retry_delays(self) -> list[float]:
+        return [float(x) for x in self.webhook_retry_schedule_s.split(",") if x.strip()]
+
     @property
     def webhook_base_url(self) -> str:
         base = self.public_url or f"http://{self.http_host}:{self.http_port}"

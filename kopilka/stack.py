@@ -150,16 +150,28 @@ class Stack:
 
     def start_worker(self, log_path: Path | None = None, wait_ready: bool = True) -> ManagedProcess:
         proc = self._spawn_kopilka("worker", log_path)
-        if wait_ready and proc.log_path.name != "-":
-            start = proc.log_path.stat().st_size if proc.log_path.exists() else 0
-
-            def ready() -> bool:
-                with open(proc.log_path, "rb") as f:
-                    f.seek(start)
-                    return b"Worker]: Ready" in f.read()
-
-            devservices.wait_until(ready, proc, 90, "the Faust worker reporting Ready")
+        if wait_ready:
+            self._wait_for_log(proc, b"Worker]: Ready", 90, "the Faust worker reporting Ready")
         return proc
+
+    def start_dispatch(self, log_path: Path | None = None) -> ManagedProcess:
+        """`kopilka dispatch`: outbound webhooks and Telegram notifications."""
+        proc = self._spawn_kopilka("dispatch", log_path)
+        self._wait_for_log(proc, b"dispatch_ready", 60, "the dispatcher reporting dispatch_ready")
+        return proc
+
+    @staticmethod
+    def _wait_for_log(proc: ManagedProcess, marker: bytes, timeout_s: float, what: str) -> None:
+        """Wait until the process's log (written from its start) shows `marker`."""
+        if proc.log_path.name == "-":
+            return
+
+        def ready() -> bool:
+            with open(proc.log_path, "rb") as f:
+                f.seek(proc.log_start)
+                return marker in f.read()
+
+        devservices.wait_until(ready, proc, timeout_s, what)
 
     def _spawn_kopilka(
         self, command: str, log_path: Path | None, env: dict[str, str] | None = None

@@ -13,7 +13,6 @@ columns of `tenants`; NULL means the deployment's default.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import secrets
 import uuid
@@ -23,12 +22,13 @@ from typing import Literal
 
 import asyncpg
 
+from kopilka import standard_webhooks
 from kopilka.cache import TTLCache
 from schemas.tenant_rules import TenantRules
 
 SECRET_PREFIX = "whk_"  # noqa: S105 - a prefix, not a secret
 API_KEY_PREFIX = "kpk_"
-SIGNING_PREFIX = "whsec_"  # Standard Webhooks' prefix for a base64 HMAC key
+SIGNING_PREFIX = standard_webhooks.PREFIX
 SIGNATURE_MODES = ("off", "optional", "required")
 
 CredentialKind = Literal["webhook_secret", "api_key"]
@@ -45,8 +45,7 @@ def new_token(prefix: str) -> str:
 
 
 def new_signing_secret() -> str:
-    """`whsec_` + base64 of 32 random bytes, the form Standard Webhooks libraries expect."""
-    return SIGNING_PREFIX + base64.b64encode(secrets.token_bytes(32)).decode()
+    return standard_webhooks.new_secret()
 
 
 @dataclass(frozen=True)

@@ -28,5 +28,17 @@ OUTCOMES = TopicSpec(
 TENANT_RULES = TopicSpec(
     "tenants.rules", "tenant_id", "each tenant's current loyalty rules", compacted=True
 )
+NOTIFICATIONS_TELEGRAM = TopicSpec(
+    "notifications.telegram", "chat_id", "events a tenant's Telegram chat opted into (JSON)"
+)
 
-ALL = (WEBHOOKS_RAW, WEBHOOKS_AUDIT, WEBHOOKS_DEAD, COMMANDS, EVENTS, OUTCOMES, TENANT_RULES)
+ALL = (
+    WEBHOOKS_RAW,
+    WEBHOOKS_AUDIT,
+    WEBHOOKS_DEAD,
+    COMMANDS,
+    EVENTS,
+    OUTCOMES,
+    TENANT_RULES,
+    NOTIFICATIONS_TELEGRAM,
+)

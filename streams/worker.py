@@ -7,7 +7,8 @@ import faust
 import sinks.postgres  # noqa: F401 - registers the sink agents
 import streams.expiry
 import streams.ledger
-import streams.normalize  # noqa: F401 - registers the agents and the expiry timer
+import streams.normalize
+import streams.outbound  # noqa: F401 - these imports register the agents and the expiry timer
 from kopilka.settings import get_settings
 from streams.app import app
 

@@ -19,6 +19,8 @@ from kopilka.settings import PROJECT_ROOT
 from kopilka.stack import Stack
 
 ADMIN_TOKEN = "test-admin-token"  # a throwaway token for the test stack's admin API
+TELEGRAM_TOKEN = "123456:kopilka-test-bot"  # the fake Bot API server accepts only this one
+TELEGRAM_API_PORT = devservices.free_port()  # where tests/sinks fake Bot API server listens
 
 
 def pytest_collection_modifyitems(items):
@@ -55,6 +57,14 @@ def stack():
             "KOPILKA_ALLOW_FUTURE_SWEEPS": "1",
             # Tests send many webhooks per shop; rate-limit tests set their shop's own limit.
             "KOPILKA_RATE_LIMIT_PER_MINUTE": "1000000",
+            # outbound: a compressed retry schedule, the loopback receiver allowed, a fake Bot API
+            "KOPILKA_WEBHOOK_RETRY_SCHEDULE_S": "0,0.3,0.3,0.3",
+            "KOPILKA_WEBHOOK_DISABLE_AFTER_S": "4",
+            "KOPILKA_WEBHOOK_ALLOWED_NETWORKS": "127.0.0.0/8",
+            "KOPILKA_DISPATCH_POLL_INTERVAL_S": "0.5",
+            "KOPILKA_TELEGRAM_BOT_TOKEN": TELEGRAM_TOKEN,
+            "KOPILKA_TELEGRAM_API_URL": f"http://127.0.0.1:{TELEGRAM_API_PORT}",
+            "KOPILKA_TELEGRAM_CHAT_INTERVAL_S": "0.2",
         }
     )
     s = Stack(
@@ -71,6 +81,7 @@ def stack():
         s.start_services()
         s.start_worker()
         s.start_ingest()
+        s.start_dispatch()
     except BaseException:  # whatever stops the start-up, leave no process behind
         s.stop()
         raise

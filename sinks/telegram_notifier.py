@@ -1,0 +1,335 @@
+"""Telegram notifications: `notifications.telegram` -> a Postgres outbox -> the Bot API (aiogram).
+
+Two loops in the `kopilka dispatch` process:
+
+* `TelegramIngest` consumes `notifications.telegram` (written by the stream fan-out, one record
+  per chat and event), renders the text with the tenant's template (sinks.telegram_templates)
+  and stores it in `telegram_messages`, idempotent on the message id; only then are the Kafka
+  offsets committed. A record that cannot be rendered still becomes a (generic) message.
+* `TelegramSender` sends the outbox through aiogram, oldest first per chat, at most
+  `telegram_bot_rate` messages a second for the bot and one per `telegram_chat_interval_s` per
+  chat. `RetryAfter` (429) pauses that chat for `retry_after` and retries; `Forbidden` (403: the
+  bot was blocked or removed) stops the chat, marks it blocked and records its pending messages as
+  `forbidden`; network and server errors are retried with backoff (at most a minute apart) for
+  `telegram_give_up_after_s`, so an hour-long Telegram outage loses nothing. One sender is active
+  at a time (a Postgres advisory lock), so the per-bot limit holds with several dispatchers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+import orjson
+from aiogram import Bot
+from aiogram.client.session.aiohttp import AiohttpSession
+from aiogram.client.telegram import TelegramAPIServer
+from aiogram.exceptions import (
+    TelegramAPIError,
+    TelegramBadRequest,
+    TelegramForbiddenError,
+    TelegramNetworkError,
+    TelegramRetryAfter,
+    TelegramServerError,
+    TelegramUnauthorizedError,
+)
+from aiokafka import AIOKafkaConsumer
+from aiokafka.errors import KafkaError
+
+from kopilka import topics
+from kopilka.cache import TTLCache
+from kopilka.logging import get_logger
+from kopilka.settings import Settings
+from sinks.pacing import ChatPacer, TokenBucket
+from sinks.telegram_templates import render
+
+log = get_logger(__name__)
+
+TELEGRAM_WAKE = "kopilka_telegram"  # NOTIFY channel: new messages in the outbox
+_SENDER_LOCK = 0x6B6F70746731  # one active sender: the per-bot rate limit is global
+MAX_BACKOFF_S = 60.0
+
+_INSERT = """
+INSERT INTO telegram_messages (id, tenant_id, chat_id, event_id, event_type, text)
+SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::bigint[], $4::uuid[], $5::text[], $6::text[])
+ON CONFLICT (id) DO NOTHING
+"""
+
+
+async def enqueue_notice(conn: asyncpg.Connection, tenant_id: uuid.UUID, notice: dict) -> int:
+    """Queue a message about the tenant's account (not a loyalty event) to all its live chats."""
+    override = await conn.fetchval(
+        "SELECT template FROM telegram_templates WHERE tenant_id = $1 AND event_type = $2",
+        tenant_id,
+        notice["type"],
+    )
+    text = render(notice, override)
+    result = await conn.execute(
+        "INSERT INTO telegram_messages (id, tenant_id, chat_id, event_type, text)"
+        " SELECT gen_random_uuid(), tenant_id, chat_id, $2, $3 FROM telegram_chats"
+        " WHERE tenant_id = $1 AND enabled AND blocked_at IS NULL",
+        tenant_id,
+        notice["type"],
+        text,
+    )
+    await conn.execute(f"NOTIFY {TELEGRAM_WAKE}")
+    return int(result.split()[-1])
+
+
+def make_bot(settings: Settings) -> Bot | None:
+    if settings.telegram_bot_token is None:
+        return None
+    session = AiohttpSession(
+        api=TelegramAPIServer.from_base(settings.telegram_api_url.rstrip("/")), timeout=15
+    )
+    return Bot(settings.telegram_bot_token.get_secret_value(), session=session)
+
+
+def _uuid_or_none(value) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(str(value))
+    except ValueError:
+        return None
+
+
+class TelegramIngest:
+    """notifications.telegram -> telegram_messages (rendered), then commit the offsets."""
+
+    def __init__(self, pool: asyncpg.Pool, settings: Settings) -> None:
+        self.pool, self.settings = pool, settings
+        self._templates: TTLCache[str, dict[str, str]] = TTLCache(100_000, 5.0)
+
+    async def templates(self, tenant_id: str) -> dict[str, str]:
+        hit = self._templates.get(tenant_id)
+        if hit is None:
+            rows = await self.pool.fetch(
+                "SELECT event_type, template FROM telegram_templates WHERE tenant_id = $1",
+                uuid.UUID(tenant_id),
+            )
+            hit = {r["event_type"]: r["template"] for r in rows}
+            self._templates.set(tenant_id, hit)
+        return hit
+
+    async def rows(self, values: list[bytes]) -> list[tuple]:
+        out = []
+        for value in values:
+            try:
+                rec = orjson.loads(value)
+                event = rec["event"] if isinstance(rec.get("event"), dict) else {}
+                tenant_id, chat_id = str(uuid.UUID(rec["tenant_id"])), int(rec["chat_id"])
+                message_id = uuid.UUID(rec["message_id"])
+            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
+                log.error("telegram_unreadable_record", value=value[:200].decode(errors="replace"))
+                continue
+            kind = str(event.get("type", rec.get("event_type", "unknown")))
+            text = render(event, (await self.templates(tenant_id)).get(kind))
+            out.append(
+                (
+                    message_id,
+                    uuid.UUID(tenant_id),
+                    chat_id,
+                    _uuid_or_none(event.get("event_id")),
+                    kind,
+                    text,
+                )
+            )
+        return out
+
+    async def run(self, stopping: asyncio.Event) -> None:
+        consumer = AIOKafkaConsumer(
+            topics.NOTIFICATIONS_TELEGRAM.name,
+            bootstrap_servers=self.settings.bootstrap_list,
+            group_id=f"{self.settings.worker_id}-telegram",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+        )
+        while not stopping.is_set():
+            try:
+                await consumer.start()
+                break
+            except KafkaError as exc:
+                log.warning("telegram_consumer_start_failed", error=type(exc).__name__)
+                await asyncio.sleep(1.0)
+        try:
+            while not stopping.is_set():
+                batches = await consumer.getmany(timeout_ms=500, max_records=500)
+                values = [r.value for records in batches.values() for r in records]
+                if not values:
+                    continue
+                while True:  # the outbox must have them before the offsets move on
+                    try:
+                        rows = await self.rows(values)
+                        if rows:
+                            async with self.pool.acquire() as conn, conn.transaction():
+                                await conn.execute(_INSERT, *zip(*rows, strict=True))
+                                await conn.execute(f"NOTIFY {TELEGRAM_WAKE}")
+                        break
+                    except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError):
+                        log.warning("telegram_outbox_write_failed")
+                        await asyncio.sleep(1.0)
+                await consumer.commit()
+        finally:
+            await consumer.stop()
+
+
+class TelegramSender:
+    def __init__(self, pool: asyncpg.Pool, settings: Settings, bot: Bot) -> None:
+        self.pool, self.settings, self.bot = pool, settings, bot
+        self.bucket = TokenBucket(settings.telegram_bot_rate)
+        self.pacer = ChatPacer(settings.telegram_chat_interval_s)
+        self.in_flight: set[int] = set()
+        self.wake = asyncio.Event()
+
+    def on_notify(self, *_args) -> None:
+        self.wake.set()
+
+    async def _lock(self, stopping: asyncio.Event) -> asyncpg.Connection | None:
+        while not stopping.is_set():
+            try:
+                conn = await asyncpg.connect(self.settings.database_url.get_secret_value())
+                if await conn.fetchval("SELECT pg_try_advisory_lock($1)", _SENDER_LOCK):
+                    return conn
+                await conn.close()
+            except (OSError, asyncpg.PostgresError) as exc:
+                log.warning("telegram_lock_failed", error=type(exc).__name__)
+            await asyncio.sleep(2.0)
+        return None
+
+    async def run(self, stopping: asyncio.Event) -> None:
+        lock = await self._lock(stopping)
+        if lock is None:
+            return
+        log.info("telegram_sender_active")
+        tasks: set[asyncio.Task] = set()
+        try:
+            while not stopping.is_set():
+                timeout = self.settings.dispatch_poll_interval_s
+                try:
+                    timeout = min(timeout, await self.send_due(tasks))
+                except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                    log.warning("telegram_poll_failed", error=type(exc).__name__)
+                self.wake.clear()
+                waiter = asyncio.ensure_future(self.wake.wait())
+                stopper = asyncio.ensure_future(stopping.wait())
+                await asyncio.wait(
+                    {waiter, stopper}, timeout=max(timeout, 0.01), return_when="FIRST_COMPLETED"
+                )
+                waiter.cancel()
+                stopper.cancel()
+            if tasks:
+                await asyncio.wait(tasks, timeout=20)
+        finally:
+            await lock.close()
+            await self.bot.session.close()
+
+    async def send_due(self, tasks: set[asyncio.Task]) -> float:
+        """Start sending what may go now; return the seconds until more may go."""
+        rows = await self.pool.fetch(
+            "SELECT DISTINCT ON (chat_id) id, tenant_id, chat_id, text, attempts,"
+            " next_attempt_at, created_at FROM telegram_messages WHERE status = 'pending'"
+            " ORDER BY chat_id, created_at, id LIMIT 5000"
+        )
+        now = datetime.now(UTC)
+        soonest = float("inf")
+        self.pacer.forget_idle()
+        for row in rows:
+            chat = row["chat_id"]
+            if chat in self.in_flight:
+                continue
+            wait = max(self.pacer.wait_time(chat), (row["next_attempt_at"] - now).total_seconds())
+            if wait > 0:
+                soonest = min(soonest, wait)
+                continue
+            await self.bucket.take()
+            self.in_flight.add(chat)
+            self.pacer.sent(chat)
+            task = asyncio.create_task(self.send(row))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+        return soonest
+
+    async def send(self, row: asyncpg.Record) -> None:
+        chat = row["chat_id"]
+        started = time.perf_counter()
+        try:
+            try:
+                await self.bot.send_message(chat, row["text"])
+            except TelegramRetryAfter as exc:
+                self.pacer.pause(chat, exc.retry_after)
+                await self._retry(row, exc.retry_after, f"429 retry after {exc.retry_after}s")
+            except TelegramForbiddenError as exc:
+                await self._forbidden(row, exc.message)
+            except TelegramUnauthorizedError as exc:  # our token: keep the message, alert
+                log.error("telegram_unauthorized", detail=exc.message)
+                await self._retry(row, MAX_BACKOFF_S, f"unauthorized: {exc.message}")
+            except TelegramBadRequest as exc:
+                await self._final(row, "failed", f"bad request: {exc.message}")
+            except (
+                TelegramNetworkError,
+                TelegramServerError,
+                TelegramAPIError,
+                TimeoutError,
+                OSError,
+            ) as exc:
+                backoff = min(2.0 ** row["attempts"], MAX_BACKOFF_S)
+                await self._retry(row, backoff, f"{type(exc).__name__}: {exc}"[:500])
+            else:
+                await self._final(row, "sent", None)
+                log.info(
+                    "telegram_sent",
+                    chat_id=chat,
+                    tenant_id=str(row["tenant_id"]),
+                    latency_ms=round((time.perf_counter() - started) * 1000, 1),
+                )
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            # the outcome was not recorded: the message stays pending and goes again later
+            log.warning("telegram_record_failed", error=type(exc).__name__)
+        finally:
+            self.in_flight.discard(chat)
+            self.wake.set()
+
+    async def _retry(self, row, delay_s: float, error: str) -> None:
+        give_up = row["created_at"] + timedelta(seconds=self.settings.telegram_give_up_after_s)
+        if datetime.now(UTC) + timedelta(seconds=delay_s) > give_up:
+            await self._final(row, "failed", f"gave up: {error}")
+            return
+        log.warning("telegram_retry", chat_id=row["chat_id"], delay_s=delay_s, error=error)
+        await self.pool.execute(
+            "UPDATE telegram_messages SET attempts = attempts + 1, last_error = $2,"
+            " next_attempt_at = now() + make_interval(secs => $3) WHERE id = $1",
+            row["id"],
+            error,
+            delay_s,
+        )
+
+    async def _final(self, row, status: str, error: str | None) -> None:
+        await self.pool.execute(
+            "UPDATE telegram_messages SET status = $2, attempts = attempts + 1, last_error = $3,"
+            " sent_at = CASE WHEN $2 = 'sent' THEN now() END WHERE id = $1",
+            row["id"],
+            status,
+            error,
+        )
+
+    async def _forbidden(self, row, reason: str) -> None:
+        log.warning("telegram_forbidden", chat_id=row["chat_id"], tenant_id=str(row["tenant_id"]))
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute(
+                "UPDATE telegram_chats SET blocked_at = now(), blocked_reason = $3"
+                " WHERE tenant_id = $1 AND chat_id = $2",
+                row["tenant_id"],
+                row["chat_id"],
+                reason,
+            )
+            await conn.execute(
+                "UPDATE telegram_messages SET status = 'forbidden', last_error = $3,"
+                " attempts = attempts + CASE WHEN id = $4 THEN 1 ELSE 0 END"
+                " WHERE tenant_id = $1 AND chat_id = $2 AND status = 'pending'",
+                row["tenant_id"],
+                row["chat_id"],
+                reason,
+                row["id"],
+            )
