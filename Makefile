@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml deploy/dev/system-deps.sh | cksum | cut -d' ' -f1)
 
-.PHONY: run test unit lint format bench clean
+.PHONY: run test unit lint format bench bench-outbound clean
 
 $(STAMP): pyproject.toml deploy/dev/system-deps.sh
 	@deploy/dev/system-deps.sh
@@ -35,6 +35,10 @@ format: $(STAMP)
 bench: $(STAMP)  ## ingest latency/throughput, then Prefer: wait spends and a 10,000-item batch
 	@$(BIN)/python tests/perf/ingest_bench.py $(ARGS)
 	@$(BIN)/python tests/perf/loyalty_bench.py
+	@$(BIN)/python tests/perf/outbound_bench.py
+
+bench-outbound: $(STAMP)  ## webhook -> shop callback latency; recovery after the callback was down
+	@$(BIN)/python tests/perf/outbound_bench.py $(ARGS)
 
 clean:  ## remove the virtualenv and every byte of local data (Kafka, Postgres, logs)
 	rm -rf $(VENV) .data .pytest_cache

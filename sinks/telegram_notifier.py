@@ -57,6 +57,13 @@ INSERT INTO telegram_messages (id, tenant_id, chat_id, event_id, event_type, tex
 SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::bigint[], $4::uuid[], $5::text[], $6::text[])
 ON CONFLICT (id) DO NOTHING
 """
+# A chat blocked after the fan-out looked (its cache is seconds old) gets nothing more.
+_DROP_BLOCKED = """
+UPDATE telegram_messages m SET status = 'forbidden', last_error = c.blocked_reason
+  FROM telegram_chats c
+ WHERE m.id = ANY($1::uuid[]) AND m.status = 'pending'
+   AND c.tenant_id = m.tenant_id AND c.chat_id = m.chat_id AND c.blocked_at IS NOT NULL
+"""
 
 
 async def enqueue_notice(conn: asyncpg.Connection, tenant_id: uuid.UUID, notice: dict) -> int:
@@ -165,6 +172,7 @@ class TelegramIngest:
                         if rows:
                             async with self.pool.acquire() as conn, conn.transaction():
                                 await conn.execute(_INSERT, *zip(*rows, strict=True))
+                                await conn.execute(_DROP_BLOCKED, [r[0] for r in rows])
                                 await conn.execute(f"NOTIFY {TELEGRAM_WAKE}")
                         break
                     except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError):
@@ -230,7 +238,7 @@ class TelegramSender:
         rows = await self.pool.fetch(
             "SELECT DISTINCT ON (chat_id) id, tenant_id, chat_id, text, attempts,"
             " next_attempt_at, created_at FROM telegram_messages WHERE status = 'pending'"
-            " ORDER BY chat_id, created_at, id LIMIT 5000"
+            " ORDER BY chat_id, seq LIMIT 5000"
         )
         now = datetime.now(UTC)
         soonest = float("inf")

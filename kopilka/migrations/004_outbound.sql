@@ -83,6 +83,7 @@ CREATE TABLE telegram_templates (
 -- (the bot was blocked: stopped and recorded), failed (Telegram refused it for good).
 CREATE TABLE telegram_messages (
     id              uuid PRIMARY KEY,
+    seq             bigint      GENERATED ALWAYS AS IDENTITY,  -- arrival order, sent in order
     tenant_id       uuid        NOT NULL,
     chat_id         bigint      NOT NULL,
     event_id        uuid,
@@ -96,6 +97,6 @@ CREATE TABLE telegram_messages (
     created_at      timestamptz NOT NULL DEFAULT now(),
     sent_at         timestamptz
 );
-CREATE INDEX telegram_messages_pending_idx ON telegram_messages (chat_id, created_at)
+CREATE INDEX telegram_messages_pending_idx ON telegram_messages (chat_id, seq)
     WHERE status = 'pending';
 CREATE INDEX telegram_messages_tenant_idx ON telegram_messages (tenant_id, created_at);
