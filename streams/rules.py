@@ -246,7 +246,7 @@ class _Builder:
                 if lot.remaining:
                     self.emit(
                         BonusExpired,
-                        derived_id(lot.lot_id, "bonus_expired"),
+                        derived_id(lot.lot_id, "bonus_expired", self.seq + 1),
                         lot_id=lot.lot_id,
                         points=lot.remaining,
                         expired_at=lot.expires_at,

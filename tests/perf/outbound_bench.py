@@ -7,9 +7,10 @@ production retry schedule, 127.0.0.0/8 allowed for the loopback receiver.
 Phase 1: N purchases (default 1,000), each a new customer, latency = from sending the purchase
 to the receiver getting its signed bonus_awarded; p50/p99 printed twice: paced at --rate (100/s,
 below what the pipeline sustains, so it is the latency of one event) and as fast as C
-connections go (a burst: a queue builds up and the latency is mostly waiting in it). Phase 2: the receiver is down
-(port closed) while M purchases are sent and for --down-s seconds; then it comes back and one more
-purchase arrives (shops keep selling): the time until every delivery has arrived is printed.
+connections go (a burst: a queue builds up and the latency is mostly waiting in it).
+Phase 2: the receiver is down (port closed) while M purchases are sent and for --down-s seconds;
+then it comes back and one more purchase arrives (shops keep selling): the time until every
+delivery has arrived is printed.
 Timings are printed, never asserted.
 """
 

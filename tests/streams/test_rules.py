@@ -280,6 +280,7 @@ def test_refund_of_an_order_paid_with_points_returns_them_into_their_lots():
     late = ledger.events(ledger(refund("S-1", "r2", at=T0 + timedelta(days=40))))
     assert [e.type for e in late] == ["bonus_expired", "bonus_returned", "bonus_expired"]
     assert late[-1].balance_after == 0
+    assert late[0].event_id != late[2].event_id  # one lot, two expiries: two events
 
 
 def test_refund_of_an_unknown_order_is_rejected():
@@ -378,6 +379,11 @@ def test_invariants_hold_for_any_sequence_of_actions_and_replays(sequence, max_p
             result = apply(final, ledger.orders, cmd)
             assert result.state is final
             assert result.events in (emitted, [])
+
+    # every event has its own id (a lot that expires, comes back with a refund and expires
+    # again expires twice, under two ids)
+    ids = [orjson.loads(raw)["event_id"] for _, emitted in ledger.log for raw in emitted]
+    assert len(ids) == len(set(ids))
 
     # balance = Σ of the lots = Σ of every movement the events report
     moved = 0
