@@ -28,6 +28,11 @@ OUTCOMES = TopicSpec(
 TENANT_RULES = TopicSpec(
     "tenants.rules", "tenant_id", "each tenant's current loyalty rules", compacted=True
 )
+DEAD_LETTERS = TopicSpec(
+    "kopilka.dead-letters",
+    "tenant_id",
+    "records a stage could not apply, whole, with the reason (schemas.dead_letters)",
+)
 NOTIFICATIONS_TELEGRAM = TopicSpec(
     "notifications.telegram", "chat_id", "events a tenant's Telegram chat opted into (JSON)"
 )
@@ -41,4 +46,5 @@ ALL = (
     OUTCOMES,
     TENANT_RULES,
     NOTIFICATIONS_TELEGRAM,
+    DEAD_LETTERS,
 )

@@ -93,6 +93,7 @@ webhooks_dead = raw_topic(topics.WEBHOOKS_DEAD)
 commands = raw_topic(topics.COMMANDS)
 events = raw_topic(topics.EVENTS)
 outcomes = raw_topic(topics.OUTCOMES)
+dead_letters = raw_topic(topics.DEAD_LETTERS)
 
 # The ledger's state, co-partitioned with commands (key tenant:customer), in ONE table so that
 # its writes share one changelog partition, in order: "c|tenant:customer" -> CustomerState JSON
