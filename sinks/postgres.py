@@ -93,13 +93,16 @@ class LedgerSink:
     ON CONFLICT (event_id) DO NOTHING
     RETURNING event_id
     """
+    # Awards with the same times share a lot (streams.rules): the first creates it, the others
+    # add to it. Only newly inserted events get here, so a replay never adds twice.
     _INSERT_LOTS = """
-    INSERT INTO lots (lot_id, tenant_id, customer_id, order_id, points, remaining, available_at,
-                      expires_at)
+    INSERT INTO lots AS lot (lot_id, tenant_id, customer_id, order_id, points, remaining,
+                             available_at, expires_at)
     SELECT l, t, c, o, p, p, a, x FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[],
                                              $5::bigint[], $6::timestamptz[], $7::timestamptz[])
            AS u(l, t, c, o, p, a, x)
-    ON CONFLICT (lot_id) DO NOTHING
+    ON CONFLICT (lot_id) DO UPDATE
+       SET points = lot.points + EXCLUDED.points, remaining = lot.remaining + EXCLUDED.remaining
     """
     _MOVE_LOTS = """
     UPDATE lots SET remaining = lots.remaining + d.delta
@@ -168,19 +171,23 @@ class LedgerSink:
                 str(r["event_id"]) for r in await conn.fetch(self._INSERT_ENTRIES, *entries)
             }
             fresh = [e for e in batch if e.event_id in inserted]
-            lots = _columns(
-                (
-                    uuid.UUID(e.event_id),
-                    uuid.UUID(e.tenant_id),
-                    uuid.UUID(e.customer.id),
-                    e.order_id,
-                    e.points,
-                    e.available_at,
-                    e.expires_at,
-                )
-                for e in fresh
-                if e.type in ("bonus_awarded", "referral_awarded") and e.points > 0
-            )
+            awards: dict[str, list] = {}
+            for e in fresh:
+                if e.type in ("bonus_awarded", "referral_awarded") and e.points > 0:
+                    lot_id = e.lot_id or e.event_id
+                    if lot_id in awards:  # one row per lot per statement
+                        awards[lot_id][4] += e.points
+                    else:
+                        awards[lot_id] = [
+                            uuid.UUID(lot_id),
+                            uuid.UUID(e.tenant_id),
+                            uuid.UUID(e.customer.id),
+                            e.order_id,
+                            e.points,
+                            e.available_at,
+                            e.expires_at,
+                        ]
+            lots = _columns(awards.values())
             if lots:
                 await conn.execute(self._INSERT_LOTS, *lots)
             moves: dict[str, int] = {}
