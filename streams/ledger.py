@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections import Counter
 
 import orjson
 from faust.types import EventT
@@ -29,6 +30,11 @@ from streams.dead_letters import send as send_dead_letter
 from streams.rules import CustomerState, OrderState, Result, apply, order_key
 
 log = get_logger(__name__)
+
+# Commands this process applied, by type: logged every few seconds while they change (operators
+# and the scale-out test see how the work spreads over worker processes).
+applied: Counter[str] = Counter()
+_logged: dict[str, int] = {}
 
 
 def step(customer_key: str, cmd: Command) -> Result:
@@ -79,6 +85,7 @@ async def ledger(stream):
             await commands.send(key=followup.key, value=followup.to_bytes())
         for e in result.events:
             await events.send(key=key, value=e.encode())
+        applied[cmd.type] += 1
         if result.status == "duplicate":
             log.info("duplicate_command", tenant_id=cmd.tenant_id, reason=result.reason)
         if cmd.wait and not isinstance(cmd, ExpireCommand):
@@ -88,6 +95,14 @@ async def ledger(stream):
                 reason=result.reason,
                 events=[orjson.loads(e) for e in result.events],
             )
+
+
+@app.timer(interval=5.0)
+async def _log_progress() -> None:
+    if applied != _logged:
+        log.info("ledger_progress", applied=dict(applied), total=applied.total())
+        _logged.clear()
+        _logged.update(applied)
 
 
 async def _outcome(cmd: Command, status: str, **fields) -> None:
