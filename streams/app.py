@@ -12,6 +12,8 @@ from pathlib import Path
 
 import asyncpg
 import faust
+import orjson
+from faust.serializers import codecs
 
 from kopilka import db, topics
 from kopilka.settings import get_settings
@@ -53,6 +55,21 @@ class App(faust.App):
         finally:
             if not self.rebalancing:
                 consumer.resume_flow()
+
+
+class _StateBytes(codecs.Codec):
+    """The ledger table's values: our own JSON, stored as it is. Faust's default json codec
+    wrapped each value in a JSON string (escaping it whole, and every event string inside it
+    once more) on every write and read; values written that way are still read."""
+
+    def _dumps(self, obj) -> bytes:
+        return obj if isinstance(obj, bytes) else str(obj).encode()
+
+    def _loads(self, s: bytes) -> bytes:
+        return orjson.loads(s).encode() if s[:1] == b'"' else s
+
+
+codecs.register("kopilka-state", _StateBytes())
 
 
 app = App(
@@ -104,10 +121,14 @@ dead_letters = raw_topic(topics.DEAD_LETTERS)
 # and "o|tenant:customer|order" -> OrderState JSON (Faust writes a table entry to the partition
 # of the event being processed). After a crash the changelog holds a prefix of the writes, so
 # writing the customer entry before the order entry leaves nothing a replay cannot repair.
-# str keys and values: the changelog (internal to the worker) is JSON-encoded by Faust itself.
+# str keys (JSON-encoded by Faust); values are our own JSON as raw bytes (`_StateBytes`).
 ledger_table = app.Table(
-    "ledger-state", key_type=str, value_type=str, partitions=settings.topic_partitions
+    "ledger-state",
+    key_type=str,
+    value_type=bytes,
+    partitions=settings.topic_partitions,
 )
+ledger_table.value_serializer = "kopilka-state"  # Faust derives it from the type otherwise
 
 
 class Resources:

@@ -24,10 +24,18 @@ from pydantic import ValidationError
 
 from kopilka.logging import get_logger
 from schemas.dead_letters import DeadLetter
-from schemas.messages import COMMAND_VERSION, Command, ExpireCommand, Outcome, parse_command
+from schemas.messages import (
+    COMMAND_VERSION,
+    Command,
+    ExpireCommand,
+    Outcome,
+    SettleCommand,
+    parse_command,
+)
 from streams.app import app, commands, events, ledger_table, outcomes
 from streams.dead_letters import send as send_dead_letter
 from streams.rules import CustomerState, OrderState, Result, apply, order_key
+from streams.settlement import settle_entries
 
 log = get_logger(__name__)
 
@@ -40,18 +48,16 @@ _logged: dict[str, int] = {}
 def step(customer_key: str, cmd: Command) -> Result:
     """Load the states the command needs, apply it, store what changed: the customer entry
     first, then the order entry (see streams.app: a lost order write is repaired on replay)."""
-    stored = ledger_table.get(f"c|{customer_key}")
-    state = CustomerState.from_bytes(stored.encode() if stored else None)
+    state = CustomerState.from_bytes(ledger_table.get(f"c|{customer_key}"))
     okey = order_key(cmd)
     orders = {}
     if okey is not None:
-        stored_order = ledger_table.get(f"o|{customer_key}|{okey}")
-        orders[okey] = OrderState.from_bytes(stored_order.encode() if stored_order else None)
+        orders[okey] = OrderState.from_bytes(ledger_table.get(f"o|{customer_key}|{okey}"))
     result = apply(state, orders, cmd)
     if result.state is not state:
-        ledger_table[f"c|{customer_key}"] = result.state.to_bytes().decode()
+        ledger_table[f"c|{customer_key}"] = result.state.to_bytes()
     if okey is not None and result.order is not None and result.order != orders[okey]:
-        ledger_table[f"o|{customer_key}|{okey}"] = result.order.to_bytes().decode()
+        ledger_table[f"o|{customer_key}|{okey}"] = result.order.to_bytes()
     return result
 
 
@@ -74,6 +80,9 @@ async def ledger(stream):
             if (version := newer_version(value)) is not None:
                 await _wait_for_upgrade(version)
             await _dead(event, None, "unreadable_command", exc)
+            continue
+        if isinstance(cmd, SettleCommand):
+            settle_entries(key.decode(), cmd)
             continue
         try:
             result = step(key.decode(), cmd)
