@@ -81,6 +81,10 @@ class Settings(BaseSettings):
     # The worker's table store: "rocksdb://" (on disk: a restart reads only what changed since)
     # or "memory://" (the whole changelog is read back at every start).
     worker_store: str = "rocksdb://"
+    # Refunds are accepted this long after the purchase; then the order's state shrinks to a
+    # marker (streams/settlement.py), checked for every this many seconds.
+    order_refund_window_days: int = 90
+    order_settle_interval_s: float = 3600.0
     # Where the worker keeps its tables on disk: one folder per worker process (two processes
     # cannot share one). Unset: `.data/worker/<worker_id>` under the working directory.
     worker_data_dir: Path | None = None

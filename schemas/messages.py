@@ -148,13 +148,22 @@ class ExpireCommand(Command):
     type: Literal["expire"] = "expire"
 
 
+class SettleCommand(Command):
+    """Made by the settlement sweep: these orders' refund window has ended; shrink their
+    entries to what idempotency needs (streams.settlement)."""
+
+    type: Literal["settle"] = "settle"
+    order_ids: list[str]
+
+
 AnyCommand = Annotated[
     PurchaseCommand
     | RegisterCommand
     | SpendCommand
     | RefundCommand
     | ReferralCommand
-    | ExpireCommand,
+    | ExpireCommand
+    | SettleCommand,
     Field(discriminator="type"),
 ]
 _COMMAND = TypeAdapter(AnyCommand)

@@ -176,6 +176,8 @@ class OrderState(BaseModel):
     reversed: int = 0
     returned: int = 0
     emitted: tuple[Remembered, ...] = ()
+    # Past its refund window (streams.settlement): only what idempotency needs is kept.
+    settled: bool = False
 
     def to_bytes(self) -> bytes:
         return self.model_dump_json().encode()
@@ -557,6 +559,8 @@ def _refund(state: CustomerState, order: OrderState, cmd: RefundCommand) -> Resu
     base = order.amount if order.amount is not None else order.spend_order_amount
     if order.purchase_command is None and order.spend_command is None:
         return _reject_refund(b, state, order, f"order {cmd.order_id} is not known for them")
+    if order.settled:
+        return _reject_refund(b, state, order, f"the refund window of order {cmd.order_id} ended")
     spent_points = sum(t.points for t in order.spent)
     refundable = (base - order.refunded) if base is not None else None
     if refundable is not None and refundable <= 0:

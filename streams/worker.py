@@ -10,7 +10,8 @@ import sinks.postgres  # noqa: F401 - registers the sink agents
 import streams.expiry
 import streams.ledger
 import streams.normalize
-import streams.outbound  # noqa: F401 - these imports register the agents and the expiry timer
+import streams.outbound
+import streams.settlement  # noqa: F401 - these imports register the agents and the expiry timer
 from kopilka.settings import get_settings
 from streams.app import app
 

@@ -57,6 +57,8 @@ def stack():
             "KOPILKA_ADMIN_TOKEN": ADMIN_TOKEN,
             # the expiry test sweeps "as of" a later day instead of waiting for it
             "KOPILKA_ALLOW_FUTURE_SWEEPS": "1",
+            # the settlement test ages an order and waits for the sweep
+            "KOPILKA_ORDER_SETTLE_INTERVAL_S": "2",
             # Tests send many webhooks per shop; rate-limit tests set their shop's own limit.
             "KOPILKA_RATE_LIMIT_PER_MINUTE": "1000000",
             # outbound: a compressed retry schedule, the loopback receiver allowed, a fake Bot API
