@@ -15,6 +15,7 @@ kopilka tenants rotate-secret ID [--grace 24h] [--only webhook-secret|api-key|si
                 --bonus-ttl-days 365 --hold-days 0 --max-spend-percent 100
                 --rounding floor|half_up --phone-region RU --timezone Europe/Moscow
 kopilka schemas write           regenerate schemas/json/ from the event models
+kopilka replay raw [--from T] [--to T] [--tenant ID] [--dry-run]   re-feed accepted webhooks
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from kopilka import cli_outbound, db
+from kopilka import cli_outbound, cli_replay, db
 from kopilka import logging as klog
 from kopilka.settings import PROJECT_ROOT, get_settings
 
@@ -160,6 +161,7 @@ def parser() -> argparse.ArgumentParser:
     )
     schemas.add_parser("write", help="regenerate schemas/json/ from the models")
     cli_outbound.add_parsers(sub)
+    cli_replay.add_parsers(sub)
     return p
 
 
@@ -299,6 +301,8 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(run_local())
     elif args.command in cli_outbound.COMMANDS:
         sys.exit(cli_outbound.main(args, settings))
+    elif args.command in cli_replay.COMMANDS:
+        sys.exit(cli_replay.main(args, settings))
 
 
 def run_local() -> int:

@@ -59,6 +59,8 @@ def stack():
             "KOPILKA_ALLOW_FUTURE_SWEEPS": "1",
             # the settlement test ages an order and waits for the sweep
             "KOPILKA_ORDER_SETTLE_INTERVAL_S": "2",
+            # a refund that overtakes its purchase waits this long (tests refund unknown orders)
+            "KOPILKA_REFUND_ORDER_WAIT_S": "1",
             # Tests send many webhooks per shop; rate-limit tests set their shop's own limit.
             "KOPILKA_RATE_LIMIT_PER_MINUTE": "1000000",
             # outbound: a compressed retry schedule, the loopback receiver allowed, a fake Bot API
