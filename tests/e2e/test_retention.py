@@ -19,6 +19,9 @@ from kopilka import db as kdb
 from kopilka import retention
 from sinks import subscriptions
 
+# the first test of a session also waits for the whole stack to start (slow on a busy box)
+pytestmark = pytest.mark.timeout(420)
+
 NOW = datetime.now(UTC)
 
 
