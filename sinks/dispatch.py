@@ -18,7 +18,8 @@ from kopilka import db, retention
 from kopilka.logging import get_logger
 from kopilka.settings import Settings
 from sinks.subscriptions import WAKE_CHANNEL
-from sinks.telegram_notifier import TELEGRAM_WAKE, TelegramIngest, TelegramSender, make_bot
+from sinks.telegram_ingest import TelegramIngest
+from sinks.telegram_notifier import TELEGRAM_WAKE, TelegramSender, make_bot
 from sinks.webhook_delivery import WebhookDispatcher
 
 log = get_logger(__name__)
