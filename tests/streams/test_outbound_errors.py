@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 import asyncpg
 import orjson
 import pytest
 from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError, MessageSizeTooLargeError
+from faust.types.tuples import Message as FaustMessage
 
 from sinks.subscriptions import TenantSubscriptions
 from streams import outbound
@@ -99,8 +101,9 @@ class Scripted(Fanout):
         self.inserted.append(deliveries)
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture
 def no_sleep(monkeypatch):
+    """Backoff without the waiting (asyncio.sleep, for this test only)."""
     slept = []
 
     async def sleep(s):
@@ -118,7 +121,7 @@ async def test_transient_errors_are_retried_with_capped_backoff_until_written(no
     assert no_sleep[:3] == [0.1, 0.2, 0.4] and max(no_sleep) == outbound.MAX_BACKOFF_S
 
 
-async def test_an_unknown_error_is_retried_too_never_dropped():
+async def test_an_unknown_error_is_retried_too_never_dropped(no_sleep):
     f = Scripted(insert_failures=[E.UndefinedTableError("migrating")])
     await f.handle([source(0, event(1))])
     assert len(f.inserted) == 1 and f.dead == []
@@ -153,10 +156,51 @@ async def test_an_event_postgres_refuses_is_dead_lettered_and_the_others_are_wri
     assert sorted(orjson.loads(v)["event"]["n"] for v in f.sent) == [1, 3]
 
 
-async def test_kafka_unavailable_is_retried_and_a_too_large_record_is_dead_lettered():
+async def test_kafka_unavailable_is_retried_and_a_too_large_record_is_dead_lettered(no_sleep):
     f = Scripted(send_failures=[KafkaConnectionError(), KafkaTimeoutError()])
     await f.handle([source(0, event(1))])
     assert len(f.sent) == 1 and f.dead == []
     f = Scripted(send_failures=[MessageSizeTooLargeError()])
     await f.handle([source(5, event(1))])
     assert [d.code for d in f.dead] == ["unsendable_notification"]
+
+
+# ------------------------------------------------------------ the agent and Faust's acks
+class _Stuck:
+    """A fan-out whose database never comes back: handle() retries forever."""
+
+    def __init__(self, *args) -> None:
+        pass
+
+    async def handle(self, batch) -> None:
+        await asyncio.Event().wait()
+
+
+class _Done(_Stuck):
+    async def handle(self, batch) -> None:
+        assert [s.value for s in batch] == [b'{"n": 1}']
+
+
+@pytest.fixture
+def as_from_the_consumer(monkeypatch):
+    """Messages put by test_context start with no references; a consumer's start with one per
+    stream reading the topic (faust.transport.conductor). Give them one, as the real flow does."""
+    original = FaustMessage.__init__
+
+    def init(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        self.refcount = 1
+
+    monkeypatch.setattr(FaustMessage, "__init__", init)
+
+
+@pytest.mark.parametrize(("fanout", "acked"), [(_Done, True), (_Stuck, False)])
+async def test_a_batch_is_acknowledged_only_once_it_was_handled(
+    monkeypatch, as_from_the_consumer, fanout, acked
+):
+    monkeypatch.setattr(outbound, "Fanout", fanout)
+    async with outbound.outbound_fanout.test_context() as agent:
+        event = await agent.put(b'{"n": 1}', key=b"k")
+        await asyncio.sleep(0.3)
+    # the agent stopped (a shutdown, a rebalance) with the batch unwritten: no ack for it
+    assert event.message.acked is acked
