@@ -14,6 +14,8 @@ it lasts; an event that is bad by its data (unreadable, or refused by Postgres a
 once every event in it was written or dead-lettered: until then each of its messages holds one
 more reference than Faust's `take_events` releases, so a crash or a shutdown mid-batch leaves
 their offsets uncommitted and the batch comes again (which the derived ids make harmless).
+Retrying does not hold up a rebalance: when one starts, the batch is abandoned unacknowledged
+(`outbound_batch_abandoned`) and read again from the committed offset by whoever owns it next.
 """
 
 from __future__ import annotations
@@ -85,6 +87,10 @@ def classify(exc: BaseException) -> Kind:
     return "unknown"
 
 
+class Abandoned(BaseException):  # like CancelledError: not an error
+    """Stop retrying: a rebalance wants the partition; the batch stays unacknowledged."""
+
+
 class BadRecord(Exception):
     """An event that cannot be fanned out because of what it holds."""
 
@@ -93,8 +99,15 @@ class BadRecord(Exception):
         self.code, self.reason, self.error = code, reason, error
 
 
-async def retrying(step: Callable[[], Awaitable[T]], what: str) -> T:
-    """Run `step` until it succeeds or fails because of the data (re-raised as is)."""
+def _never() -> bool:
+    return False
+
+
+async def retrying(
+    step: Callable[[], Awaitable[T]], what: str, abandon: Callable[[], bool] = _never
+) -> T:
+    """Run `step` until it succeeds or fails because of the data (re-raised as is); between
+    attempts, raise Abandoned when `abandon()` says so."""
     delay, attempt = 0.1, 0
     while True:
         try:
@@ -116,6 +129,8 @@ async def retrying(step: Callable[[], Awaitable[T]], what: str) -> T:
             )
             await asyncio.sleep(delay)
             delay = min(delay * 2, MAX_BACKOFF_S)
+            if abandon():
+                raise Abandoned(what) from exc
 
 
 def read_event(raw: bytes) -> dict:
@@ -158,13 +173,18 @@ class Fanout:
         pool: Callable[[], Awaitable[asyncpg.Pool]],
         send_telegram: Callable[[bytes, bytes], Awaitable[None]],
         dead_letter: Callable[[DeadLetter], Awaitable[None]],
+        abandon: Callable[[], bool] = _never,
     ) -> None:
         self.pool, self.send_telegram, self.dead_letter = pool, send_telegram, dead_letter
+        self.abandon = abandon
         self._subs: SubscriptionDirectory | None = None
+
+    async def retrying(self, step: Callable[[], Awaitable[T]], what: str) -> T:
+        return await retrying(step, what, self.abandon)
 
     async def subscriptions(self) -> SubscriptionDirectory:
         if self._subs is None:
-            pool = await retrying(self.pool, "connect")
+            pool = await self.retrying(self.pool, "connect")
             self._subs = SubscriptionDirectory(pool, ttl_s=settings.tenant_cache_ttl_s)
         return self._subs
 
@@ -172,7 +192,7 @@ class Fanout:
         event = read_event(raw)
         directory = await self.subscriptions()
         tenant_id, kind = str(event["tenant_id"]), str(event["type"])
-        subs = await retrying(lambda: directory.of(tenant_id), "subscriptions")
+        subs = await self.retrying(lambda: directory.of(tenant_id), "subscriptions")
         event_id = uuid.UUID(str(event["event_id"]))
         out = Planned()
         try:
@@ -198,7 +218,7 @@ class Fanout:
         return out
 
     async def insert(self, deliveries: list[tuple]) -> None:
-        pool = await retrying(self.pool, "connect")
+        pool = await self.retrying(self.pool, "connect")
         async with pool.acquire() as conn, conn.transaction():
             await conn.execute(_INSERT, *zip(*deliveries, strict=True))
             await conn.execute(f"NOTIFY {WAKE_CHANNEL}")
@@ -216,13 +236,13 @@ class Fanout:
         rows = [row for _, p in planned for row in p.deliveries]
         if rows:
             try:
-                await retrying(lambda: self.insert(rows), "outbound.insert")
+                await self.retrying(lambda: self.insert(rows), "outbound.insert")
             except Exception:  # a data error somewhere in the batch: find whose, one by one
                 planned = [item for item in planned if await self._insert_alone(*item)]
         for src, p in planned:
             for key, value in p.messages:
                 try:
-                    await retrying(lambda k=key, v=value: self.send_telegram(k, v), "telegram")
+                    await self.retrying(lambda k=key, v=value: self.send_telegram(k, v), "telegram")
                 except Exception as exc:
                     await self.reject(src, "unsendable_notification", "refused by Kafka", exc)
                     break
@@ -231,7 +251,7 @@ class Fanout:
         if not p.deliveries:
             return True
         try:
-            await retrying(lambda: self.insert(p.deliveries), "outbound.insert")
+            await self.retrying(lambda: self.insert(p.deliveries), "outbound.insert")
             return True
         except Exception as exc:
             await self.reject(src, "rejected_by_database", "Postgres refused its deliveries", exc)
@@ -255,7 +275,7 @@ class Fanout:
             error=error,
             tenant_id=tenant_id,
         )
-        await retrying(lambda: self.dead_letter(dl), "dead_letter")
+        await self.retrying(lambda: self.dead_letter(dl), "dead_letter")
 
 
 def _source(event) -> Source:
@@ -276,7 +296,7 @@ async def _dead_letter(dl: DeadLetter) -> None:
 
 @app.agent(events)
 async def outbound_fanout(stream):
-    fanout = Fanout(resources.pool, _send_telegram, _dead_letter)
+    fanout = Fanout(resources.pool, _send_telegram, _dead_letter, lambda: app.rebalancing)
     async for batch in stream.take_events(
         settings.sink_batch_size, within=settings.sink_batch_within_s
     ):
@@ -284,6 +304,10 @@ async def outbound_fanout(stream):
         # hold one more reference per message until the batch is done, so that it is not.
         for event in batch:
             event.message.incref()
-        await fanout.handle([_source(e) for e in batch])
+        try:
+            await fanout.handle([_source(e) for e in batch])
+        except Abandoned as exc:  # its messages keep the extra reference: never acknowledged
+            log.warning("outbound_batch_abandoned", step=str(exc), events=len(batch))
+            continue
         for event in batch:
             event.message.decref()

@@ -121,6 +121,16 @@ async def test_transient_errors_are_retried_with_capped_backoff_until_written(no
     assert no_sleep[:3] == [0.1, 0.2, 0.4] and max(no_sleep) == outbound.MAX_BACKOFF_S
 
 
+async def test_a_rebalance_abandons_the_retrying_batch_instead_of_waiting(no_sleep):
+    f = Scripted(insert_failures=[E.TooManyConnectionsError("x")] * 1000)
+    rebalancing = iter([False, False, True])
+    f.abandon = lambda: next(rebalancing)
+    with pytest.raises(outbound.Abandoned):
+        await f.handle([source(0, event(1))])
+    assert f.inserted == [] and f.dead == []  # nothing written, nothing dead-lettered
+    assert len(no_sleep) == 3
+
+
 async def test_an_unknown_error_is_retried_too_never_dropped(no_sleep):
     f = Scripted(insert_failures=[E.UndefinedTableError("migrating")])
     await f.handle([source(0, event(1))])
