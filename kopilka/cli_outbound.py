@@ -1,6 +1,7 @@
 """The outbound part of the command line: endpoints, deliveries, Telegram, and `dispatch`.
 
-kopilka dispatch                                             the delivery process
+kopilka dispatch                                             the delivery process (and pruning)
+kopilka prune [--dry-run]                                    delete rows past their retention
 kopilka endpoints add --tenant T --url U [--events a,b]      prints the signing secret
 kopilka endpoints list|remove|enable|disable|secret --tenant T [--id E]
 kopilka deliveries list --tenant T [--status dead] [--endpoint E]
@@ -19,14 +20,15 @@ import asyncio
 import json
 import sys
 
-from kopilka import db
+from kopilka import db, retention
 from kopilka.settings import Settings
 
-COMMANDS = ("dispatch", "endpoints", "deliveries", "telegram")
+COMMANDS = ("dispatch", "prune", "endpoints", "deliveries", "telegram")
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     sub.add_parser("dispatch", help="send outbound webhooks and Telegram notifications")
+    retention.add_parser(sub)
 
     def group(name: str, help_: str) -> argparse._SubParsersAction:
         return sub.add_parser(name, help=help_).add_subparsers(dest="action", required=True)
@@ -130,6 +132,10 @@ def main(args: argparse.Namespace, settings: Settings) -> int:
         from sinks.dispatch import run
 
         run(settings)
+        return 0
+    if args.command == "prune":
+        report = asyncio.run(retention.prune_command(settings, args.dry_run))
+        print(json.dumps(report, indent=2))
         return 0
     from sinks.subscriptions import InvalidConfig
 

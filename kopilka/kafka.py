@@ -38,7 +38,7 @@ async def ensure_topics(settings: Settings, timeout_s: float = 60.0) -> None:
                     await admin.create_topics(missing)
                 except TopicAlreadyExistsError:
                     pass
-                log.info("topics_created", topics=[t.name for t in missing])
+                log.info("topics_created", topics=[t.name for t in missing], **durability(settings))
             return
         except KafkaError:
             if asyncio.get_running_loop().time() > deadline:
@@ -49,10 +49,22 @@ async def ensure_topics(settings: Settings, timeout_s: float = 60.0) -> None:
 
 
 def _topic_configs(spec: topics.TopicSpec, settings: Settings) -> dict[str, str]:
-    configs = {"max.message.bytes": str(settings.max_record_bytes + 64 * 1024)}
+    configs = {
+        "max.message.bytes": str(settings.max_record_bytes + 64 * 1024),
+        # with acks=all, a write is acknowledged once this many replicas have it
+        "min.insync.replicas": str(settings.min_insync_replicas),
+    }
     if spec.compacted:
         configs["cleanup.policy"] = "compact"
     return configs
+
+
+def durability(settings: Settings) -> dict[str, int]:
+    """What every topic (Kopilka's and Faust's) is created with; logged at start."""
+    return {
+        "replication_factor": settings.topic_replication_factor,
+        "min_insync_replicas": settings.min_insync_replicas,
+    }
 
 
 def make_producer(settings: Settings) -> AIOKafkaProducer:

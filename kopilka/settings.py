@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -118,6 +118,47 @@ class Settings(BaseSettings):
     telegram_bot_rate: float = 30.0  # messages per second per bot
     telegram_chat_interval_s: float = 1.0  # at most one message per chat per this many seconds
     telegram_give_up_after_s: float = 3 * 24 * 3600.0  # keep retrying while Telegram is down
+
+    # ---- outbound operations: topic durability, retention/pruning, fencing (issue 10)
+    # min.insync.replicas of every topic Kopilka creates (and Faust's own); unset: 2 when the
+    # replication factor is 3 or more, else 1. A value above the replication factor is refused.
+    topic_min_insync_replicas: int | None = Field(None, ge=1)
+    # Days each growing table keeps its finished rows (0 = keep forever). `kopilka prune` and
+    # the dispatcher (every retention_interval_s) delete older ones in batches.
+    retention_audit_days: int = Field(30, ge=0)  # webhook_audit, by received_at
+    retention_deliveries_days: int = Field(30, ge=0)  # succeeded deliveries and their attempts
+    retention_dead_deliveries_days: int = Field(90, ge=0)  # dead (redrivable) deliveries
+    retention_telegram_days: int = Field(30, ge=0)  # sent / forbidden / failed messages
+    retention_identity_conflicts_days: int = Field(180, ge=0)  # resolved conflicts only
+    # order_claims say which customer an order belongs to (refunds find it there; a replayed
+    # purchase under another customer is refused by it): kept forever unless set, and never
+    # pruned before they are settled (order_refund_window_days) nor younger than the horizon.
+    retention_order_claims_days: int = Field(0, ge=0)
+    # How far back anything may be replayed into the pipeline (Kafka retention of the topics,
+    # dead-letter redrives). No outbox row younger than this is pruned: a replay would re-send.
+    replay_horizon_days: int = Field(8, ge=0)
+    retention_interval_s: float = 3600.0  # 0: the dispatcher does not prune
+    retention_batch: int = Field(5000, ge=1)  # rows per delete (one short transaction each)
+    # Telegram outbox claim: a message being sent is leased this long (longer than a send).
+    telegram_lease_s: float = 60.0
+
+    @model_validator(mode="after")
+    def _min_isr_fits(self) -> Settings:
+        if self.topic_min_insync_replicas and (
+            self.topic_min_insync_replicas > self.topic_replication_factor
+        ):
+            raise ValueError(
+                f"KOPILKA_TOPIC_MIN_INSYNC_REPLICAS={self.topic_min_insync_replicas} exceeds"
+                f" KOPILKA_TOPIC_REPLICATION_FACTOR={self.topic_replication_factor}:"
+                " every write would be refused"
+            )
+        return self
+
+    @property
+    def min_insync_replicas(self) -> int:
+        if self.topic_min_insync_replicas:
+            return self.topic_min_insync_replicas
+        return 2 if self.topic_replication_factor >= 3 else 1
 
     @property
     def webhook_retry_delays(self) -> list[float]:

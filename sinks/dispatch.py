@@ -2,7 +2,8 @@
 
 It runs the webhook dispatcher (sinks.webhook_delivery) and the Telegram notifier
 (sinks.telegram_notifier) side by side, woken by Postgres NOTIFY when new work is written and
-polling as a fallback. It holds no state of its own: stop it, kill it, run several; the outboxes
+polling as a fallback, and prunes what is past its retention (kopilka.retention) every
+`retention_interval_s`. It holds no state of its own: stop it, kill it, run several; the outboxes
 in Postgres are the state.
 """
 
@@ -13,11 +14,12 @@ import signal
 
 import asyncpg
 
-from kopilka import db
+from kopilka import db, retention
 from kopilka.logging import get_logger
 from kopilka.settings import Settings
 from sinks.subscriptions import WAKE_CHANNEL
-from sinks.telegram_notifier import TELEGRAM_WAKE, TelegramIngest, TelegramSender, make_bot
+from sinks.telegram_ingest import TelegramIngest
+from sinks.telegram_notifier import TELEGRAM_WAKE, TelegramSender, make_bot
 from sinks.webhook_delivery import WebhookDispatcher
 
 log = get_logger(__name__)
@@ -63,6 +65,7 @@ async def serve(settings: Settings, stopping: asyncio.Event) -> None:
         webhooks.run(stopping),
         ingest.run(stopping),
         _listen(dsn, callbacks, stopping),
+        retention.run_periodically(pool, settings, stopping),
         *([sender.run(stopping)] if sender else []),
     ]
     log.info("dispatch_ready", telegram=sender is not None)

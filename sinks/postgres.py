@@ -20,6 +20,7 @@ from kopilka.logging import get_logger
 from schemas.dead_letters import DeadLetter
 from schemas.events import Event, parse_event
 from schemas.messages import AuditRecord
+from streams.acks import held
 from streams.app import (
     app,
     events,
@@ -271,26 +272,31 @@ async def _drain(stream, sink) -> None:
     async for batch in stream.take_events(
         settings.sink_batch_size, within=settings.sink_batch_within_s
     ):
-        readable = []
-        for event in batch:
+        with held(batch):
+            await _write(sink, name, batch)
+
+
+async def _write(sink, name: str, batch: list[EventT]) -> None:
+    readable = []
+    for event in batch:
+        try:
+            sink.add(event.value)
+            readable.append(event)
+        except Exception as exc:  # not ours to crash on, not ours to drop: dead-letter it
+            await _dead(event, name, "unreadable_record", exc)
+    pool = await until_done(resources.pool, "connect")
+    try:
+        await until_done(partial(sink.flush, pool), f"{name}.flush")
+    except Exception:
+        log.exception("sink_batch_failed", sink=name, records=len(readable))
+        sink.clear()
+        for event in readable:
             try:
                 sink.add(event.value)
-                readable.append(event)
-            except Exception as exc:  # not ours to crash on, not ours to drop: dead-letter it
-                await _dead(event, name, "unreadable_record", exc)
-        pool = await until_done(resources.pool, "connect")
-        try:
-            await until_done(partial(sink.flush, pool), f"{name}.flush")
-        except Exception:
-            log.exception("sink_batch_failed", sink=name, records=len(readable))
-            sink.clear()
-            for event in readable:
-                try:
-                    sink.add(event.value)
-                    await until_done(partial(sink.flush, pool), f"{name}.flush")
-                except Exception as exc:
-                    sink.clear()
-                    await _dead(event, name, "refused_by_database", exc)
+                await until_done(partial(sink.flush, pool), f"{name}.flush")
+            except Exception as exc:
+                sink.clear()
+                await _dead(event, name, "refused_by_database", exc)
 
 
 async def _dead(event: EventT, sink: str, code: str, exc: Exception) -> None:

@@ -232,7 +232,8 @@ async def redeliver(
 
     A redelivered delivery starts a fresh round of the retry schedule and keeps its
     `webhook-id`, so a shop that got it before can tell. Deliveries of disabled endpoints are
-    skipped: enable the endpoint first.
+    skipped: enable the endpoint first. The lease token is cleared: an attempt still in flight
+    from before (its endpoint was disabled meanwhile) can no longer record its outcome.
     """
     tid = _uuid(tenant_id, "tenant_id")
     ids = [_uuid(d, "delivery_ids") for d in delivery_ids] if delivery_ids else None
@@ -243,7 +244,7 @@ async def redeliver(
     )
     revive = (
         "WITH r AS (UPDATE webhook_deliveries d SET status = 'pending', round_attempts = 0,"  # noqa: S608
-        " next_attempt_at = now(), dead_reason = NULL, finished_at = NULL"
+        " next_attempt_at = now(), dead_reason = NULL, finished_at = NULL, lease_token = NULL"
         f" FROM webhook_endpoints e WHERE e.id = d.endpoint_id AND e.enabled AND {where}"
         " RETURNING d.id) SELECT count(*) FROM r"
     )

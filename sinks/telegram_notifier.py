@@ -1,11 +1,8 @@
 """Telegram notifications: `notifications.telegram` -> a Postgres outbox -> the Bot API (aiogram).
 
-Two loops in the `kopilka dispatch` process:
+Two loops in the `kopilka dispatch` process: `TelegramIngest` (sinks.telegram_ingest) fills
+the outbox, and here
 
-* `TelegramIngest` consumes `notifications.telegram` (written by the stream fan-out, one record
-  per chat and event), renders the text with the tenant's template (sinks.telegram_templates)
-  and stores it in `telegram_messages`, idempotent on the message id; only then are the Kafka
-  offsets committed. A record that cannot be rendered still becomes a (generic) message.
 * `TelegramSender` sends the outbox through aiogram, oldest first per chat, at most
   `telegram_bot_rate` messages a second for the bot and one per `telegram_chat_interval_s` per
   chat. `RetryAfter` (429) pauses that chat for `retry_after` and retries; `Forbidden` (403: the
@@ -13,6 +10,14 @@ Two loops in the `kopilka dispatch` process:
   `forbidden`; network and server errors are retried with backoff (at most a minute apart) for
   `telegram_give_up_after_s`, so an hour-long Telegram outage loses nothing. One sender is active
   at a time (a Postgres advisory lock), so the per-bot limit holds with several dispatchers.
+
+Fencing: the advisory lock lives as long as the session that took it, so the sender claims each
+message on that very connection (status pending, due, stamped with a fresh `lease_token`, leased
+for `telegram_lease_s`) before sending it. When the lock connection is gone (Postgres restarted,
+the backend terminated), the claim fails, the sender stops and goes back to waiting for the lock,
+and whoever holds it now never sees a message claimed before as due until its lease ran out.
+Outcomes are written only while the token is still the message's (`telegram_lease_lost` else).
+A message whose outcome could not be written at all goes again after its lease: at least once.
 """
 
 from __future__ import annotations
@@ -23,7 +28,6 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
-import orjson
 from aiogram import Bot
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
@@ -36,11 +40,7 @@ from aiogram.exceptions import (
     TelegramServerError,
     TelegramUnauthorizedError,
 )
-from aiokafka import AIOKafkaConsumer
-from aiokafka.errors import KafkaError
 
-from kopilka import topics
-from kopilka.cache import TTLCache
 from kopilka.logging import get_logger
 from kopilka.settings import Settings
 from sinks.pacing import ChatPacer, TokenBucket
@@ -51,19 +51,22 @@ log = get_logger(__name__)
 TELEGRAM_WAKE = "kopilka_telegram"  # NOTIFY channel: new messages in the outbox
 _SENDER_LOCK = 0x6B6F70746731  # one active sender: the per-bot rate limit is global
 MAX_BACKOFF_S = 60.0
+_LOCK_ERRORS = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
+# Is the sender lock still held by this session? (a bigint key shows as classid:objid)
+_HOLDS = """
+SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted
+                  AND pid = pg_backend_pid() AND objsubid = 1
+                  AND (classid::bigint << 32 | objid::bigint) = $1)
+"""
+_CLAIM = """
+UPDATE telegram_messages SET lease_token = $2, next_attempt_at = now() + make_interval(secs => $3)
+ WHERE id = $1 AND status = 'pending' AND next_attempt_at <= now()
+RETURNING lease_token
+"""
 
-_INSERT = """
-INSERT INTO telegram_messages (id, tenant_id, chat_id, event_id, event_type, text)
-SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::bigint[], $4::uuid[], $5::text[], $6::text[])
-ON CONFLICT (id) DO NOTHING
-"""
-# A chat blocked after the fan-out looked (its cache is seconds old) gets nothing more.
-_DROP_BLOCKED = """
-UPDATE telegram_messages m SET status = 'forbidden', last_error = c.blocked_reason
-  FROM telegram_chats c
- WHERE m.id = ANY($1::uuid[]) AND m.status = 'pending'
-   AND c.tenant_id = m.tenant_id AND c.chat_id = m.chat_id AND c.blocked_at IS NOT NULL
-"""
+
+class LockLost(Exception):
+    """The sender's advisory-lock session is gone: another sender may be active now."""
 
 
 async def enqueue_notice(conn: asyncpg.Connection, tenant_id: uuid.UUID, notice: dict) -> int:
@@ -95,94 +98,6 @@ def make_bot(settings: Settings) -> Bot | None:
     return Bot(settings.telegram_bot_token.get_secret_value(), session=session)
 
 
-def _uuid_or_none(value) -> uuid.UUID | None:
-    try:
-        return uuid.UUID(str(value))
-    except ValueError:
-        return None
-
-
-class TelegramIngest:
-    """notifications.telegram -> telegram_messages (rendered), then commit the offsets."""
-
-    def __init__(self, pool: asyncpg.Pool, settings: Settings) -> None:
-        self.pool, self.settings = pool, settings
-        self._templates: TTLCache[str, dict[str, str]] = TTLCache(100_000, 5.0)
-
-    async def templates(self, tenant_id: str) -> dict[str, str]:
-        hit = self._templates.get(tenant_id)
-        if hit is None:
-            rows = await self.pool.fetch(
-                "SELECT event_type, template FROM telegram_templates WHERE tenant_id = $1",
-                uuid.UUID(tenant_id),
-            )
-            hit = {r["event_type"]: r["template"] for r in rows}
-            self._templates.set(tenant_id, hit)
-        return hit
-
-    async def rows(self, values: list[bytes]) -> list[tuple]:
-        out = []
-        for value in values:
-            try:
-                rec = orjson.loads(value)
-                event = rec["event"] if isinstance(rec.get("event"), dict) else {}
-                tenant_id, chat_id = str(uuid.UUID(rec["tenant_id"])), int(rec["chat_id"])
-                message_id = uuid.UUID(rec["message_id"])
-            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
-                log.error("telegram_unreadable_record", value=value[:200].decode(errors="replace"))
-                continue
-            kind = str(event.get("type", rec.get("event_type", "unknown")))
-            text = render(event, (await self.templates(tenant_id)).get(kind))
-            out.append(
-                (
-                    message_id,
-                    uuid.UUID(tenant_id),
-                    chat_id,
-                    _uuid_or_none(event.get("event_id")),
-                    kind,
-                    text,
-                )
-            )
-        return out
-
-    async def run(self, stopping: asyncio.Event) -> None:
-        consumer = AIOKafkaConsumer(
-            topics.NOTIFICATIONS_TELEGRAM.name,
-            bootstrap_servers=self.settings.bootstrap_list,
-            group_id=f"{self.settings.worker_id}-telegram",
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-        )
-        while not stopping.is_set():
-            try:
-                await consumer.start()
-                break
-            except KafkaError as exc:
-                log.warning("telegram_consumer_start_failed", error=type(exc).__name__)
-                await asyncio.sleep(1.0)
-        try:
-            while not stopping.is_set():
-                batches = await consumer.getmany(timeout_ms=500, max_records=500)
-                values = [r.value for records in batches.values() for r in records]
-                if not values:
-                    continue
-                while True:  # the outbox must have them before the offsets move on
-                    try:
-                        rows = await self.rows(values)
-                        if rows:
-                            async with self.pool.acquire() as conn, conn.transaction():
-                                await conn.execute(_INSERT, *zip(*rows, strict=True))
-                                await conn.execute(_DROP_BLOCKED, [r[0] for r in rows])
-                                await conn.execute(f"NOTIFY {TELEGRAM_WAKE}")
-                        break
-                    except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError):
-                        log.warning("telegram_outbox_write_failed")
-                        await asyncio.sleep(1.0)
-                await consumer.commit()
-        finally:
-            await consumer.stop()
-
-
 class TelegramSender:
     def __init__(self, pool: asyncpg.Pool, settings: Settings, bot: Bot) -> None:
         self.pool, self.settings, self.bot = pool, settings, bot
@@ -201,23 +116,51 @@ class TelegramSender:
                 if await conn.fetchval("SELECT pg_try_advisory_lock($1)", _SENDER_LOCK):
                     return conn
                 await conn.close()
-            except (OSError, asyncpg.PostgresError) as exc:
+            except _LOCK_ERRORS as exc:
                 log.warning("telegram_lock_failed", error=type(exc).__name__)
             await asyncio.sleep(2.0)
         return None
 
+    async def holds(self, lock: asyncpg.Connection) -> bool:
+        # Any failure on this session counts as the lock lost: e.g. after a stall, a timed-out
+        # call leaves asyncpg's protocol mid-operation (InternalClientError, not PostgresError).
+        try:
+            return bool(await asyncio.wait_for(lock.fetchval(_HOLDS, _SENDER_LOCK), 10))
+        except Exception:
+            return False
+
     async def run(self, stopping: asyncio.Event) -> None:
-        lock = await self._lock(stopping)
-        if lock is None:
-            return
-        log.info("telegram_sender_active")
+        try:
+            while not stopping.is_set():
+                lock = await self._lock(stopping)
+                if lock is None:
+                    return
+                log.info("telegram_sender_active")
+                try:
+                    await self._lead(lock, stopping)
+                finally:
+                    try:
+                        await asyncio.wait_for(lock.close(), 5)
+                    except Exception:  # a broken session: just drop it
+                        lock.terminate()
+        finally:
+            await self.bot.session.close()
+
+    async def _lead(self, lock: asyncpg.Connection, stopping: asyncio.Event) -> None:
+        """Send while the lock is ours; return when stopping or when it was lost."""
         tasks: set[asyncio.Task] = set()
         try:
             while not stopping.is_set():
+                if not await self.holds(lock):
+                    log.warning("telegram_lock_lost")
+                    return
                 timeout = self.settings.dispatch_poll_interval_s
                 try:
-                    timeout = min(timeout, await self.send_due(tasks))
-                except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                    timeout = min(timeout, await self.send_due(tasks, lock))
+                except LockLost:
+                    log.warning("telegram_lock_lost")
+                    return
+                except _LOCK_ERRORS as exc:
                     log.warning("telegram_poll_failed", error=type(exc).__name__)
                 self.wake.clear()
                 waiter = asyncio.ensure_future(self.wake.wait())
@@ -227,13 +170,21 @@ class TelegramSender:
                 )
                 waiter.cancel()
                 stopper.cancel()
-            if tasks:
-                await asyncio.wait(tasks, timeout=20)
         finally:
-            await lock.close()
-            await self.bot.session.close()
+            if tasks:  # what is in flight was claimed under the lock: let it finish and record
+                await asyncio.wait(tasks, timeout=20)
 
-    async def send_due(self, tasks: set[asyncio.Task]) -> float:
+    async def claim(self, lock: asyncpg.Connection, message_id: uuid.UUID) -> uuid.UUID | None:
+        """Lease one message on the lock's own session: no lock, no claim (LockLost)."""
+        try:
+            return await asyncio.wait_for(
+                lock.fetchval(_CLAIM, message_id, uuid.uuid4(), self.settings.telegram_lease_s),
+                10,
+            )
+        except Exception as exc:  # see holds()
+            raise LockLost from exc
+
+    async def send_due(self, tasks: set[asyncio.Task], lock: asyncpg.Connection) -> float:
         """Start sending what may go now; return the seconds until more may go."""
         rows = await self.pool.fetch(
             "SELECT DISTINCT ON (chat_id) id, tenant_id, chat_id, text, attempts,"
@@ -252,14 +203,17 @@ class TelegramSender:
                 soonest = min(soonest, wait)
                 continue
             await self.bucket.take()
+            token = await self.claim(lock, row["id"])
+            if token is None:  # sent, blocked or retried meanwhile: look again next time
+                continue
             self.in_flight.add(chat)
             self.pacer.sent(chat)
-            task = asyncio.create_task(self.send(row))
+            task = asyncio.create_task(self.send(row, token))
             tasks.add(task)
             task.add_done_callback(tasks.discard)
         return soonest
 
-    async def send(self, row: asyncpg.Record) -> None:
+    async def send(self, row: asyncpg.Record, token: uuid.UUID) -> None:
         chat = row["chat_id"]
         started = time.perf_counter()
         try:
@@ -267,14 +221,15 @@ class TelegramSender:
                 await self.bot.send_message(chat, row["text"])
             except TelegramRetryAfter as exc:
                 self.pacer.pause(chat, exc.retry_after)
-                await self._retry(row, exc.retry_after, f"429 retry after {exc.retry_after}s")
+                after = exc.retry_after
+                await self._retry(row, token, after, f"429 retry after {after}s")
             except TelegramForbiddenError as exc:
-                await self._forbidden(row, exc.message)
+                await self._forbidden(row, token, exc.message)
             except TelegramUnauthorizedError as exc:  # our token: keep the message, alert
                 log.error("telegram_unauthorized", detail=exc.message)
-                await self._retry(row, MAX_BACKOFF_S, f"unauthorized: {exc.message}")
+                await self._retry(row, token, MAX_BACKOFF_S, f"unauthorized: {exc.message}")
             except TelegramBadRequest as exc:
-                await self._final(row, "failed", f"bad request: {exc.message}")
+                await self._final(row, token, "failed", f"bad request: {exc.message}")
             except (
                 TelegramNetworkError,
                 TelegramServerError,
@@ -283,9 +238,9 @@ class TelegramSender:
                 OSError,
             ) as exc:
                 backoff = min(2.0 ** row["attempts"], MAX_BACKOFF_S)
-                await self._retry(row, backoff, f"{type(exc).__name__}: {exc}"[:500])
+                await self._retry(row, token, backoff, f"{type(exc).__name__}: {exc}"[:500])
             else:
-                await self._final(row, "sent", None)
+                await self._final(row, token, "sent", None)
                 log.info(
                     "telegram_sent",
                     chat_id=chat,
@@ -299,32 +254,52 @@ class TelegramSender:
             self.in_flight.discard(chat)
             self.wake.set()
 
-    async def _retry(self, row, delay_s: float, error: str) -> None:
+    @staticmethod
+    def _fenced(result: str, row) -> None:
+        if result == "UPDATE 0":
+            log.warning("telegram_lease_lost", message_id=str(row["id"]), chat_id=row["chat_id"])
+
+    async def _retry(self, row, token: uuid.UUID, delay_s: float, error: str) -> None:
         give_up = row["created_at"] + timedelta(seconds=self.settings.telegram_give_up_after_s)
         if datetime.now(UTC) + timedelta(seconds=delay_s) > give_up:
-            await self._final(row, "failed", f"gave up: {error}")
+            await self._final(row, token, "failed", f"gave up: {error}")
             return
         log.warning("telegram_retry", chat_id=row["chat_id"], delay_s=delay_s, error=error)
-        await self.pool.execute(
-            "UPDATE telegram_messages SET attempts = attempts + 1, last_error = $2,"
-            " next_attempt_at = now() + make_interval(secs => $3) WHERE id = $1",
+        result = await self.pool.execute(
+            "UPDATE telegram_messages SET attempts = attempts + 1, last_error = $3,"
+            " next_attempt_at = now() + make_interval(secs => $4), lease_token = NULL"
+            " WHERE id = $1 AND lease_token = $2",
             row["id"],
+            token,
             error,
             delay_s,
         )
+        self._fenced(result, row)
 
-    async def _final(self, row, status: str, error: str | None) -> None:
-        await self.pool.execute(
-            "UPDATE telegram_messages SET status = $2, attempts = attempts + 1, last_error = $3,"
-            " sent_at = CASE WHEN $2 = 'sent' THEN now() END WHERE id = $1",
+    async def _final(self, row, token: uuid.UUID, status: str, error: str | None) -> None:
+        result = await self.pool.execute(
+            "UPDATE telegram_messages SET status = $3, attempts = attempts + 1, last_error = $4,"
+            " sent_at = CASE WHEN $3 = 'sent' THEN now() END, lease_token = NULL"
+            " WHERE id = $1 AND lease_token = $2",
             row["id"],
+            token,
             status,
             error,
         )
+        self._fenced(result, row)
 
-    async def _forbidden(self, row, reason: str) -> None:
+    async def _forbidden(self, row, token: uuid.UUID, reason: str) -> None:
         log.warning("telegram_forbidden", chat_id=row["chat_id"], tenant_id=str(row["tenant_id"]))
         async with self.pool.acquire() as conn, conn.transaction():
+            owned = await conn.execute(
+                "UPDATE telegram_messages SET lease_token = NULL"
+                " WHERE id = $1 AND lease_token = $2",
+                row["id"],
+                token,
+            )
+            if owned == "UPDATE 0":
+                self._fenced(owned, row)
+                return
             await conn.execute(
                 "UPDATE telegram_chats SET blocked_at = now(), blocked_reason = $3"
                 " WHERE tenant_id = $1 AND chat_id = $2",

@@ -5,6 +5,11 @@ Deliveries are rows in Postgres (`webhook_deliveries`, written by the stream fan
 process stops: a claimed row carries a lease (its `next_attempt_at` moves past the request
 timeout) and comes back by itself if the process dies mid-request.
 
+Fencing: each claim stamps its rows with a fresh `lease_token`, and an outcome is written only
+`WHERE id = $1 AND lease_token = $2`. A dispatcher that outlived its lease (a stall, a long
+database outage) and whose rows were claimed again by another finds its token gone: its result
+is dropped (logged as `dispatch_lease_lost`), and the new owner's attempt is the one recorded.
+
 Isolation: the claim query takes at most `webhook_endpoint_concurrency` rows per endpoint and
 skips endpoints that still have requests in flight here, so a slow or dead endpoint only ever
 holds its own few slots (each at most `webhook_timeout_s`), never another tenant's. Rows are
@@ -58,12 +63,16 @@ WITH due AS (
      LIMIT $3
 )
 UPDATE webhook_deliveries w
-   SET next_attempt_at = now() + make_interval(secs => $4)
+   SET next_attempt_at = now() + make_interval(secs => $4), lease_token = $5
   FROM due, webhook_endpoints e
  WHERE w.id = due.id AND e.id = w.endpoint_id
 RETURNING w.id, w.endpoint_id, w.tenant_id, w.event_id, w.payload, w.round_attempts,
-          e.url, e.secret
+          w.lease_token, e.url, e.secret
 """
+
+
+class LeaseLost(Exception):
+    """The row was claimed again by someone else: this outcome must not be written."""
 
 
 @dataclass(frozen=True)
@@ -134,6 +143,7 @@ class WebhookDispatcher:
             self.settings.webhook_endpoint_concurrency,
             room,
             self.lease_s,
+            uuid.uuid4(),
         )
         batches: dict[uuid.UUID, list[asyncpg.Record]] = {}
         for row in rows:
@@ -203,36 +213,59 @@ class WebhookDispatcher:
             return done("gone", code, "the endpoint answered 410 Gone")
         return done("failed", code, f"HTTP {code}", retry_after)
 
-    async def record(self, row: asyncpg.Record, a: Attempt) -> None:
-        async with self.pool.acquire() as conn, conn.transaction():
-            await conn.execute(
-                "INSERT INTO webhook_attempts (delivery_id, endpoint_id, tenant_id, attempted_at,"
-                " outcome, response_code, latency_ms, error) VALUES ($1,$2,$3,$4,$5,$6,$7,$8)",
-                row["id"],
-                row["endpoint_id"],
-                row["tenant_id"],
-                a.at,
-                a.outcome,
-                a.code,
-                a.latency_ms,
-                a.error,
+    async def record(self, row: asyncpg.Record, a: Attempt) -> bool:
+        """Write the attempt and its consequences; False (nothing written) if the lease was lost."""
+        try:
+            async with self.pool.acquire() as conn, conn.transaction():
+                await self._record(conn, row, a)
+        except LeaseLost:
+            log.warning(
+                "dispatch_lease_lost",
+                delivery_id=str(row["id"]),
+                endpoint_id=str(row["endpoint_id"]),
+                outcome=a.outcome,
             )
-            if a.outcome == "succeeded":
-                await self._succeeded(conn, row, a)
-            elif a.outcome == "gone":
-                await self._finish(conn, row, a, "dead", "the endpoint answered 410 Gone")
-                await self._disable(conn, row, "it answered 410 Gone")
-            elif a.outcome == "refused":
-                await self._finish(conn, row, a, "dead", f"address refused: {a.error}")
-            else:
-                await self._failed(conn, row, a)
+            return False
+        return True
+
+    async def _record(self, conn: asyncpg.Connection, row: asyncpg.Record, a: Attempt) -> None:
+        # the outcome first: it is the fenced write, and nothing else may happen without it
+        if a.outcome == "succeeded":
+            await self._succeeded(conn, row, a)
+        elif a.outcome == "gone":
+            await self._finish(conn, row, a, "dead", "the endpoint answered 410 Gone")
+            await self._disable(conn, row, "it answered 410 Gone")
+        elif a.outcome == "refused":
+            await self._finish(conn, row, a, "dead", f"address refused: {a.error}")
+        else:
+            await self._failed(conn, row, a)
+        await conn.execute(
+            "INSERT INTO webhook_attempts (delivery_id, endpoint_id, tenant_id, attempted_at,"
+            " outcome, response_code, latency_ms, error) VALUES ($1,$2,$3,$4,$5,$6,$7,$8)",
+            row["id"],
+            row["endpoint_id"],
+            row["tenant_id"],
+            a.at,
+            a.outcome,
+            a.code,
+            a.latency_ms,
+            a.error,
+        )
+
+    @staticmethod
+    async def _fenced(conn, sql: str, row, *args) -> None:
+        """Run an UPDATE of this delivery `WHERE id = $1 AND lease_token = $2`, or LeaseLost."""
+        if await conn.execute(sql, row["id"], row["lease_token"], *args) == "UPDATE 0":
+            raise LeaseLost(row["id"])
 
     async def _finish(self, conn, row, a: Attempt, status: str, dead_reason=None) -> None:
-        await conn.execute(
-            "UPDATE webhook_deliveries SET status = $2, attempts = attempts + 1,"
-            " round_attempts = round_attempts + 1, last_status = $3, last_error = $4,"
-            " dead_reason = $5, finished_at = now() WHERE id = $1",
-            row["id"],
+        await self._fenced(
+            conn,
+            "UPDATE webhook_deliveries SET status = $3, attempts = attempts + 1,"
+            " round_attempts = round_attempts + 1, last_status = $4, last_error = $5,"
+            " dead_reason = $6, finished_at = now(), lease_token = NULL"
+            " WHERE id = $1 AND lease_token = $2",
+            row,
             status,
             a.code,
             a.error,
@@ -247,13 +280,12 @@ class WebhookDispatcher:
             row["endpoint_id"],
         )
         if was_failing:  # it is back: what waits for a retry need not wait for the schedule
-            in_flight = list(self.busy.get(row["endpoint_id"], ()))
+            # (not what is in flight, here or in another dispatcher: those are leased)
             await conn.execute(
                 "UPDATE webhook_deliveries SET next_attempt_at = now()"
                 " WHERE endpoint_id = $1 AND status = 'pending' AND round_attempts > 0"
-                " AND next_attempt_at > now() AND NOT (id = ANY($2::uuid[]))",
+                " AND next_attempt_at > now() AND lease_token IS NULL",
                 row["endpoint_id"],
-                in_flight,
             )
             self.wake.set()
 
@@ -265,11 +297,13 @@ class WebhookDispatcher:
                 conn, row, a, "dead", f"retries exhausted after {made} attempts ({a.error})"
             )
         else:
-            await conn.execute(
+            await self._fenced(
+                conn,
                 "UPDATE webhook_deliveries SET attempts = attempts + 1,"
-                " round_attempts = round_attempts + 1, last_status = $2, last_error = $3,"
-                " next_attempt_at = $4::timestamptz + make_interval(secs => $5) WHERE id = $1",
-                row["id"],
+                " round_attempts = round_attempts + 1, last_status = $3, last_error = $4,"
+                " next_attempt_at = $5::timestamptz + make_interval(secs => $6),"
+                " lease_token = NULL WHERE id = $1 AND lease_token = $2",
+                row,
                 a.code,
                 a.error,
                 a.at,

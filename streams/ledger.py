@@ -32,6 +32,7 @@ from schemas.messages import (
     SettleCommand,
     parse_command,
 )
+from streams.acks import held
 from streams.app import app, commands, events, ledger_table, outcomes
 from streams.dead_letters import send as send_dead_letter
 from streams.rules import CustomerState, OrderState, Result, apply, order_key
@@ -73,37 +74,43 @@ def newer_version(value: bytes) -> int | None:
 @app.agent(commands)
 async def ledger(stream):
     async for event in stream.events():
-        key, value = event.key or b"", event.value
-        try:
-            cmd = parse_command(value)
-        except ValidationError as exc:
-            if (version := newer_version(value)) is not None:
-                await _wait_for_upgrade(version)
-            await _dead(event, None, "unreadable_command", exc)
-            continue
-        if isinstance(cmd, SettleCommand):
-            settle_entries(key.decode(), cmd)
-            continue
-        try:
-            result = step(key.decode(), cmd)
-        except Exception as exc:  # a bug: report it, never stop the partition
-            log.exception("command_failed", tenant_id=cmd.tenant_id, command_id=cmd.command_id)
-            await _dead(event, cmd, "internal_error", exc)
-            continue
-        for followup in result.followups:
-            await commands.send(key=followup.key, value=followup.to_bytes())
-        for e in result.events:
-            await events.send(key=key, value=e.encode())
-        applied[cmd.type] += 1
-        if result.status == "duplicate":
-            log.info("duplicate_command", tenant_id=cmd.tenant_id, reason=result.reason)
-        if cmd.wait and not isinstance(cmd, ExpireCommand):
-            await _outcome(
-                cmd,
-                result.status,
-                reason=result.reason,
-                events=[orjson.loads(e) for e in result.events],
-            )
+        with held([event]):
+            await _apply(event)
+
+
+async def _apply(event: EventT) -> None:
+    """Apply one command and send what it made; or dead-letter it."""
+    key, value = event.key or b"", event.value
+    try:
+        cmd = parse_command(value)
+    except ValidationError as exc:
+        if (version := newer_version(value)) is not None:
+            await _wait_for_upgrade(version)
+        await _dead(event, None, "unreadable_command", exc)
+        return
+    if isinstance(cmd, SettleCommand):
+        settle_entries(key.decode(), cmd)
+        return
+    try:
+        result = step(key.decode(), cmd)
+    except Exception as exc:  # a bug: report it, never stop the partition
+        log.exception("command_failed", tenant_id=cmd.tenant_id, command_id=cmd.command_id)
+        await _dead(event, cmd, "internal_error", exc)
+        return
+    for followup in result.followups:
+        await commands.send(key=followup.key, value=followup.to_bytes())
+    for e in result.events:
+        await events.send(key=key, value=e.encode())
+    applied[cmd.type] += 1
+    if result.status == "duplicate":
+        log.info("duplicate_command", tenant_id=cmd.tenant_id, reason=result.reason)
+    if cmd.wait and not isinstance(cmd, ExpireCommand):
+        await _outcome(
+            cmd,
+            result.status,
+            reason=result.reason,
+            events=[orjson.loads(e) for e in result.events],
+        )
 
 
 @app.timer(interval=5.0)

@@ -43,6 +43,7 @@ from schemas.messages import (
 )
 from schemas.routing import tenant_of
 from schemas.tenant_rules import TenantRules
+from streams.acks import held
 from streams.app import (
     app,
     commands,
@@ -371,33 +372,39 @@ async def _stop_rules(sender, **kwargs) -> None:
 @app.agent(webhooks_raw)
 async def normalize(stream):
     async for events in stream.take_events(settings.normalize_batch, settings.normalize_within_s):
-        envs: list[RawEnvelope] = []
-        sources: list[EventT] = []
-        for event in events:
-            env = _envelope(event.key, event.value)
-            if isinstance(env, AuditRecord):
-                await _dead(event, env, tenant_id=tenant_of(event.key) or None)
-            else:
-                envs.append(env)
-                sources.append(event)
-        started = time.perf_counter()
-        try:
-            results = await normalizer.normalize(envs)
-        except Exception:  # a bug or bad data: record by record, to isolate it
-            log.exception("normalize_batch_failed", records=len(envs))
-            results = [await _one_by_one(env) for env in envs]
-        resolved = time.perf_counter()
-        for event, env, result in zip(sources, envs, results, strict=True):
-            await _emit(event, env, result)
-        commands_sent = sum(len(r.commands) for r in results)
-        if commands_sent > 100:
-            log.info(
-                "normalized",
-                requests=len(envs),
-                commands=commands_sent,
-                resolve_ms=round((resolved - started) * 1000),
-                send_ms=round((time.perf_counter() - resolved) * 1000),
-            )
+        with held(events):
+            await _normalize_batch(events)
+
+
+async def _normalize_batch(events: list[EventT]) -> None:
+    """Commands, refusals and dead letters of a batch of raw records, sent in their order."""
+    envs: list[RawEnvelope] = []
+    sources: list[EventT] = []
+    for event in events:
+        env = _envelope(event.key, event.value)
+        if isinstance(env, AuditRecord):
+            await _dead(event, env, tenant_id=tenant_of(event.key) or None)
+        else:
+            envs.append(env)
+            sources.append(event)
+    started = time.perf_counter()
+    try:
+        results = await normalizer.normalize(envs)
+    except Exception:  # a bug or bad data: record by record, to isolate it
+        log.exception("normalize_batch_failed", records=len(envs))
+        results = [await _one_by_one(env) for env in envs]
+    resolved = time.perf_counter()
+    for event, env, result in zip(sources, envs, results, strict=True):
+        await _emit(event, env, result)
+    commands_sent = sum(len(r.commands) for r in results)
+    if commands_sent > 100:
+        log.info(
+            "normalized",
+            requests=len(envs),
+            commands=commands_sent,
+            resolve_ms=round((resolved - started) * 1000),
+            send_ms=round((time.perf_counter() - resolved) * 1000),
+        )
 
 
 def _envelope(key: bytes | None, value: bytes) -> RawEnvelope | AuditRecord:

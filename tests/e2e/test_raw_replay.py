@@ -48,9 +48,7 @@ async def test_replaying_a_shops_raw_webhooks_applies_what_failed_and_nothing_tw
     secret, email = shop["webhook_secret"], f"rr-{uuid.uuid4().hex[:8]}@example.com"
     since = (datetime.now(UTC) - timedelta(seconds=5)).isoformat()
     # the shop's refund arrives before its purchase: refused, the order is not known yet
-    _, body, _ = await api.post_webhook(
-        secret, json=action("refund", orderId="RR-1"), headers=WAIT
-    )
+    _, body, _ = await api.post_webhook(secret, json=action("refund", orderId="RR-1"), headers=WAIT)
     assert body["outcomes"][0]["status"] == "rejected", body
     _, body, _ = await api.post_webhook(
         secret, json=purchase("RR-1", 1000, email=email), headers=WAIT
