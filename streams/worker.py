@@ -5,6 +5,7 @@ from __future__ import annotations
 import faust
 
 import sinks.postgres  # noqa: F401 - registers the sink agents
+import streams.dead_letters
 import streams.expiry
 import streams.ledger
 import streams.normalize
