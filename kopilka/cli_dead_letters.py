@@ -172,8 +172,6 @@ def main(args: argparse.Namespace, settings: Settings) -> int:
         if result["next"]:
             print(f"(more: --before {result['next']})")
         return status
-    print(
-        json.dumps(result, indent=2, ensure_ascii=False),
-        file=sys.stderr if "error" in result else sys.stdout,
-    )
+    not_found = status and args.dl_action == "show"
+    print(json.dumps(result, indent=2, ensure_ascii=False), file=sys.stderr if not_found else None)
     return status

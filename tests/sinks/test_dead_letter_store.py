@@ -85,7 +85,8 @@ def test_filters_build_a_parameterised_where_clause():
 def test_cursor_round_trips_and_refuses_anything_else():
     at, dl_id = datetime(2026, 11, 27, 5, 1, 2, 345678, tzinfo=UTC), uuid.uuid4()
     assert decode_cursor(encode_cursor(at, dl_id)) == (at, dl_id)
-    for bad in ("", "x", "2026-11-27T05:01:02~nope", "2026-11-27T05:01:02~" + str(dl_id)):
+    assert "+" not in encode_cursor(at, dl_id) and ":" not in encode_cursor(at, dl_id)
+    for bad in ("", "x", "123~nope", "2026-11-27T05:01:02~" + str(dl_id), f"-1~{dl_id}"):
         with pytest.raises(ValueError):
             decode_cursor(bad)
 
