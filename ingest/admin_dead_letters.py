@@ -54,7 +54,9 @@ def filters_of(query) -> tuple[Filters, int]:
     if redriven == "bad":
         raise _Invalid("redriven", "true or false")
     limit_text = query.get("limit", "50")
-    if not limit_text.isdigit() or not 1 <= int(limit_text) <= MAX_LIMIT:
+    if not (limit_text.isascii() and limit_text.isdigit() and len(limit_text) <= 4) or not (
+        1 <= int(limit_text) <= MAX_LIMIT
+    ):
         raise _Invalid("limit", f"a whole number from 1 to {MAX_LIMIT}")
     before = None
     if query.get("before"):

@@ -50,7 +50,7 @@ def since(value: str, now: datetime | None = None) -> datetime:
 
 
 def _limit(value: str) -> int:
-    if not value.isdigit() or not 1 <= int(value) <= 1000:
+    if not (value.isascii() and value.isdigit()) or not 1 <= int(value) <= 1000:
         raise argparse.ArgumentTypeError("a whole number from 1 to 1000")
     return int(value)
 

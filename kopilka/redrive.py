@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
@@ -90,7 +90,7 @@ async def redrive_matching(
     """Every letter matching `filters` (never redriven ones, unless forced), oldest first."""
     report = Report(dry_run=dry_run)
     if not force:
-        filters = Filters(**{**filters.__dict__, "redriven": False})
+        filters = replace(filters, redriven=False)
     await _redrive(store, producer, await store.all_matching(filters), report, force=force)
     return report
 

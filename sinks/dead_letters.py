@@ -109,7 +109,7 @@ def encode_cursor(dead_at: datetime, dl_id: uuid.UUID | str) -> str:
 def decode_cursor(text: str) -> tuple[datetime, uuid.UUID]:
     """Raises ValueError for anything `encode_cursor` did not make."""
     micros, sep, dl_id = text.partition("~")
-    if not sep or not micros.isdigit() or len(micros) > 18:
+    if not sep or not (micros.isascii() and micros.isdigit()) or len(micros) > 18:
         raise ValueError("not a paging cursor")
     return _EPOCH + int(micros) * _MICRO, uuid.UUID(dl_id)
 
