@@ -126,7 +126,8 @@ def table(letters: list[dict]) -> str:
     return "\n".join(lines)
 
 
-async def _call(settings: Settings, args: argparse.Namespace) -> tuple[int, dict]:
+async def run_command(settings: Settings, args: argparse.Namespace) -> tuple[int, dict]:
+    """Run one parsed `kopilka dead-letters` command: (exit status, what to print)."""
     from kopilka.kafka import make_producer
     from kopilka.redrive import redrive_ids, redrive_matching
     from sinks.dead_letters import DeadLetterStore
@@ -163,7 +164,7 @@ async def _call(settings: Settings, args: argparse.Namespace) -> tuple[int, dict
 
 def main(args: argparse.Namespace, settings: Settings) -> int:
     try:
-        status, result = asyncio.run(_call(settings, args))
+        status, result = asyncio.run(run_command(settings, args))
     except UsageError as exc:
         print(f"kopilka dead-letters: {exc}", file=sys.stderr)
         return 2

@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-import json
 import uuid
 
 from payloads import WAIT, action, purchase
 from test_dead_letters import kopilka
 
-from kopilka.reconcile import changelog_topic, read_topic
+from kopilka.reconcile import changelog_topic, read_topic, run
 
 
-async def reconcile(stack, tenant: dict, *extra: str) -> tuple[int, dict]:
-    status, out, err = await kopilka(
-        stack, "reconcile", "--tenant", tenant["tenant_id"], "--json", *extra
-    )
-    assert status in (0, 1), err[-2000:]
-    return status, json.loads(out)
+async def reconcile(stack, tenant: dict, *, repair: bool = False, settle_s: float = 0):
+    """What `kopilka reconcile --tenant T --json` does, in this process: (status, report)."""
+    return await run(stack.settings(), tenant["tenant_id"], repair_=repair, settle_s=settle_s)
 
 
 async def test_drift_is_zero_then_found_when_tampered_then_repaired(api, tenant, db, stack):
@@ -54,7 +50,7 @@ async def test_drift_is_zero_then_found_when_tampered_then_repaired(api, tenant,
     assert keys and all(k.startswith(b'"c|') or k.startswith(b'"o|') for k in keys), keys
     assert all(v is None or v.startswith(b'"{') for _, v in records)
 
-    status, clean = await reconcile(stack, tenant, "--settle", "10")
+    status, clean = await reconcile(stack, tenant, settle_s=10)
     assert status == 0, clean
     assert (clean["customers"], clean["drifting"], clean["drift_points"]) == (2, 0, 0)
     assert clean["engine_total"] == clean["postgres_total"] == 270
@@ -70,7 +66,7 @@ async def test_drift_is_zero_then_found_when_tampered_then_repaired(api, tenant,
         t,
         c,
     )
-    status, found = await reconcile(stack, tenant, "--settle", "0")
+    status, found = await reconcile(stack, tenant)
     assert status == 1
     assert found["drift"] == [
         {
@@ -83,10 +79,11 @@ async def test_drift_is_zero_then_found_when_tampered_then_repaired(api, tenant,
             "postgres_seq": found["drift"][0]["engine_seq"],
         }
     ]
+    # the command itself: exit status 1, and a table for people
     status, out, _ = await kopilka(stack, "reconcile", "--tenant", tenant["tenant_id"])
-    assert status == 1 and str(c) in out and "+77" in out  # the table for people
+    assert status == 1 and str(c) in out and "+77" in out
 
-    status, repaired = await reconcile(stack, tenant, "--repair", "--settle", "5")
+    status, repaired = await reconcile(stack, tenant, repair=True, settle_s=5)
     assert status == 0, repaired
     assert repaired["repaired"] == 1 and repaired["after_repair"]["drifting"] == 0
     customer = await api.wait_for_customer(tenant["api_key"], email="rc1@example.com")
@@ -100,5 +97,5 @@ async def test_drift_is_zero_then_found_when_tampered_then_repaired(api, tenant,
         "SELECT sum(remaining) FROM lots WHERE tenant_id = $1 AND customer_id = $2", t, c
     )
     assert lots == 170
-    status, again = await reconcile(stack, tenant, "--settle", "0")
+    status, again = await reconcile(stack, tenant)
     assert status == 0 and again["drifting"] == 0
