@@ -94,3 +94,24 @@ def test_reconcile_options():
     assert (args.tenant, args.repair, args.json, args.settle) == (TENANT, True, True, 0.0)
     with pytest.raises(SystemExit):
         parse("reconcile", "--tenant", "shop-1")
+
+
+def test_redrive_skips_letters_already_sent_unless_forced_and_unknown_topics_always():
+    from kopilka.redrive import triage
+    from sinks.dead_letters import StoredDeadLetter
+
+    def stored(dl_id: str, topic: str = "webhooks.raw", redriven: bool = False):
+        at = datetime(2026, 11, 27, tzinfo=UTC)
+        return StoredDeadLetter(
+            id=dl_id, stage="normalize", source_topic=topic, partition=0, offset=1, key=None,
+            value=b"{}", tenant_id=None, request_id=None, code="c", reason="r", error=None,
+            attempts=1, dead_at=at, redriven_at=at if redriven else None,
+            redrive_count=int(redriven),
+        )  # fmt: skip
+
+    letters = [stored("a"), stored("b", redriven=True), stored("c", topic="__consumer_offsets")]
+    go, skipped = triage(letters, force=False)
+    assert [dl.id for dl in go] == ["a"]
+    assert [s["id"] for s in skipped] == ["b", "c"]
+    go, skipped = triage(letters, force=True)
+    assert [dl.id for dl in go] == ["a", "b"] and [s["id"] for s in skipped] == ["c"]
