@@ -16,6 +16,7 @@ from aiohttp import web
 from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
+from ingest import admin_dead_letters
 from ingest.admin_auth import ADMIN_REFUSALS, TENANT_PARAM, admin_only
 from ingest.api_models import (
     RulesPatch,
@@ -197,3 +198,4 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/api/admin/tenants/{tenant_id}", get_tenant)
     app.router.add_patch("/api/admin/tenants/{tenant_id}/rules", update_rules)
     app.router.add_post("/api/admin/expiry-sweeps", expiry_sweep)
+    admin_dead_letters.add_routes(app)

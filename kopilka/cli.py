@@ -16,6 +16,8 @@ kopilka tenants rotate-secret ID [--grace 24h] [--only webhook-secret|api-key|si
                 --rounding floor|half_up --phone-region RU --timezone Europe/Moscow
 kopilka schemas write           regenerate schemas/json/ from the event models
 kopilka replay raw [--from T] [--to T] [--tenant ID] [--dry-run]   re-feed accepted webhooks
+kopilka dead-letters list|show|redrive    see kopilka/cli_dead_letters.py
+kopilka reconcile [--tenant ID] [--repair] [--json]   engine balances vs Postgres (exit 1: drift)
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from kopilka import cli_outbound, cli_replay, db
+from kopilka import cli_dead_letters, cli_outbound, cli_replay, db, reconcile
 from kopilka import logging as klog
 from kopilka.settings import PROJECT_ROOT, get_settings
 
@@ -162,6 +164,8 @@ def parser() -> argparse.ArgumentParser:
     schemas.add_parser("write", help="regenerate schemas/json/ from the models")
     cli_outbound.add_parsers(sub)
     cli_replay.add_parsers(sub)
+    cli_dead_letters.add_parsers(sub)
+    reconcile.add_parser(sub)
     return p
 
 
@@ -303,6 +307,10 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(cli_outbound.main(args, settings))
     elif args.command in cli_replay.COMMANDS:
         sys.exit(cli_replay.main(args, settings))
+    elif args.command in cli_dead_letters.COMMANDS:
+        sys.exit(cli_dead_letters.main(args, settings))
+    elif args.command == "reconcile":
+        sys.exit(reconcile.main(args, settings))
 
 
 def run_local() -> int:

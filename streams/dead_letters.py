@@ -1,14 +1,20 @@
 """Dead letters out of the stream: what a stage gives up on goes to `kopilka.dead-letters`.
 
 `send` is what every agent calls instead of dropping a record; it returns once the broker has
-the dead letter, so the agent may acknowledge the original afterwards.
+the dead letter, so the agent may acknowledge the original afterwards. The agent
+`dead_letter_store` keeps every dead letter in Postgres (sinks.dead_letters), where
+`kopilka dead-letters` and the admin API list, show and redrive them.
 """
 
 from __future__ import annotations
 
+from functools import partial
+
 from kopilka.logging import get_logger
 from schemas.dead_letters import DeadLetter
-from streams.app import dead_letters
+from sinks.dead_letters import DeadLetterStore
+from streams.app import app, dead_letters, resources, settings
+from streams.retry import until_done
 
 log = get_logger(__name__)
 
@@ -27,3 +33,50 @@ async def send(dl: DeadLetter) -> None:
     )
     fut = await dead_letters.send(key=(dl.tenant_id or "").encode(), value=dl.to_bytes())
     await fut
+
+
+@app.agent(dead_letters)
+async def dead_letter_store(stream):
+    """`kopilka.dead-letters` -> Postgres (sinks.dead_letters), in batches; a batch is
+    acknowledged once stored, and a database that is away is waited for."""
+    async for batch in stream.take_events(
+        settings.sink_batch_size, within=settings.sink_batch_within_s
+    ):
+        letters = []
+        for event in batch:
+            try:
+                letters.append(DeadLetter.from_bytes(event.value))
+            except ValueError as exc:  # not written by `send`: nothing to store, say where it is
+                log.error(
+                    "dead_letter_unreadable",
+                    partition=event.message.partition,
+                    offset=event.message.offset,
+                    error=str(exc)[:300],
+                )
+        if letters:
+            await _store(letters)
+
+
+async def _store(letters: list[DeadLetter]) -> None:
+    pool = await until_done(resources.pool, "connect")
+    store = DeadLetterStore(pool)
+    try:
+        await until_done(partial(store.add_many, letters), "dead_letters.add")
+    except Exception:
+        # Not transient (a bug, or a value Postgres refuses): one by one, so that one letter
+        # cannot hold back the others.
+        log.exception("dead_letter_batch_failed", records=len(letters))
+        for dl in letters:
+            try:
+                await until_done(partial(store.add_many, [dl]), "dead_letters.add")
+            except Exception as exc:
+                log.error(
+                    "dead_letter_not_stored",
+                    dead_letter_id=dl.dead_letter_id,
+                    stage=dl.stage,
+                    source_topic=dl.source_topic,
+                    partition=dl.partition,
+                    offset=dl.offset,
+                    error=type(exc).__name__,
+                    detail=str(exc)[:300],
+                )
