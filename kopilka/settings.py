@@ -103,6 +103,18 @@ class Settings(BaseSettings):
     telegram_chat_interval_s: float = 1.0  # at most one message per chat per this many seconds
     telegram_give_up_after_s: float = 3 * 24 * 3600.0  # keep retrying while Telegram is down
 
+    # ---- edge: degraded mode and throttled guessing (issue 10, ingress)
+    # Postgres down: a shop seen within this long is still accepted from the tenant cache.
+    tenant_stale_s: float = 24 * 3600.0
+    # Unknown secrets / API keys are remembered (apart from real shops) this long, this many.
+    tenant_negative_ttl_s: float = 2.0
+    tenant_negative_maxsize: int = 10_000
+    # A database query on the webhook path (tenant, referrer check) gives up after this long.
+    edge_db_timeout_s: float = 1.5
+    # Per client IP: unknown webhook secrets and wrong admin tokens, then 429 + Retry-After.
+    unknown_secrets_per_minute: int = 30
+    admin_failures_per_minute: int = 10
+
     @property
     def webhook_retry_delays(self) -> list[float]:
         return [float(x) for x in self.webhook_retry_schedule_s.split(",") if x.strip()]
