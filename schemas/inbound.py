@@ -178,10 +178,8 @@ def _media_type(content_type: str | None) -> tuple[str | None, str]:
 
 
 def _decode(body: bytes, charset: str, code: str, errors: str = "strict") -> str:
-    """Bytes to text in the declared charset (a UTF-8 BOM is tolerated).
-
-    `errors` applies to UTF-8 only: with "surrogateescape" bytes that are not UTF-8 become lone
-    surrogates, which the field checks refuse naming the field they are in.
+    """Bytes to text in the declared charset (a UTF-8 BOM is tolerated). For UTF-8, `errors`
+    "surrogateescape" lets the field checks name the field that holds bytes that are not UTF-8.
     """
     try:
         name = codecs.lookup(charset).name

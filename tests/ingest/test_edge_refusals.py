@@ -13,6 +13,8 @@ import time
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from pydantic import SecretStr
 
 from ingest.admin_auth import admin_only
@@ -246,3 +248,76 @@ async def test_control_characters_over_http_are_422_naming_the_field(client):
     assert (status, answer["field"]) == (422, "payload.name")
     status, answer, _ = await post(client, b'{"action":"purchase","payload":{"\\udfff":1}}')
     assert (status, answer["field"]) == (422, "payload.\\udfff")
+
+
+ANY_TEXT = st.one_of(  # any Unicode, control characters and lone surrogates included
+    st.text(max_size=16),
+    st.tuples(st.text(max_size=8), st.integers(0xD800, 0xDFFF).map(chr)).map("".join),
+)
+PURCHASE = st.fixed_dictionaries(
+    {"email": st.just("a@example.com"), "orderId": ANY_TEXT, "amount": st.just(5)},
+    optional={"name": ANY_TEXT, "description": ANY_TEXT},
+).map(lambda p: json.dumps({"action": "purchase", "payload": p}).encode())
+BODIES = st.one_of(
+    st.binary(max_size=400),
+    st.text(max_size=200).map(lambda t: t.encode("utf-8", "surrogatepass")),
+    PURCHASE,
+    st.recursive(
+        st.none() | st.booleans() | st.integers() | ANY_TEXT,
+        lambda inner: st.lists(inner, max_size=4) | st.dictionaries(ANY_TEXT, inner, max_size=4),
+        max_leaves=16,
+    ).flatmap(
+        lambda payload: st.sampled_from(
+            ["purchase", "batch_purchase", "register_user", "spend_bonuses", "refund", "x"]
+        ).map(lambda a: json.dumps({"action": a, "payload": payload}).encode())
+    ),
+)
+CONTENT_TYPES = st.sampled_from(
+    [None, "application/json", "application/x-www-form-urlencoded", "text/plain", "a/b; charset=x"]
+)
+
+
+def test_no_body_gets_a_5xx():
+    """Whatever arrives, the answer is a 2xx or 4xx in the one JSON shape, never a 5xx."""
+    loop = asyncio.new_event_loop()
+    pool = FakePool()
+
+    async def start():
+        app = web.Application(middlewares=[json_errors, database_unavailable])
+        limiter = LocalLimiter()
+        app[SETTINGS] = Settings(rate_limit_per_minute=10**9)
+        app[TENANTS] = TenantDirectory(pool, ttl_s=600)
+        app[LIMITER] = limiter
+        app[REPLAY] = LocalReplayGuard(600)
+        app[UNKNOWN_SECRETS] = FailedAttempts(limiter, "unknown-secret", Quota(5, 5))
+        app[ADMIN_FAILURES] = FailedAttempts(limiter, "admin-token", Quota(3, 3))
+        app[CUSTOMERS] = DownCustomers()
+        app[PRODUCER] = FakeProducer()
+        app[BACKGROUND] = set()
+        app[OUTCOMES] = NoOutcomes()
+        app.router.add_post("/api/webhook/{secret}", receive_webhook)
+        client = TestClient(TestServer(app))
+        await client.start_server()
+        return client
+
+    client = loop.run_until_complete(start())
+
+    async def one(body: bytes, content_type: str | None):
+        headers = {"Content-Type": content_type} if content_type else {}
+        resp = await client.post(f"/api/webhook/{SECRET}", data=body, headers=headers)
+        answer = await resp.json(content_type=None)
+        return resp.status, answer
+
+    @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(body=BODIES, content_type=CONTENT_TYPES)
+    def check(body, content_type):
+        status, answer = loop.run_until_complete(one(body, content_type))
+        assert status < 500, (status, answer)
+        if status >= 400:
+            assert set(answer) == {"error", "field", "reason"}, answer
+
+    try:
+        check()
+    finally:
+        loop.run_until_complete(client.close())
+        loop.close()
