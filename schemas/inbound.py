@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from schemas.errors import InboundError
 from schemas.identity import normalize_email, normalize_phone
-from schemas.text_checks import check_tree, check_value, identifier
+from schemas.text_checks import check_tree, check_value, identifier, shown
 
 MAX_DEPTH = 32
 MAX_ITEMS = 50_000  # a batch of 50,000 small purchases is about 3.5 MB
@@ -276,7 +276,7 @@ def _parse_form(text: str, charset: str) -> dict[str, Any]:
         path = _split_key(key)
         if len(path) > MAX_DEPTH:
             raise InboundError(
-                400, "malformed_form", f"field nested deeper than {MAX_DEPTH} levels", key[:80]
+                400, "malformed_form", f"field nested deeper than {MAX_DEPTH} levels", shown(key)
             )
         node = root
         for part in path[:-1]:
@@ -292,7 +292,7 @@ def _parse_form(text: str, charset: str) -> dict[str, Any]:
 
 def _form_conflict(key: str) -> InboundError:
     return InboundError(
-        400, "malformed_form", "field is sent both as a value and as a group", key[:80]
+        400, "malformed_form", "field is sent both as a value and as a group", shown(key)
     )
 
 

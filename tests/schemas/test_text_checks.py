@@ -5,6 +5,7 @@ with anything but a 4xx."""
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 from urllib.parse import quote
 
@@ -278,6 +279,9 @@ def test_helpers():
     body=st.one_of(
         st.binary(max_size=300),
         st.text(max_size=200).map(lambda t: t.encode("utf-8", "surrogatepass")),
+        st.lists(st.tuples(st.text(max_size=12), st.text(max_size=6)), max_size=5).map(
+            lambda pairs: "&".join(f"{quote(k)}={quote(v)}" for k, v in pairs).encode()
+        ),
         st.recursive(
             st.none() | st.booleans() | st.integers() | st.text(max_size=20),
             lambda inner: (
@@ -294,4 +298,11 @@ def test_no_body_makes_parsing_fail_other_than_with_a_4xx(body, content_type):
         parse_webhook(body, content_type)
     except InboundError as exc:
         assert 400 <= exc.status < 500
-        json.dumps(exc.to_dict(), ensure_ascii=False).encode("utf-8")  # answerable as JSON
+        # the refusal goes to the shop and to the audit table: it must itself be storable
+        for text in (exc.field or "", exc.reason):
+            assert not re.search("[\x00\ud800-\udfff]", text), exc.to_dict()
+
+
+def test_form_structure_errors_show_field_names_escaped():
+    exc = refusal(b"a%00=1&a%00[b]=2", FORM)
+    assert (exc.status, exc.code, exc.field) == (400, "malformed_form", "a\\u0000[b]")
