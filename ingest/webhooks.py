@@ -62,6 +62,7 @@ from kopilka.logging import get_logger
 from kopilka.tenants import DATABASE_DOWN, SECRET_PREFIX, Tenant
 from schemas.inbound import InboundError, parse_webhook
 from schemas.messages import AuditRecord, RawEnvelope
+from schemas.text_checks import shown
 
 log = get_logger(__name__)
 
@@ -152,6 +153,9 @@ async def _handle(request: web.Request) -> web.StreamResponse:
     received_at = datetime.now(UTC)
     event_id = new_event_id()
     content_type = request.headers.get("Content-Type")
+    odd_type = content_type is not None and not _printable_ascii(content_type)
+    if odd_type:  # what the audit keeps of it: escaped, as the core can store it
+        content_type = shown(content_type)
 
     def refuse(status: int, code: str, reason: str, field: str | None = None, size=None):
         _audit(
@@ -179,6 +183,9 @@ async def _handle(request: web.Request) -> web.StreamResponse:
         )
         return error(status, code, reason, field, headers=headers)
 
+    if odd_type:
+        reason = "the Content-Type header must be printable ASCII"
+        return refuse(415, "unsupported_media_type", reason, "Content-Type")
     settings = request.app[SETTINGS]
     try:
         body = await read_body(request, body_cap(tenant, settings), settings.body_timeout_s)
@@ -243,6 +250,10 @@ async def _handle(request: web.Request) -> web.StreamResponse:
         outcomes = answers.with_outcomes(answer, event_id, parsed, pending.outcomes)
         return json_response(outcomes, headers=headers)
     return json_response(answer, status=202, headers=headers)
+
+
+def _printable_ascii(text: str) -> bool:
+    return text.isascii() and text.isprintable()
 
 
 def _plausible(secret: str) -> bool:

@@ -321,3 +321,37 @@ def test_no_body_gets_a_5xx():
     finally:
         loop.run_until_complete(client.close())
         loop.close()
+
+
+@pytest.mark.parametrize(
+    "header,status,field",
+    [
+        (b"Content-Type: application/json; x=\xff", 415, "Content-Type"),
+        (b"Content-Type: application/json; charset=\xff", 415, "Content-Type"),
+        (
+            b"webhook-id: \xff\r\nwebhook-timestamp: {now}\r\nwebhook-signature: v1,AAAA",
+            401,
+            "webhook-id",
+        ),
+        (b"X-Signature: \xff", 401, "x-signature"),
+    ],
+)
+async def test_header_bytes_that_are_not_utf8_get_a_4xx_naming_the_header(
+    client, header, status, field
+):
+    """aiohttp hands such bytes on as lone surrogates; encoding them again used to raise (500)."""
+    body = purchase()
+    header = header.replace(b"{now}", str(int(time.time())).encode())
+    reader, writer = await asyncio.open_connection(client.server.host, client.server.port)
+    writer.write(
+        f"POST /api/webhook/{SECRET} HTTP/1.1\r\nHost: x\r\n".encode()
+        + header
+        + f"\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
+        + body
+    )
+    await writer.drain()
+    answer = await reader.read()
+    writer.close()
+    head, _, payload = answer.partition(b"\r\n\r\n")
+    assert head.startswith(f"HTTP/1.1 {status}".encode()), answer
+    assert json.loads(payload)["field"] == field
