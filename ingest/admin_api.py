@@ -32,7 +32,9 @@ from ingest.responses import error, json_response
 from kopilka import tenant_admin, topics
 from kopilka.expiry import due_commands
 from kopilka.logging import get_logger
+from schemas.errors import InboundError
 from schemas.tenant_rules import TenantRules
+from schemas.text_checks import check_tree
 
 log = get_logger(__name__)
 
@@ -49,6 +51,10 @@ async def _json_object(request: web.Request) -> dict | web.Response:
         return error(400, "malformed_json", f"invalid JSON: {exc}")
     if not isinstance(data, dict):
         return error(422, "invalid_field", "the body must be a JSON object")
+    try:
+        check_tree(data)  # Postgres cannot store NUL: refuse it here, naming the field
+    except InboundError as exc:
+        return error(exc.status, exc.code, exc.reason, exc.field)
     return data
 
 

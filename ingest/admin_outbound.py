@@ -26,6 +26,8 @@ from ingest.admin_auth import ADMIN_REFUSALS, TENANT_PARAM, admin_only
 from ingest.context import POOL
 from ingest.openapi import Param, Resp, document, errors
 from ingest.responses import error, json_response
+from schemas.errors import InboundError
+from schemas.text_checks import check_tree
 from sinks import subscriptions as subs
 from sinks.subscriptions import InvalidConfig
 
@@ -42,6 +44,10 @@ async def _body(request: web.Request) -> dict:
         raise InvalidConfig("body", f"not JSON: {exc}") from exc
     if not isinstance(data, dict):
         raise InvalidConfig("body", "must be a JSON object")
+    try:
+        check_tree(data)  # Postgres cannot store NUL: refuse it here, naming the field
+    except InboundError as exc:
+        raise InvalidConfig(exc.field or "body", exc.reason) from None
     return data
 
 

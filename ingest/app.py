@@ -15,7 +15,7 @@ from ingest.limits import server_options
 from ingest.openapi import Param, Resp, document, documented, errors
 from ingest.outcomes import OutcomeWaiter
 from ingest.read_api import get_customer
-from ingest.responses import json_errors, json_response
+from ingest.responses import database_unavailable, json_errors, json_response
 from ingest.shared_state import edge_state
 from ingest.webhooks import receive_webhook
 from kopilka import db
@@ -32,7 +32,14 @@ async def _database(app: web.Application):
     settings = app[SETTINGS]
     pool = await db.create_pool(settings.database_url.get_secret_value(), min_size=2, max_size=20)
     app[POOL] = pool
-    app[TENANTS] = TenantDirectory(pool, ttl_s=settings.tenant_cache_ttl_s)
+    app[TENANTS] = TenantDirectory(
+        pool,
+        ttl_s=settings.tenant_cache_ttl_s,
+        stale_s=settings.tenant_stale_s,
+        negative_ttl_s=settings.tenant_negative_ttl_s,
+        negative_maxsize=settings.tenant_negative_maxsize,
+        timeout_s=settings.edge_db_timeout_s,
+    )
     app[CUSTOMERS] = CustomerDirectory(pool)
     yield
     await pool.close()
@@ -121,7 +128,9 @@ document(
 
 
 def init_app(settings: Settings) -> web.Application:
-    app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[json_errors])
+    app = web.Application(
+        client_max_size=settings.max_body_bytes, middlewares=[json_errors, database_unavailable]
+    )
     app[SETTINGS] = settings
     app.cleanup_ctx.extend([_database, _kafka, edge_state])
     app.router.add_post("/api/webhook/{secret}", receive_webhook)

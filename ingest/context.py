@@ -6,6 +6,7 @@ import asyncpg
 from aiohttp import web
 from aiokafka import AIOKafkaProducer
 
+from ingest.attempts import FailedAttempts
 from ingest.outcomes import OutcomeWaiter
 from ingest.ratelimit import Limiter
 from ingest.replay import ReplayGuard
@@ -22,3 +23,5 @@ OUTCOMES = web.AppKey("outcomes", OutcomeWaiter)
 CUSTOMERS = web.AppKey("customers", CustomerDirectory)
 LIMITER = web.AppKey("limiter", Limiter)
 REPLAY = web.AppKey("replay", ReplayGuard)
+UNKNOWN_SECRETS = web.AppKey("unknown_secrets", FailedAttempts)
+ADMIN_FAILURES = web.AppKey("admin_failures", FailedAttempts)

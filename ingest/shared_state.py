@@ -1,6 +1,7 @@
 """Where ingress processes share state: Redis when `REDIS_URL` is set, this process's memory else.
 
-Rate-limit buckets and the webhook-id replay guard live here. Which one is in use is logged once
+Rate-limit buckets (tenants', and client IPs' failed attempts) and the webhook-id replay guard
+live here. Which one is in use is logged once
 at start (`edge_state backend=redis|in-process`), so an operator who forgot `REDIS_URL` on a
 multi-replica deployment sees that every replica now enforces its own limit.
 """
@@ -10,8 +11,9 @@ from __future__ import annotations
 from aiohttp import web
 from redis.asyncio import Redis
 
-from ingest.context import LIMITER, REPLAY, SETTINGS
-from ingest.ratelimit import LocalLimiter, RedisLimiter
+from ingest.attempts import FailedAttempts
+from ingest.context import ADMIN_FAILURES, LIMITER, REPLAY, SETTINGS, UNKNOWN_SECRETS
+from ingest.ratelimit import LocalLimiter, Quota, RedisLimiter
 from ingest.replay import LocalReplayGuard, RedisReplayGuard
 from kopilka.logging import get_logger
 
@@ -42,6 +44,10 @@ async def edge_state(app: web.Application):
             shared_across_processes=False,
             note="REDIS_URL is not set: rate limits and webhook-id replays are per process",
         )
+    per_ip = settings.unknown_secrets_per_minute
+    app[UNKNOWN_SECRETS] = FailedAttempts(app[LIMITER], "unknown-secret", Quota(per_ip, per_ip))
+    admin = settings.admin_failures_per_minute
+    app[ADMIN_FAILURES] = FailedAttempts(app[LIMITER], "admin-token", Quota(admin, admin))
     yield
     if redis is not None:
         await redis.aclose()

@@ -103,6 +103,8 @@ def _standard(
         return Refused(
             "invalid_signature", f"webhook-id is longer than {MAX_WEBHOOK_ID}", "webhook-id"
         )
+    if not (webhook_id.isascii() and webhook_id.isprintable()):  # signed as bytes, kept as a key
+        return Refused("invalid_signature", "webhook-id must be printable ASCII", "webhook-id")
     try:
         timestamp = math.floor(float(headers["webhook-timestamp"]))
     except (ValueError, OverflowError):

@@ -142,6 +142,18 @@ class Settings(BaseSettings):
     # Telegram outbox claim: a message being sent is leased this long (longer than a send).
     telegram_lease_s: float = 60.0
 
+    # ---- edge: degraded mode and throttled guessing (issue 10, ingress)
+    # Postgres down: a shop seen within this long is still accepted from the tenant cache.
+    tenant_stale_s: float = 24 * 3600.0
+    # Unknown secrets / API keys are remembered (apart from real shops) this long, this many.
+    tenant_negative_ttl_s: float = 2.0
+    tenant_negative_maxsize: int = 10_000
+    # A database query on the webhook path (tenant, referrer check) gives up after this long.
+    edge_db_timeout_s: float = 1.5
+    # Per client IP: unknown webhook secrets and wrong admin tokens, then 429 + Retry-After.
+    unknown_secrets_per_minute: int = 30
+    admin_failures_per_minute: int = 10
+
     @model_validator(mode="after")
     def _min_isr_fits(self) -> Settings:
         if self.topic_min_insync_replicas and (

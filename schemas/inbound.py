@@ -18,7 +18,9 @@ from urllib.parse import parse_qsl, unquote
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from schemas.errors import InboundError
 from schemas.identity import normalize_email, normalize_phone
+from schemas.text_checks import check_tree, check_value, identifier, shown
 
 MAX_DEPTH = 32
 MAX_ITEMS = 50_000  # a batch of 50,000 small purchases is about 3.5 MB
@@ -41,21 +43,6 @@ _JSON_MEDIA = frozenset({"application/json", "text/json"})
 _FORM_MEDIA = "application/x-www-form-urlencoded"
 _JSON_SPECIAL = re.compile(r'["\\\[\]{}]')
 _DIGITS = frozenset("0123456789")
-
-
-class InboundError(Exception):
-    """A body Kopilka refuses, with the HTTP status, a machine code, the field and a reason."""
-
-    def __init__(self, status: int, code: str, reason: str, field: str | None = None) -> None:
-        super().__init__(f"{field}: {reason}" if field else reason)
-        self.status = status
-        self.code = code
-        self.field = field
-        self.reason = reason
-
-    def to_dict(self) -> dict[str, str | None]:
-        """The JSON error body: ``{"error": code, "field": field, "reason": reason}``."""
-        return {"error": self.code, "field": self.field, "reason": self.reason}
 
 
 class Product(BaseModel):
@@ -164,11 +151,13 @@ def parse_webhook(
     if media is None:
         is_json = start[:1] in (b"{", b"[")
     if not is_json:
-        data: Any = _parse_form(_decode(body, charset, "malformed_form"), charset)
+        text = _decode(body, charset, "malformed_form", errors="surrogateescape")
+        data: Any = _parse_form(text, charset)
     else:
-        data = _load_json(_decode(body, charset, "malformed_json"))
+        data = _load_json(_decode(body, charset, "malformed_json", errors="surrogateescape"))
         if isinstance(data, dict) and "action" in data:
             return _standard(data, phone_region)
+    check_tree(data)
     return _tilda(data, phone_region)
 
 
@@ -188,8 +177,10 @@ def _media_type(content_type: str | None) -> tuple[str | None, str]:
     return media.strip().lower(), charset
 
 
-def _decode(body: bytes, charset: str, code: str) -> str:
-    """Bytes to text in the declared charset (a UTF-8 BOM is tolerated)."""
+def _decode(body: bytes, charset: str, code: str, errors: str = "strict") -> str:
+    """Bytes to text in the declared charset (a UTF-8 BOM is tolerated). For UTF-8, `errors`
+    "surrogateescape" lets the field checks name the field that holds bytes that are not UTF-8.
+    """
     try:
         name = codecs.lookup(charset).name
     except LookupError:
@@ -197,7 +188,9 @@ def _decode(body: bytes, charset: str, code: str) -> str:
             415, "unsupported_media_type", f"unknown charset {charset[:40]!r}"
         ) from None
     try:
-        return body.decode("utf-8-sig" if name == "utf-8" else name)
+        if name == "utf-8":
+            return body.decode("utf-8-sig", errors)
+        return body.decode(name)
     except UnicodeDecodeError as exc:
         raise InboundError(400, code, f"body is not valid {name} text (byte {exc.start})") from None
 
@@ -267,7 +260,7 @@ def _parse_form(text: str, charset: str) -> dict[str, Any]:
             text,
             keep_blank_values=True,
             encoding=charset,
-            errors="strict",
+            errors="surrogateescape" if codecs.lookup(charset).name == "utf-8" else "strict",
             max_num_fields=MAX_FORM_FIELDS,
         )
     except UnicodeDecodeError:
@@ -283,7 +276,7 @@ def _parse_form(text: str, charset: str) -> dict[str, Any]:
         path = _split_key(key)
         if len(path) > MAX_DEPTH:
             raise InboundError(
-                400, "malformed_form", f"field nested deeper than {MAX_DEPTH} levels", key[:80]
+                400, "malformed_form", f"field nested deeper than {MAX_DEPTH} levels", shown(key)
             )
         node = root
         for part in path[:-1]:
@@ -299,7 +292,7 @@ def _parse_form(text: str, charset: str) -> dict[str, Any]:
 
 def _form_conflict(key: str) -> InboundError:
     return InboundError(
-        400, "malformed_form", "field is sent both as a value and as a group", key[:80]
+        400, "malformed_form", "field is sent both as a value and as a group", shown(key)
     )
 
 
@@ -421,7 +414,7 @@ def _order_id(hit: tuple[str, Any]) -> str:
         value = str(value)
     if not isinstance(value, str):
         raise _invalid(field, "must be a string or an integer")
-    value = value.strip()
+    value = identifier(field, value.strip())
     if len(value) > MAX_ORDER_ID:
         raise _invalid(field, f"is longer than {MAX_ORDER_ID} characters")
     return value
@@ -478,6 +471,8 @@ def _standard(obj: dict[str, Any], region: str) -> ParsedWebhook:
     if not isinstance(hit[1], dict):
         raise _invalid(hit[0], "must be an object")
     payload = _Fields(hit[1], hit[0] + ".")
+    items = payload.get("purchases") if name == "batch_purchase" else None
+    check_tree(obj, skip=frozenset({items[0]}) if items else frozenset())  # items: one by one
     if name == "purchase":
         return ParsedWebhook(action="purchase", purchases=(_standard_purchase(payload, region),))
     if name == "batch_purchase":
@@ -538,6 +533,7 @@ def _batch(payload: _Fields, region: str) -> ParsedWebhook:
         try:
             if not isinstance(item, dict):
                 raise _invalid(path, "each purchase must be an object")
+            check_tree(item, path + ".")
             fields = _Fields(item, path + ".")
             purchase = _standard_purchase(fields, region)
             order_id = purchase.order_id
@@ -622,7 +618,7 @@ def _registration(payload: _Fields, region: str) -> Registration:
         if kind == "code":
             referrer = _text((field, value), MAX_ORDER_ID)
             if referrer:
-                referrer = referrer.upper()
+                referrer = identifier(field, referrer).upper()
         elif kind == "email":
             referrer, _ = _identity((field, value), None, region)
         else:
@@ -681,6 +677,7 @@ def _tilda_order(obj: dict[str, Any], prefix: str, region: str) -> Purchase:
         payment_path, payment = hit
         if isinstance(payment, str):
             payment = _load_json(html.unescape(payment), payment_path)
+            check_tree(payment, payment_path + ".")
         if not isinstance(payment, dict):
             raise _invalid(payment_path, "must be an object or a JSON string of one")
     pay = _Fields(payment, payment_path + ".")
@@ -749,20 +746,22 @@ def _attributes(payment: _Fields, top: _Fields) -> dict[str, str]:
             found[name] = str(value)[:MAX_ATTRIBUTE]
     cookies = top.get("cookies")
     if cookies is not None and isinstance(cookies[1], str):
-        for name, value in _cookie_utm(cookies[1]).items():
+        for name, value in _cookie_utm(cookies[1], cookies[0]).items():
             if len(found) < MAX_ATTRIBUTES:
                 found.setdefault(name, value)
     return found
 
 
-def _cookie_utm(cookies: str) -> dict[str, str]:
+def _cookie_utm(cookies: str, field: str) -> dict[str, str]:
     """utm_* pairs of the TILDAUTM cookie (``utm_source%3Dgoogle%7C%7C%7Cutm_medium...``)."""
     for cookie in cookies.split(";"):
         name, _, value = cookie.partition("=")
         if name.strip().upper() != "TILDAUTM":
             continue
         utm: dict[str, str] = {}
-        for pair in unquote(value.strip()).split("|"):
+        decoded = unquote(value.strip())
+        check_value(field, decoded)  # %00 decodes to NUL
+        for pair in decoded.split("|"):
             key, eq, val = pair.partition("=")
             key = key.strip().lower()
             if eq and val.strip() and key.startswith("utm_") and len(key) <= MAX_ATTRIBUTE:

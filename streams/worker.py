@@ -7,7 +7,7 @@ from pathlib import Path
 import faust
 
 import sinks.postgres  # noqa: F401 - registers the sink agents
-import streams.dead_letters  # noqa: F401 - sends dead letters, and stores them in Postgres
+import streams.dead_letters
 import streams.expiry
 import streams.ledger
 import streams.normalize

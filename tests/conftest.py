@@ -63,6 +63,10 @@ def stack():
             "KOPILKA_REFUND_ORDER_WAIT_S": "1",
             # Tests send many webhooks per shop; rate-limit tests set their shop's own limit.
             "KOPILKA_RATE_LIMIT_PER_MINUTE": "1000000",
+            # Every test connects from 127.0.0.1: unknown secrets and wrong admin tokens are
+            # throttled per IP, so only test_edge_throttling (its own ingress) sets a budget.
+            "KOPILKA_UNKNOWN_SECRETS_PER_MINUTE": "1000000",
+            "KOPILKA_ADMIN_FAILURES_PER_MINUTE": "1000000",
             # outbound: a compressed retry schedule, the loopback receiver allowed, a fake Bot API
             "KOPILKA_WEBHOOK_RETRY_SCHEDULE_S": "0,0.3,0.3,0.3",
             "KOPILKA_WEBHOOK_DISABLE_AFTER_S": "4",
