@@ -97,6 +97,11 @@ app = App(
 )
 
 
+# Durability of the topics Faust creates itself (ours are created by kopilka.kafka first, with
+# the same settings): acks=all means min.insync.replicas disks, not one.
+_DURABLE = {"min.insync.replicas": str(settings.min_insync_replicas)}
+
+
 def raw_topic(spec: topics.TopicSpec) -> faust.TopicT:
     return app.topic(
         spec.name,
@@ -105,6 +110,8 @@ def raw_topic(spec: topics.TopicSpec) -> faust.TopicT:
         key_serializer="raw",
         value_serializer="raw",
         partitions=settings.topic_partitions,
+        replicas=settings.topic_replication_factor,
+        config=_DURABLE,
     )
 
 
@@ -127,6 +134,12 @@ ledger_table = app.Table(
     key_type=str,
     value_type=bytes,
     partitions=settings.topic_partitions,
+    # compacted (Faust's default for a table's changelog); as durable as the rest, and able
+    # to take the largest entry the producer may send
+    extra_topic_configs={
+        **_DURABLE,
+        "max.message.bytes": str(settings.max_record_bytes + 64 * 1024),
+    },
 )
 ledger_table.value_serializer = "kopilka-state"  # Faust derives it from the type otherwise
 
