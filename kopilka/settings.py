@@ -103,6 +103,12 @@ class Settings(BaseSettings):
     telegram_chat_interval_s: float = 1.0  # at most one message per chat per this many seconds
     telegram_give_up_after_s: float = 3 * 24 * 3600.0  # keep retrying while Telegram is down
 
+    # ---- local stack and worker processes (`kopilka run --workers N`)
+    # Where this worker process keeps its local table state (Faust's datadir, RocksDB). Every
+    # worker process on a machine needs its own; `kopilka run` gives worker-N <data dir>/workers/
+    # worker-N. None: Faust's default, a folder named after the app in the working directory.
+    worker_data_dir: Path | None = None
+
     @property
     def webhook_retry_delays(self) -> list[float]:
         return [float(x) for x in self.webhook_retry_schedule_s.split(",") if x.strip()]
