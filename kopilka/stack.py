@@ -43,6 +43,7 @@ class Stack:
     kafka_heap: str = "512m"
     out: callable = print
     postgres_dir: Path | None = None  # default: devservices.postgres_datadir(<name>-postgres)
+    kafka_cluster: devservices.KafkaCluster | None = None  # see start_kafka_cluster()
     # how to start each process again, by name: what `restart(name)` calls
     _starters: dict[str, Callable[[], ManagedProcess]] = field(default_factory=dict, repr=False)
 
@@ -84,6 +85,21 @@ class Stack:
         )
         return kafka
 
+    def start_kafka_cluster(self, n: int = 3) -> devservices.KafkaCluster:
+        """Kafka as an `n`-broker local cluster instead of one broker; call it before
+        `start_services()`. Kopilka's topics get replication factor `n` (unless
+        KOPILKA_TOPIC_REPLICATION_FACTOR is in `env`) and the brokers' min.insync.replicas 2;
+        the brokers are processes `kafka-1` ... `kafka-<n>` (kill_process / restart them)."""
+        t0 = time.monotonic()
+        cluster = devservices.start_kafka_cluster(self.data_dir / "kafka-cluster", n, out=self.out)
+        for node, proc in enumerate(cluster.brokers, 1):
+            self.adopt(proc, partial(cluster.restart, node), service=True)
+        self.kafka_cluster = cluster
+        self.env["KAFKA_BOOTSTRAP_SERVERS"] = cluster.bootstrap
+        self.env.setdefault("KOPILKA_TOPIC_REPLICATION_FACTOR", str(n))
+        self.out(f"kafka cluster of {n} up at {cluster.bootstrap} ({time.monotonic() - t0:.1f}s)")
+        return cluster
+
     def start_postgres(self) -> ManagedProcess:
         t0 = time.monotonic()
         pg = devservices.start_postgres(
@@ -115,6 +131,17 @@ class Stack:
         proc = self.process(name)
         proc.kill() if kill else proc.stop()
         self.processes.remove(proc)
+
+    def adopt(
+        self, proc: ManagedProcess, starter: Callable[[], ManagedProcess], *, service: bool = False
+    ) -> None:
+        """Make a process started elsewhere part of the stack: stopped with it, and started
+        again by `starter()` on `restart(proc.name)`. Services stop after the Kopilka processes."""
+        if service:
+            self.processes.insert(0, proc)
+        else:
+            self.processes.append(proc)
+        self._starters[proc.name] = starter
 
     def kill_process(self, name: str) -> ManagedProcess:
         """kill -9 one process but keep it in the stack, as a crash would: a supervisor watching
@@ -252,6 +279,8 @@ class Stack:
 
     def stop(self) -> None:
         for proc in reversed(self.processes):
+            if self.kafka_cluster and proc.name.startswith("kafka-"):
+                self.kafka_cluster.stop()  # all brokers at once: no quorum wait
             proc.stop()
         self.processes.clear()
 

@@ -120,7 +120,11 @@ def run(tmp_path):
     started = Run(tmp_path)
     yield started
     started.stop()
-    shutil.rmtree(postgres_datadir_for(started.data_dir), ignore_errors=True)
+    postgres = postgres_datadir_for(started.data_dir)  # as root: /var/tmp/kopilka-<hash>/postgres
+    shutil.rmtree(
+        postgres if postgres.is_relative_to(started.data_dir) else postgres.parent,
+        ignore_errors=True,
+    )
 
 
 def _http(method: str, url: str, body: dict | None = None, headers=None) -> tuple[int, str]:

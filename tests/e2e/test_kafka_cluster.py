@@ -1,6 +1,7 @@
-"""The local three-broker cluster of the fault suite: it forms, takes a topic with replication
-factor 3 and min.insync.replicas 2, keeps taking acks=all writes with one broker killed -9, and
-takes the broker back. Its own brokers on free ports; it needs nothing of the session's stack."""
+"""The local three-broker cluster of the fault suite (Stack.start_kafka_cluster, which runs
+devservices.start_kafka_cluster): it forms, takes a topic with replication factor 3 and
+min.insync.replicas 2, keeps taking acks=all writes with one broker killed -9, and takes the
+broker back. Its own brokers on free ports; it needs nothing of the session's stack."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
-from kopilka.devservices import start_kafka_cluster
+from kopilka.stack import Stack
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -20,11 +21,14 @@ TOPIC = "cluster.check"
 
 
 @pytest.fixture
-def cluster(tmp_path):
-    started = start_kafka_cluster(tmp_path / "cluster", n=3, heap="256m")
-    yield started
-    started.stop()
-    shutil.rmtree(tmp_path / "cluster", ignore_errors=True)
+def stack(tmp_path):
+    made = Stack(tmp_path / "stack")
+    try:
+        made.start_kafka_cluster(3)
+        yield made
+    finally:
+        made.stop()
+        shutil.rmtree(tmp_path / "stack", ignore_errors=True)
 
 
 async def _describe(bootstrap: str) -> dict:
@@ -78,8 +82,12 @@ async def _isr(bootstrap: str) -> list[int]:
     return sorted(partition["isr"])
 
 
-async def test_three_brokers_form_a_cluster_that_survives_losing_one(cluster):
+async def test_three_brokers_form_a_cluster_that_survives_losing_one(stack):
+    cluster = stack.kafka_cluster
+    assert stack.env["KAFKA_BOOTSTRAP_SERVERS"] == cluster.bootstrap
     assert len(cluster.bootstrap.split(",")) == 3
+    assert stack.env["KOPILKA_TOPIC_REPLICATION_FACTOR"] == "3"
+    assert sorted(p.name for p in stack.processes) == ["kafka-1", "kafka-2", "kafka-3"]
     admin = AIOKafkaAdminClient(bootstrap_servers=cluster.bootstrap)
     await admin.start()
     try:
@@ -102,14 +110,15 @@ async def test_three_brokers_form_a_cluster_that_survives_losing_one(cluster):
 
     await _send(cluster.bootstrap, [b"before-1", b"before-2"])
     leader = next(p["leader"] for p in partitions if p["partition"] == 0)
-    cluster.kill(leader)  # kill -9 the leader of the partition we write to
+    stack.kill_process(f"kafka-{leader}")  # kill -9 the leader of the partition we write to
     assert not cluster.brokers[leader - 1].alive()
     survivors = ",".join(
         f"127.0.0.1:{port}" for node, port in enumerate(cluster.ports, 1) if node != leader
     )
     await _send(survivors, [b"during-1", b"during-2"])  # two in-sync replicas left: enough
 
-    cluster.restart(leader)
+    restarted = stack.restart(f"kafka-{leader}")
+    assert restarted.alive() and cluster.brokers[leader - 1] is restarted
     deadline = loop.time() + 60
     while await _isr(cluster.bootstrap) != [1, 2, 3]:  # the restarted broker catches up
         assert loop.time() < deadline, "the restarted broker never rejoined the ISR"
