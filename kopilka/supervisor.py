@@ -122,6 +122,7 @@ class Supervisor:
         self._log.warning(
             "process_exited",
             process=watched.name,
+            pid=getattr(child, "pid", None),
             exit_code=child.returncode,
             uptime_s=round(uptime, 1),
             restart_in_s=delay,
@@ -156,6 +157,7 @@ class Supervisor:
         self._log.info(
             "process_restarted",
             process=watched.name,
+            pid=getattr(child, "pid", None),
             restarts=watched.restarts,
             start_s=round(self._clock() - started, 1),
             log_path=str(child.log_path),
