@@ -91,11 +91,14 @@ def run_local(args: argparse.Namespace) -> int:
         stack.env["KOPILKA_ADMIN_TOKEN"] = _dev_admin_token(stack)
     supervisor = Supervisor(stack.restart)
     stopping = False
+    starting = True
 
     def on_signal(signum, _frame):
         nonlocal stopping
         stopping = True
-        if supervisor.restarting:  # a restart may wait a minute for its child: cut it short
+        # a start or restart may wait minutes for its child: cut it short (the wait stops the
+        # half-started child); otherwise the supervision loop sees `stopping` within a tick
+        if starting or supervisor.restarting:
             raise KeyboardInterrupt
 
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
@@ -107,16 +110,21 @@ def run_local(args: argparse.Namespace) -> int:
         stack.start_workers(args.workers)
         stack.start_ingest()
         stack.start_dispatch()
+        starting = False
     except ServiceStartError as exc:
+        starting = False
         print(f"\nkopilka: a service did not start: {exc}", file=sys.stderr)
         stack.stop()
         return 1
-    except BaseException:  # anything else: still stop what was started, then show it
-        stack.stop()
-        raise
-    if stopping:  # Ctrl-C while starting
+    except KeyboardInterrupt:  # Ctrl-C / SIGTERM while starting
+        starting = False  # a second Ctrl-C must not cut the stopping short
+        print("\nstopping ...", file=sys.stderr, flush=True)
         stack.stop()
         return 130
+    except BaseException:  # anything else: still stop what was started, then show it
+        starting = False
+        stack.stop()
+        raise
     for proc in stack.processes:
         supervisor.watch(proc.name, proc)
     _print_banner(settings, demo, time.monotonic() - started, stack, supervisor)

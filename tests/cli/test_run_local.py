@@ -222,3 +222,27 @@ def test_make_run_restarts_a_killed_worker_and_postgres_and_keeps_processing(run
     while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not [pid for pid in pids if _alive(pid)], "kopilka run left processes behind"
+
+
+def _processes_using(*paths: Path) -> list[str]:
+    """Command lines of live processes that name any of `paths` (our servers do)."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        with contextlib.suppress(OSError):
+            text = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            if any(str(path) in text for path in paths) and _alive(int(cmdline.parent.name)):
+                found.append(text)
+    return found
+
+
+def test_sigterm_while_starting_stops_what_was_already_started(run):
+    deadline = time.monotonic() + 240
+    while not any(line.startswith("postgres up at") for line in run.stdout):
+        assert run.proc.poll() is None, f"kopilka run exited: {run.stderr_tail()}"
+        assert time.monotonic() < deadline, f"postgres never came up: {run.stderr_tail()}"
+        time.sleep(0.2)
+    assert _processes_using(run.data_dir), "kafka should be running by now"
+    signalled = time.monotonic()
+    assert run.stop(timeout_s=90) == 130, run.stderr_tail()
+    print(f"kopilka run stopped {time.monotonic() - signalled:.1f}s after SIGTERM mid-start")
+    assert not _processes_using(run.data_dir, postgres_datadir_for(run.data_dir))
