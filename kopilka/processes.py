@@ -62,23 +62,56 @@ class ManagedProcess:
         except OSError:
             return False
 
+    def group_alive(self) -> bool:
+        """Whether any process of its group lives, the leader or what it left behind (e.g. the
+        Postgres server under `runuser` when only `runuser` was killed)."""
+        try:
+            os.killpg(self.proc.pid, 0)
+        except (ProcessLookupError, PermissionError):
+            return False
+        return _live_members(self.proc.pid) != 0
+
     def stop(self, timeout_s: float = 30.0) -> None:
-        if not self.alive():
+        """Signal the whole group, wait for it to end, kill -9 what is left after `timeout_s`."""
+        if not self.alive() and not self.group_alive():
             return
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.proc.pid, self.stop_signal)
-        try:
+        deadline = time.monotonic() + timeout_s
+        with contextlib.suppress(subprocess.TimeoutExpired):
             self.proc.wait(timeout_s)
-        except subprocess.TimeoutExpired:
+        while self.group_alive() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if self.alive() or self.group_alive():
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(10)
+            deadline = time.monotonic() + 5
+            while self.group_alive() and time.monotonic() < deadline:
+                time.sleep(0.05)
 
     def kill(self) -> None:
         """kill -9 the whole process group: for fault tests."""
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc.wait(10)
+
+
+def _live_members(pgid: int) -> int:
+    """How many processes of group `pgid` still run (not zombies waiting to be reaped, which
+    a container's init may never do); -1 when /proc cannot tell."""
+    proc = Path("/proc")
+    if not proc.is_dir():
+        return -1
+    count = 0
+    for stat in proc.glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # gone meanwhile
+        if fields[2] == str(pgid) and fields[0] not in ("Z", "X"):
+            count += 1
+    return count
 
 
 def spawn(
