@@ -119,7 +119,12 @@ def _format_storage(java: list[str], props: Path, cluster_id: str) -> None:
 
 
 def _new_cluster_id() -> str:
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    """A random Kafka cluster id; never one starting with '-', which the storage tool would
+    take for an option (Kafka's own Uuid.randomUuid() skips those for the same reason)."""
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
 
 
 def _wait_started(brokers: list[tuple[ManagedProcess, int]], timeout_s: float) -> None:
