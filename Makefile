@@ -15,8 +15,8 @@ $(STAMP): pyproject.toml deploy/dev/system-deps.sh
 	@rm -f $(VENV)/.installed-*
 	@touch $(STAMP)
 
-run: $(STAMP)  ## start Kafka, Postgres (unless configured), the ingress and the worker
-	@$(BIN)/kopilka run
+run: $(STAMP)  ## the whole local stack, supervised; WORKERS=N stream workers (default 1)
+	@$(BIN)/kopilka run --workers $(or $(WORKERS),1) $(RUN_ARGS)
 
 test: $(STAMP)  ## the whole suite: unit tests, then end-to-end against real Kafka + Postgres
 	@$(BIN)/pytest

@@ -1,6 +1,6 @@
 """`kopilka`: the command line.
 
-kopilka run                     the whole local stack (what `make run` calls)
+kopilka run [--workers N]       the whole local stack, supervised (what `make run` calls)
 kopilka ingest | worker         one process of the pipeline
 kopilka migrate                 apply database migrations
 kopilka tenants create --name N [rule options]
@@ -25,17 +25,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import re
-import signal
 import sys
-import time
 from datetime import timedelta
 from decimal import Decimal, InvalidOperation
-from pathlib import Path
-from urllib.parse import urlsplit
 
-from kopilka import cli_dead_letters, cli_outbound, cli_replay, db, reconcile
+from kopilka import cli_dead_letters, cli_outbound, cli_replay, db, reconcile, run_local
 from kopilka import logging as klog
 from kopilka.settings import PROJECT_ROOT, get_settings
 
@@ -123,7 +118,7 @@ def _rule_changes(args: argparse.Namespace) -> dict:
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="kopilka", description="Kopilka loyalty-bonus engine")
     sub = p.add_subparsers(dest="command", required=True)
-    sub.add_parser("run", help="start the whole local stack (Kafka, Postgres, ingest, worker)")
+    run_local.add_parser(sub)
     sub.add_parser("ingest", help="run the HTTP ingress")
     sub.add_parser("worker", help="run the Faust stream worker")
     sub.add_parser("migrate", help="apply database migrations")
@@ -302,7 +297,7 @@ def main(argv: list[str] | None = None) -> None:
         for path in write_schemas():
             print(path.relative_to(PROJECT_ROOT))
     elif args.command == "run":
-        sys.exit(run_local())
+        sys.exit(run_local.run_local(args))
     elif args.command in cli_outbound.COMMANDS:
         sys.exit(cli_outbound.main(args, settings))
     elif args.command in cli_replay.COMMANDS:
@@ -311,132 +306,3 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(cli_dead_letters.main(args, settings))
     elif args.command == "reconcile":
         sys.exit(reconcile.main(args, settings))
-
-
-def run_local() -> int:
-    """`make run`: start what is missing, print where to send webhooks, run until Ctrl-C."""
-
-    from kopilka.devservices import ServiceStartError
-    from kopilka.stack import Stack
-
-    started = time.monotonic()
-    stack = Stack(
-        PROJECT_ROOT / ".data" / "dev",
-        env={
-            k: os.environ[k]
-            for k in ("KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL", "REDIS_URL")
-            if os.environ.get(k)
-        },
-    )
-    if not os.environ.get("KOPILKA_ADMIN_TOKEN"):
-        stack.env["KOPILKA_ADMIN_TOKEN"] = _dev_admin_token(stack)
-    stopping = False
-
-    def on_signal(signum, _frame):
-        nonlocal stopping
-        stopping = True
-
-    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(signum, on_signal)
-    try:
-        stack.start_services()
-        settings = stack.settings()
-        demo = _demo_tenant(stack, settings)
-        stack.start_worker()
-        stack.start_ingest()
-        stack.start_dispatch()
-    except ServiceStartError as exc:
-        print(f"\nkopilka: a service did not start: {exc}", file=sys.stderr)
-        stack.stop()
-        return 1
-    except BaseException:  # anything else: still stop what was started, then show it
-        stack.stop()
-        raise
-    if stopping:  # Ctrl-C while starting
-        stack.stop()
-        return 130
-    _print_banner(settings, demo, time.monotonic() - started, stack)
-    try:
-        while not stopping:
-            for proc in stack.processes:
-                if not proc.alive():
-                    print(
-                        f"\nkopilka: {proc.name} exited ({proc.proc.returncode}); "
-                        f"last lines of {proc.log_path}:\n{proc.log_tail()}",
-                        file=sys.stderr,
-                    )
-                    stack.stop()
-                    return 1
-            time.sleep(0.5)
-    finally:
-        print("\nstopping ...", file=sys.stderr)
-        stack.stop()
-    return 0
-
-
-def _demo_tenant(stack, settings) -> dict:
-    """The demo shop's credentials: created on the first start, kept in .data/ for the next."""
-    path: Path = stack.data_dir / "demo-tenant.json"
-    dsn = settings.database_url.get_secret_value()
-    if path.exists():
-        demo = json.loads(path.read_text())
-
-        async def exists() -> bool:
-            from kopilka.tenants import tenant_by_secret
-
-            pool = await db.create_pool(dsn, min_size=1, max_size=1)
-            try:
-                return await tenant_by_secret(pool, demo["webhook_secret"]) is not None
-            finally:
-                await pool.close()
-
-        if asyncio.run(exists()):
-            demo["webhook_url"] = settings.webhook_base_url + demo["webhook_secret"]
-            return demo
-    demo = asyncio.run(create_tenant_json(settings, name="Demo shop"))
-    stack.write_json(path, demo)
-    return demo
-
-
-def _dev_admin_token(stack) -> str:
-    """A local admin token for `make run`, kept in .data/ (0600) so it survives restarts."""
-    import secrets
-
-    path: Path = stack.data_dir / "admin-token"
-    if path.exists():
-        return path.read_text().strip()
-    stack.data_dir.mkdir(parents=True, exist_ok=True)
-    token = "adm_" + secrets.token_urlsafe(24)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(token + "\n")
-    return token
-
-
-def _where(dsn: str, default_port: int = 5432) -> str:
-    """host:port/db of a database URL, without its credentials."""
-    url = urlsplit(dsn)
-    return f"{url.hostname}:{url.port or default_port}{url.path}"
-
-
-def _print_banner(settings, demo: dict, elapsed: float, stack) -> None:
-    base = f"http://{settings.http_host}:{settings.http_port}"
-    print(
-        f"""
-Kopilka is running ({elapsed:.1f}s). Ctrl-C stops everything it started.
-
-  Webhook URL (demo shop): {demo["webhook_url"]}
-  Read API key:            {demo["api_key"]}
-  Signing secret:          {demo.get("signing_secret", "(rotate to get one)")}
-  Read API:                {base}/api/v1/customers?email=...
-  Health / metrics:        {base}/readyz  {base}/metrics
-  Kafka:                   {stack.env["KAFKA_BOOTSTRAP_SERVERS"]}
-  Postgres:                {_where(stack.settings().database_url.get_secret_value())}
-  Redis:                   {_where(stack.env["REDIS_URL"], 6379)}
-  API docs:                {base}/api/docs  (OpenAPI: {base}/api/openapi.json)
-  Logs:                    {stack.data_dir / "logs"}/
-  Admin API:               {base}/api/admin/  (token in {stack.data_dir / "admin-token"})
-  Demo credentials kept in {stack.data_dir / "demo-tenant.json"}
-""",
-        flush=True,
-    )

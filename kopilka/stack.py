@@ -2,8 +2,10 @@
 
 Kafka, Postgres and Redis are started only when `KAFKA_BOOTSTRAP_SERVERS` / `DATABASE_URL` /
 `REDIS_URL` are not set;
-then the migrations are applied, the topics created, and the ingress and the stream worker run as
-child processes. `stop()` ends everything it started, newest first.
+then the migrations are applied, the topics created, and the ingress, the stream workers (one or
+several, each named: `worker`, `worker-2`, ...) and the dispatcher run as child processes.
+`restart(name)` starts a dead one again in its place (kopilka.supervisor uses it); `stop()` ends
+everything it started, newest first.
 """
 
 from __future__ import annotations
@@ -14,7 +16,9 @@ import os
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from kopilka import db, devservices, rules_feed
@@ -33,8 +37,15 @@ class Stack:
     kafka_controller_port: int = 9093
     postgres_port: int = 5433
     redis_port: int = 6380
+    # how long a Kopilka process may take to report ready (importing aiogram alone took 45 s on
+    # a loaded 2-core machine)
+    ready_timeout_s: float = 180.0
     kafka_heap: str = "512m"
     out: callable = print
+    postgres_dir: Path | None = None  # default: devservices.postgres_datadir(<name>-postgres)
+    kafka_cluster: devservices.KafkaCluster | None = None  # see start_kafka_cluster()
+    # how to start each process again, by name: what `restart(name)` calls
+    _starters: dict[str, Callable[[], ManagedProcess]] = field(default_factory=dict, repr=False)
 
     # -------------------------------------------------------------------- services
     def start_services(self) -> None:
@@ -66,6 +77,7 @@ class Stack:
             out=self.out,
         )
         self.processes.insert(0, kafka)
+        self._starters["kafka"] = self.start_kafka
         self.env["KAFKA_BOOTSTRAP_SERVERS"] = kafka.extra["bootstrap"]
         self.out(
             f"kafka {devservices.KAFKA_VERSION} up at {kafka.extra['bootstrap']} "
@@ -73,15 +85,31 @@ class Stack:
         )
         return kafka
 
+    def start_kafka_cluster(self, n: int = 3) -> devservices.KafkaCluster:
+        """Kafka as an `n`-broker local cluster instead of one broker; call it before
+        `start_services()`. Kopilka's topics get replication factor `n` (unless
+        KOPILKA_TOPIC_REPLICATION_FACTOR is in `env`) and the brokers' min.insync.replicas 2;
+        the brokers are processes `kafka-1` ... `kafka-<n>` (kill_process / restart them)."""
+        t0 = time.monotonic()
+        cluster = devservices.start_kafka_cluster(self.data_dir / "kafka-cluster", n, out=self.out)
+        for node, proc in enumerate(cluster.brokers, 1):
+            self.adopt(proc, partial(cluster.restart, node), service=True)
+        self.kafka_cluster = cluster
+        self.env["KAFKA_BOOTSTRAP_SERVERS"] = cluster.bootstrap
+        self.env.setdefault("KOPILKA_TOPIC_REPLICATION_FACTOR", str(n))
+        self.out(f"kafka cluster of {n} up at {cluster.bootstrap} ({time.monotonic() - t0:.1f}s)")
+        return cluster
+
     def start_postgres(self) -> ManagedProcess:
         t0 = time.monotonic()
         pg = devservices.start_postgres(
-            devservices.postgres_datadir(self.data_dir.name + "-postgres"),
+            self.postgres_dir or devservices.postgres_datadir(self.data_dir.name + "-postgres"),
             self.postgres_port,
             log_path=self.data_dir / "postgres.log",
             durable=self.durable,
         )
         self.processes.insert(0, pg)
+        self._starters["postgres"] = self.start_postgres
         self.env["DATABASE_URL"] = pg.extra["dsn"]
         self.out(f"postgres up at 127.0.0.1:{self.postgres_port} ({time.monotonic() - t0:.1f}s)")
         return pg
@@ -90,6 +118,7 @@ class Stack:
         t0 = time.monotonic()
         redis = devservices.start_redis(self.data_dir / "redis", self.redis_port)
         self.processes.insert(0, redis)
+        self._starters["redis"] = self.start_redis
         self.env["REDIS_URL"] = redis.extra["url"]
         self.out(f"redis up at 127.0.0.1:{self.redis_port} ({time.monotonic() - t0:.1f}s)")
         return redis
@@ -102,6 +131,38 @@ class Stack:
         proc = self.process(name)
         proc.kill() if kill else proc.stop()
         self.processes.remove(proc)
+
+    def adopt(
+        self, proc: ManagedProcess, starter: Callable[[], ManagedProcess], *, service: bool = False
+    ) -> None:
+        """Make a process started elsewhere part of the stack: stopped with it, and started
+        again by `starter()` on `restart(proc.name)`. Services stop after the Kopilka processes."""
+        if service:
+            self.processes.insert(0, proc)
+        else:
+            self.processes.append(proc)
+        self._starters[proc.name] = starter
+
+    def kill_process(self, name: str) -> ManagedProcess:
+        """kill -9 one process but keep it in the stack, as a crash would: a supervisor watching
+        the stack then restarts it (`restart(name)`)."""
+        proc = self.process(name)
+        proc.kill()
+        return proc
+
+    def restart(self, name: str) -> ManagedProcess:
+        """Start a (dead or live) process of the stack again, the way it was first started, in
+        its place in the stop order. Raises ServiceStartError (the old one stays, dead) when the
+        new one does not come up."""
+        old = self.process(name)
+        old.stop(10)
+        try:
+            new = self._starters[name]()
+        finally:  # the starter added its process (or a dead attempt) at either end: take it out
+            for proc in [p for p in self.processes if p.name == name and p is not old]:
+                self.processes.remove(proc)
+        self.processes[self.processes.index(old)] = new
+        return new
 
     @staticmethod
     async def _prepare(settings: Settings) -> None:
@@ -145,19 +206,49 @@ class Stack:
             except OSError:
                 return False
 
-        devservices.wait_until(healthy, proc, 60, f"answering {url}")
+        devservices.wait_until(healthy, proc, self.ready_timeout_s, f"answering {url}")
+        self._starters.setdefault("ingest", partial(self.start_ingest, log_path, env))
         return proc
 
-    def start_worker(self, log_path: Path | None = None, wait_ready: bool = True) -> ManagedProcess:
-        proc = self._spawn_kopilka("worker", log_path)
+    def start_worker(
+        self, name: str = "worker", log_path: Path | None = None, wait_ready: bool = True
+    ) -> ManagedProcess:
+        """Start a stream worker named `name` (`worker`, `worker-2`, ...): its log is
+        logs/<name>.log and its local table state is in workers/<name>/ under the data dir."""
+        proc = self._spawn_kopilka(
+            "worker",
+            log_path,
+            {"KOPILKA_WORKER_DATA_DIR": str(self.data_dir / "workers" / name)},
+            name=name,
+        )
+        self._starters[name] = partial(self.start_worker, name, log_path)
         if wait_ready:
-            self._wait_for_log(proc, b"Worker]: Ready", 90, "the Faust worker reporting Ready")
+            self.wait_for_worker(proc)
         return proc
+
+    def start_workers(self, count: int) -> list[ManagedProcess]:
+        """Start `worker-1` ... `worker-<count>` together, then wait until each is ready."""
+        procs = [self.start_worker(f"worker-{i}", wait_ready=False) for i in range(1, count + 1)]
+        for proc in procs:
+            self.wait_for_worker(proc)
+        return procs
+
+    def wait_for_worker(self, proc: ManagedProcess) -> None:
+        """Until this run of the worker (not an earlier one in the same log) reports Ready."""
+        self._wait_for_log(
+            proc,
+            b"Worker]: Ready",
+            self.ready_timeout_s,
+            "the Faust worker reporting Ready",
+        )
 
     def start_dispatch(self, log_path: Path | None = None) -> ManagedProcess:
         """`kopilka dispatch`: outbound webhooks and Telegram notifications."""
         proc = self._spawn_kopilka("dispatch", log_path)
-        self._wait_for_log(proc, b"dispatch_ready", 60, "the dispatcher reporting dispatch_ready")
+        self._wait_for_log(
+            proc, b"dispatch_ready", self.ready_timeout_s, "the dispatcher reporting dispatch_ready"
+        )
+        self._starters["dispatch"] = partial(self.start_dispatch, log_path)
         return proc
 
     @staticmethod
@@ -165,20 +256,19 @@ class Stack:
         """Wait until the process's log (written from its start) shows `marker`."""
         if proc.log_path.name == "-":
             return
-
-        def ready() -> bool:
-            with open(proc.log_path, "rb") as f:
-                f.seek(proc.log_start)
-                return marker in f.read()
-
-        devservices.wait_until(ready, proc, timeout_s, what)
+        devservices.wait_until(lambda: proc.logged(marker), proc, timeout_s, what)
 
     def _spawn_kopilka(
-        self, command: str, log_path: Path | None, env: dict[str, str] | None = None
+        self,
+        command: str,
+        log_path: Path | None,
+        env: dict[str, str] | None = None,
+        name: str | None = None,
     ) -> ManagedProcess:
-        log_path = log_path or self.data_dir / "logs" / f"{command}.log"
+        name = name or command
+        log_path = log_path or self.data_dir / "logs" / f"{name}.log"
         proc = devservices.spawn(
-            command,
+            name,
             [sys.executable, "-m", "kopilka", command],
             log_path,
             env={**self.child_env(), **(env or {})},
@@ -189,6 +279,8 @@ class Stack:
 
     def stop(self) -> None:
         for proc in reversed(self.processes):
+            if self.kafka_cluster and proc.name.startswith("kafka-"):
+                self.kafka_cluster.stop()  # all brokers at once: no quorum wait
             proc.stop()
         self.processes.clear()
 
