@@ -29,6 +29,9 @@ _TRANSIENT_TYPES = (
     TimeoutError,  # asyncio.TimeoutError is TimeoutError on 3.11
     asyncpg.PostgresConnectionError,  # class 08
     asyncpg.InterfaceError,  # the connection closed under us, pool closing
+    # "cannot switch to state N; another operation is in progress": a connection left mid-
+    # operation by a stall or a cancellation (seen while Postgres stopped); the pool replaces it
+    asyncpg.exceptions.InternalClientError,
 )
 _TRANSIENT_CLASSES = ("08", "40", "53")  # connection, rollback (deadlock, serialization), resources
 _TRANSIENT_STATES = frozenset(

@@ -44,6 +44,9 @@ def test_connection_loss_and_timeouts_are_transient():
     assert is_transient(TimeoutError())
     assert is_transient(asyncpg.InterfaceError("connection is closed"))
     assert is_transient(KafkaConnectionError())
+    assert is_transient(
+        asyncpg.exceptions.InternalClientError("cannot switch to state 15; another operation")
+    )
 
 
 def test_bugs_and_refused_records_are_permanent():
