@@ -1,6 +1,6 @@
 """Loyalty benchmark: synchronous spends (`Prefer: wait`) and a 10,000-item batch.
 
-    make bench                                   # runs this after the ingest benchmark
+    make bench                       # tests/perf/bench.py runs these phases on its own stack
     .venv/bin/python tests/perf/loyalty_bench.py [--spends 500] [--batch 10000]
 
 Phases, on a freshly started stack: S customers each make one purchase (with `Prefer: wait`, so
@@ -21,7 +21,8 @@ from collections import Counter
 
 import aiohttp
 import asyncpg
-from ingest_bench import UNLIMITED, percentile, start_stack
+from benchkit import UNLIMITED, start_stack
+from loadgen import percentile
 
 from kopilka.cli import create_tenant_json, edge_json
 from kopilka.settings import Settings
@@ -118,7 +119,7 @@ def main() -> int:
     p.add_argument("--batch", type=int, default=10_000)
     args = p.parse_args()
     figures: dict = {}
-    stack = start_stack()
+    stack = start_stack("bench-loyalty")
     try:
         settings = stack.settings()
         dsn = settings.database_url.get_secret_value()
