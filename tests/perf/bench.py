@@ -115,6 +115,11 @@ def measure(args: argparse.Namespace, stack, log, f: dict) -> None:
     log(f"6. restart with {orders} orders of state")
     f["restart"] = {"orders": orders, **run(wb.restart_to_processing(stack, shop_1w, base, 300))}
     f["worker_rss_restarted_mb"] = wb.worker_rss(stack)[0]
+    tables = stack.data_dir / "worker"  # the first worker's table folder (RocksDB), if any
+    on_disk = (
+        sum(p.stat().st_size for p in tables.rglob("*") if p.is_file()) if tables.exists() else 0
+    )
+    f["worker_tables_on_disk_mb"] = round(on_disk / 2**20, 1)
     grown = f["worker_rss_restarted_mb"] - f["worker_rss_empty_mb"]
     f["worker_rss_mb_per_100k_orders"] = round(grown * 100_000 / orders, 1) if orders else None
     f["machine"]["loadavg_end"] = os.getloadavg()
@@ -193,7 +198,7 @@ def table(f: dict, args: argparse.Namespace) -> list[tuple[str, str, str]]:
             "worker RSS per 100,000 orders (MB)",
             _n(f["worker_rss_mb_per_100k_orders"], 1),
             f"empty {f['worker_rss_empty_mb']} MB, restarted with {r['orders']:,} orders "
-            f"{f['worker_rss_restarted_mb']} MB",
+            f"{f['worker_rss_restarted_mb']} MB; tables on disk {f['worker_tables_on_disk_mb']} MB",
         ),
         (
             f"restart to processing, {r['orders']:,} orders of state (s)",

@@ -8,7 +8,6 @@ import shutil
 import time
 import uuid
 from dataclasses import dataclass
-from pathlib import Path
 
 import asyncpg
 
@@ -32,7 +31,12 @@ def start_stack(
     shutil.rmtree(devservices.postgres_datadir(f"{name}-postgres"), ignore_errors=True)
     stack = Stack(
         data_dir,
-        env={"KOPILKA_HTTP_PORT": str(devservices.free_port()), **(env or {})},
+        env={
+            "KOPILKA_HTTP_PORT": str(devservices.free_port()),
+            # the first worker's tables (RocksDB) here, not in the shared .data/worker/
+            "KOPILKA_WORKER_DATA_DIR": str(data_dir / "worker"),
+            **(env or {}),
+        },
         durable=True,
         kafka_port=devservices.free_port(),
         kafka_controller_port=devservices.free_port(),
@@ -52,12 +56,14 @@ def start_stack(
 
 
 def start_worker(stack: Stack, name: str, wait_ready: bool = True) -> ManagedProcess:
-    """One more worker process (`name` = its log's name), with its own data dir when the stack
-    can give it one (`Stack.start_worker(name=...)`); else spawned the way the stack spawns."""
-    log_path = stack.data_dir / "logs" / f"{name}.log"
+    """One more worker process (`name` = its log's name) with its own table folder (two workers
+    cannot share one): `Stack.start_worker(name=...)` when the stack has it, else spawned the
+    way the stack spawns its worker."""
     if "name" in inspect.signature(stack.start_worker).parameters:
         return stack.start_worker(name=name, wait_ready=wait_ready)
-    proc = stack._spawn_kopilka("worker", log_path)
+    log_path = stack.data_dir / "logs" / f"{name}.log"
+    env = {"KOPILKA_WORKER_DATA_DIR": str(stack.data_dir / name)}
+    proc = stack._spawn_kopilka("worker", log_path, env)
     if wait_ready:
         stack._wait_for_log(proc, WORKER_READY, 120, f"{name} reporting Ready")
     return proc
@@ -113,9 +119,3 @@ async def new_shop(dsn: str, name: str, **edge) -> Shop:
     await edge_json(dsn, tenant["tenant_id"], **UNLIMITED, **edge)
     path = f"/api/webhook/{tenant['webhook_secret']}"
     return Shop(tenant["tenant_id"], path, tenant["signing_secret"], dsn)
-
-
-def data_path(stack: Stack, *parts: str) -> Path:
-    path = stack.data_dir.joinpath(*parts)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return path

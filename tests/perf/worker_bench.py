@@ -12,7 +12,7 @@ import uuid
 
 import aiohttp
 import asyncpg
-from benchkit import WORKER_READY, Shop, pids, start_worker, stop, workers
+from benchkit import WORKER_READY, Shop, pids, stop, workers
 from loadgen import hammer, purchase_factory
 from procstat import cpu_seconds, rss_mb
 
@@ -159,15 +159,15 @@ async def probe(
 async def restart_to_processing(
     stack: Stack, shop: Shop, base: tuple[str, int], timeout_s: float
 ) -> Figures:
-    """Stop the only worker (SIGTERM, as a deploy does), start a new one and at once send a
-    purchase of a known customer: seconds from the new process's start until that award is in
-    Postgres, and until it logged "Ready"."""
+    """Stop the only worker (SIGTERM, as a deploy does), start it again (same table folder)
+    and at once send a purchase of a known customer: seconds from the new process's start until
+    that award is in Postgres, and until it logged "Ready"."""
     (old,) = workers(stack)
     t0 = time.perf_counter()
     stop(stack, old)
     stop_s = time.perf_counter() - t0
     spawned = time.perf_counter()
-    new = start_worker(stack, "worker-restarted", wait_ready=False)
+    new = stack.start_worker(wait_ready=False)
     ready: list[float] = []
 
     def watch() -> None:
