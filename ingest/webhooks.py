@@ -61,6 +61,7 @@ from kopilka.logging import get_logger
 from kopilka.tenants import Tenant
 from schemas.inbound import InboundError, parse_webhook
 from schemas.messages import AuditRecord, RawEnvelope
+from schemas.routing import raw_key
 
 log = get_logger(__name__)
 
@@ -205,17 +206,20 @@ async def _handle(request: web.Request) -> web.StreamResponse:
         await _release(request, tenant, webhook_id)
         return refuse(exc.status, exc.code, exc.reason, exc.field, len(body))
 
+    wait_s = prefer_wait(request.headers.get("Prefer"), settings.max_prefer_wait_s)
     envelope = RawEnvelope.wrap(
         body,
         event_id=event_id,
         tenant_id=tenant.id,
         received_at=received_at,
         content_type=content_type,
+        wait=bool(wait_s),
     )
-    wait_s = prefer_wait(request.headers.get("Prefer"), settings.max_prefer_wait_s)
     waiter = request.app[OUTCOMES]
     pending = waiter.register(event_id, expected_commands(event_id, parsed)) if wait_s else None
-    published = await _publish(request, tenant, envelope, headers)
+    published = await _publish(
+        request, tenant, envelope, raw_key(tenant.id, parsed, event_id), headers
+    )
     if published is not True:
         waiter.forget(event_id)
         await _release(request, tenant, webhook_id)
@@ -298,7 +302,7 @@ async def _release(request: web.Request, tenant: Tenant, webhook_id: str | None)
 
 
 async def _publish(
-    request: web.Request, tenant: Tenant, envelope: RawEnvelope, headers: dict
+    request: web.Request, tenant: Tenant, envelope: RawEnvelope, key: bytes, headers: dict
 ) -> web.Response | bool:
     """True once Kafka acked the record; otherwise the response to send (413 or 503)."""
     settings = request.app[SETTINGS]
@@ -309,7 +313,7 @@ async def _publish(
         return error(413, "body_too_large", too_large, headers=headers)
     try:
         async with asyncio.timeout(settings.publish_timeout_s):
-            await producer.send_and_wait(topics.WEBHOOKS_RAW.name, record, key=tenant.id.encode())
+            await producer.send_and_wait(topics.WEBHOOKS_RAW.name, record, key=key)
         return True
     except MessageSizeTooLargeError:
         return error(413, "body_too_large", too_large, headers=headers)

@@ -51,6 +51,10 @@ _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 _MAX_CHAIN = 1000
 
 
+class _LostRace(Exception):
+    """Another transaction took an identity this one was about to create."""
+
+
 class CustomerDirectory:
     def __init__(self, pool: asyncpg.Pool, cache_size: int = 200_000) -> None:
         self.pool = pool
@@ -65,6 +69,25 @@ class CustomerDirectory:
         hit = self._cache.get(cache_key)
         if hit is not None:
             return hit
+        for _attempt in range(5):
+            try:
+                row = await self._resolve_once(tenant_id, email, phone, name)
+                break
+            except _LostRace:  # another worker created this identity meanwhile: adopt it
+                continue
+        else:
+            raise RuntimeError("identity resolution kept losing races")
+        ref = CustomerRef(id=str(row["id"]), email=row["email"], phone=row["phone"])
+        self._cache.set(cache_key, ref)
+        return ref
+
+    async def _resolve_once(
+        self, tenant_id: str, email: str | None, phone: str | None, name: str | None
+    ) -> asyncpg.Record:
+        """Find or create in one transaction. Two workers may resolve the same new customer at
+        once (webhooks.raw spreads one shop over every partition): the identity's primary key
+        lets one of them own each email and phone; the other, finding an identity it did not
+        get, rolls back and tries again, and then finds the winner's customer."""
         tenant = uuid.UUID(tenant_id)
         async with self.pool.acquire() as conn, conn.transaction():
             rows = await conn.fetch(_FIND, tenant, email, phone)
@@ -103,14 +126,17 @@ class CustomerDirectory:
             known = {(r["kind"], r["value"]) for r in rows}
             for kind, value in (("email", email), ("phone", phone)):
                 if value and (kind, value) not in known:
-                    await conn.execute(
+                    got = await conn.fetchval(
                         "INSERT INTO customer_identities (tenant_id, kind, value, customer_id)"
-                        " VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+                        " VALUES ($1, $2, $3, $4) ON CONFLICT (tenant_id, kind, value)"
+                        " DO NOTHING RETURNING true",
                         tenant,
                         kind,
                         value,
                         customer_id,
                     )
+                    if not got:
+                        raise _LostRace
             row = await conn.fetchrow(
                 "UPDATE customers SET email = COALESCE(email, $2), phone = COALESCE(phone, $3),"
                 " name = COALESCE(name, $4) WHERE id = $1 RETURNING id, email, phone",
@@ -119,9 +145,7 @@ class CustomerDirectory:
                 phone,
                 name,
             )
-        ref = CustomerRef(id=str(row["id"]), email=row["email"], phone=row["phone"])
-        self._cache.set(cache_key, ref)
-        return ref
+        return row
 
     async def find(self, tenant_id: str, kind: str, value: str) -> str | None:
         """The customer known by this identity (`code` = referral code), or None."""

@@ -38,7 +38,9 @@ class Settings(BaseSettings):
     # The address shops use to reach the ingress; printed in webhook URLs.
     public_url: str | None = None
 
-    topic_partitions: int = 8
+    # Partitions of every topic: the most worker processes that can share the work. Leave room
+    # to grow; changing it on a running deployment means new topics and a replay (README).
+    topic_partitions: int = 32
     topic_replication_factor: int = 1
 
     # Request limits. max_body_bytes is the default cap and the ceiling of every tenant's own cap.
@@ -72,6 +74,16 @@ class Settings(BaseSettings):
     # resolves the customers of consecutive purchases together.
     normalize_batch: int = 200
     normalize_within_s: float = 0.005
+    # A refund is keyed by its order, its purchase by the customer (schemas.routing): a refund
+    # that overtakes its purchase waits this long for the order to be claimed before it is
+    # refused as unknown.
+    refund_order_wait_s: float = 5.0
+    # The worker's table store: "rocksdb://" (on disk: a restart reads only what changed since)
+    # or "memory://" (the whole changelog is read back at every start).
+    worker_store: str = "rocksdb://"
+    # Where the worker keeps its tables on disk: one folder per worker process (two processes
+    # cannot share one). Unset: `.data/worker/<worker_id>` under the working directory.
+    worker_data_dir: Path | None = None
     # Operators may run the expiry sweep "as of" a later time only when this is on (tests).
     allow_future_sweeps: bool = False
     # `Prefer: wait=N` is honoured up to this many seconds.

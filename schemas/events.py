@@ -60,9 +60,19 @@ class LotPoints(BaseModel):
     points: int = Field(gt=0)
 
 
+_LOT_ID = Field(
+    None,
+    description=(
+        "The lot holding these points: this event's event_id, or the lot of an earlier award"
+        " with the same available_at and expires_at, which these points joined (absent in"
+        " events written before lots merged: then the event_id)."
+    ),
+)
+
+
 class BonusAwarded(Event):
-    """Points awarded for a purchase, as one lot: spendable from `available_at` (after the
-    tenant's hold), gone at `expires_at`. The lot's id is this event's `event_id`."""
+    """Points awarded for a purchase: spendable from `available_at` (after the tenant's hold),
+    gone at `expires_at`, held in lot `lot_id` (awards with the same times share one lot)."""
 
     type: Literal["bonus_awarded"] = "bonus_awarded"
     version: Literal[1] = 1
@@ -70,6 +80,7 @@ class BonusAwarded(Event):
     amount: str = Field(description="Purchase amount, decimal string", pattern=_MONEY)
     percent: str = Field(description="base % + level % applied", pattern=_MONEY)
     points: int = Field(ge=0)
+    lot_id: str | None = _LOT_ID
     available_at: datetime
     expires_at: datetime
 
@@ -84,6 +95,7 @@ class ReferralAwarded(Event):
     amount: str = Field(pattern=_MONEY)
     percent: str = Field(pattern=_MONEY)
     points: int = Field(ge=0)
+    lot_id: str | None = _LOT_ID
     available_at: datetime
     expires_at: datetime
 

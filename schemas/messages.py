@@ -37,6 +37,7 @@ class RawEnvelope(Record):
     content_type: str | None
     body: str = Field("", description="the body, when it is UTF-8 text")
     body_b64: str | None = Field(None, description="the body in base64, when it is not UTF-8")
+    wait: bool = Field(False, description="someone waits for the outcomes (`Prefer: wait`)")
 
     @classmethod
     def wrap(cls, body: bytes, **fields) -> RawEnvelope:
@@ -74,6 +75,9 @@ class CustomerRef(Record):
     phone: str | None = None
 
 
+COMMAND_VERSION = 1  # the newest command version this code reads
+
+
 class Command(Record):
     """`loyalty.commands`, key `tenant_id:customer_id`: one thing to do to one customer's ledger.
 
@@ -88,6 +92,9 @@ class Command(Record):
     tenant_id: str
     customer: CustomerRef
     occurred_at: datetime
+    # Outcomes go to `loyalty.outcomes` only when the request's sender waits for them: a record
+    # (and its encoding) per command saved for the vast majority that do not.
+    wait: bool = False
 
     @property
     def key(self) -> bytes:

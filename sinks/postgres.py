@@ -1,9 +1,9 @@
 """Postgres sinks: the ledger (entries + balances) and the webhook audit log.
 
 Each sink follows the same small protocol: `add()` rows, `flush()` them in one transaction. The
-agents below feed them in batches (`stream.take`) and retry a failed flush until the database is
-back: offsets are acknowledged only after the flush, and every write is idempotent on event_id,
-so a crash or a replay writes nothing twice.
+agents below feed them in batches and retry a flush that failed for a transient reason until the
+database is back: offsets are acknowledged only after the flush (or the dead letter), and every
+write is idempotent on event_id, so a crash or a replay writes nothing twice.
 """
 
 from __future__ import annotations
@@ -14,8 +14,10 @@ from functools import partial
 
 import asyncpg
 import orjson
+from faust.types import EventT
 
 from kopilka.logging import get_logger
+from schemas.dead_letters import DeadLetter
 from schemas.events import Event, parse_event
 from schemas.messages import AuditRecord
 from streams.app import (
@@ -26,6 +28,7 @@ from streams.app import (
     webhooks_audit,
     webhooks_dead,
 )
+from streams.dead_letters import send as send_dead_letter
 from streams.retry import until_done
 
 log = get_logger(__name__)
@@ -87,16 +90,19 @@ class LedgerSink:
     SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[],
                          $6::numeric[], $7::bigint[], $8::bigint[], $9::timestamptz[],
                          $10::timestamptz[], $11::jsonb[], $12::bigint[], $13::text[])
-    ON CONFLICT DO NOTHING
+    ON CONFLICT (event_id) DO NOTHING
     RETURNING event_id
     """
+    # Awards with the same times share a lot (streams.rules): the first creates it, the others
+    # add to it. Only newly inserted events get here, so a replay never adds twice.
     _INSERT_LOTS = """
-    INSERT INTO lots (lot_id, tenant_id, customer_id, order_id, points, remaining, available_at,
-                      expires_at)
+    INSERT INTO lots AS lot (lot_id, tenant_id, customer_id, order_id, points, remaining,
+                             available_at, expires_at)
     SELECT l, t, c, o, p, p, a, x FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[],
                                              $5::bigint[], $6::timestamptz[], $7::timestamptz[])
            AS u(l, t, c, o, p, a, x)
-    ON CONFLICT (lot_id) DO NOTHING
+    ON CONFLICT (lot_id) DO UPDATE
+       SET points = lot.points + EXCLUDED.points, remaining = lot.remaining + EXCLUDED.remaining
     """
     _MOVE_LOTS = """
     UPDATE lots SET remaining = lots.remaining + d.delta
@@ -165,19 +171,23 @@ class LedgerSink:
                 str(r["event_id"]) for r in await conn.fetch(self._INSERT_ENTRIES, *entries)
             }
             fresh = [e for e in batch if e.event_id in inserted]
-            lots = _columns(
-                (
-                    uuid.UUID(e.event_id),
-                    uuid.UUID(e.tenant_id),
-                    uuid.UUID(e.customer.id),
-                    e.order_id,
-                    e.points,
-                    e.available_at,
-                    e.expires_at,
-                )
-                for e in fresh
-                if e.type in ("bonus_awarded", "referral_awarded") and e.points > 0
-            )
+            awards: dict[str, list] = {}
+            for e in fresh:
+                if e.type in ("bonus_awarded", "referral_awarded") and e.points > 0:
+                    lot_id = e.lot_id or e.event_id
+                    if lot_id in awards:  # one row per lot per statement
+                        awards[lot_id][4] += e.points
+                    else:
+                        awards[lot_id] = [
+                            uuid.UUID(lot_id),
+                            uuid.UUID(e.tenant_id),
+                            uuid.UUID(e.customer.id),
+                            e.order_id,
+                            e.points,
+                            e.available_at,
+                            e.expires_at,
+                        ]
+            lots = _columns(awards.values())
             if lots:
                 await conn.execute(self._INSERT_LOTS, *lots)
             moves: dict[str, int] = {}
@@ -253,34 +263,52 @@ class AuditSink:
 
 
 async def _drain(stream, sink) -> None:
+    """Batches into the sink. A flush failing for a transient reason is retried until it
+    succeeds (the batch is not acknowledged before); one failing for a permanent reason is
+    split, record by record, and the records the database still refuses are dead-lettered
+    whole, so nothing is acknowledged that was neither written nor dead-lettered."""
     name = type(sink).__name__
-    async for batch in stream.take(settings.sink_batch_size, within=settings.sink_batch_within_s):
-        for raw in batch:
+    async for batch in stream.take_events(
+        settings.sink_batch_size, within=settings.sink_batch_within_s
+    ):
+        readable = []
+        for event in batch:
             try:
-                sink.add(raw)
-            except Exception as exc:  # not ours to crash on: log and skip the record
-                log.error("sink_unreadable_record", sink=name, error=str(exc)[:300])
+                sink.add(event.value)
+                readable.append(event)
+            except Exception as exc:  # not ours to crash on, not ours to drop: dead-letter it
+                await _dead(event, name, "unreadable_record", exc)
         pool = await until_done(resources.pool, "connect")
         try:
             await until_done(partial(sink.flush, pool), f"{name}.flush")
         except Exception:
-            # Not transient (a constraint, bad data): write what can be written, one by one,
-            # and report the rest rather than block the partition for ever.
-            log.exception("sink_batch_failed", sink=name, records=len(batch))
+            log.exception("sink_batch_failed", sink=name, records=len(readable))
             sink.clear()
-            for raw in batch:
+            for event in readable:
                 try:
-                    sink.add(raw)
+                    sink.add(event.value)
                     await until_done(partial(sink.flush, pool), f"{name}.flush")
                 except Exception as exc:
                     sink.clear()
-                    log.error(
-                        "sink_record_failed",
-                        sink=name,
-                        error=type(exc).__name__,
-                        detail=str(exc)[:300],
-                        record_bytes=len(raw),
-                    )
+                    await _dead(event, name, "refused_by_database", exc)
+
+
+async def _dead(event: EventT, sink: str, code: str, exc: Exception) -> None:
+    msg = event.message
+    await send_dead_letter(
+        DeadLetter.of(
+            stage="sink.postgres",
+            source_topic=msg.topic,
+            partition=msg.partition,
+            offset=msg.offset,
+            key=event.key,
+            value=event.value,
+            code=code,
+            reason=f"{sink} could not write this record",
+            error=exc,
+            tenant_id=(event.key or b"").decode(errors="replace").partition(":")[0] or None,
+        )
+    )
 
 
 audit_topics = app.topic(

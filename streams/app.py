@@ -8,6 +8,7 @@ so any Kafka client can read them. Agents live in `streams.normalize`, `streams.
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import asyncpg
 import faust
@@ -57,7 +58,10 @@ class App(faust.App):
 app = App(
     settings.worker_id,
     broker=[f"kafka://{server}" for server in settings.bootstrap_list],
-    store="memory://",
+    store=settings.worker_store,
+    datadir=str(settings.worker_data_dir or Path(".data") / "worker" / settings.worker_id),
+    # A table entry never outgrows a produce request (customer state is bounded: rules.py).
+    producer_max_request_size=settings.max_record_bytes + 64 * 1024,
     topic_partitions=settings.topic_partitions,
     topic_replication_factor=settings.topic_replication_factor,
     consumer_auto_offset_reset="earliest",

@@ -3,19 +3,38 @@
 All commands of one customer arrive on one partition (key tenant:customer), in order, so its
 table entries are only ever touched by one actor. The rules themselves are pure: `streams.rules`.
 After each command: the new state is written, follow-up commands (a referral award, on the
-referrer's key) and the events are sent, and an outcome for whoever waits on the request.
+referrer's key) and the events are sent, and, when the request's sender waits for it, an
+outcome.
+
+Nothing is acknowledged that was neither applied nor dead-lettered: a command this worker
+cannot read or apply goes whole to `kopilka.dead-letters` (with a rejected outcome for whoever
+waits); a command of a newer version than this worker knows (a rolling deploy) is not skipped:
+the worker stops without committing, so an upgraded worker takes the partition over.
 """
 
 from __future__ import annotations
 
+import asyncio
+import os
+from collections import Counter
+
 import orjson
+from faust.types import EventT
+from pydantic import ValidationError
 
 from kopilka.logging import get_logger
-from schemas.messages import Command, ExpireCommand, Outcome, parse_command
+from schemas.dead_letters import DeadLetter
+from schemas.messages import COMMAND_VERSION, Command, ExpireCommand, Outcome, parse_command
 from streams.app import app, commands, events, ledger_table, outcomes
+from streams.dead_letters import send as send_dead_letter
 from streams.rules import CustomerState, OrderState, Result, apply, order_key
 
 log = get_logger(__name__)
+
+# Commands this process applied, by type: logged every few seconds while they change (operators
+# and the scale-out test see how the work spreads over worker processes).
+applied: Counter[str] = Counter()
+_logged: dict[str, int] = {}
 
 
 def step(customer_key: str, cmd: Command) -> Result:
@@ -36,42 +55,99 @@ def step(customer_key: str, cmd: Command) -> Result:
     return result
 
 
+def newer_version(value: bytes) -> int | None:
+    """The record's version when it is newer than this worker knows, else None."""
+    try:
+        v = orjson.loads(value).get("v", 1)
+    except (orjson.JSONDecodeError, AttributeError):
+        return None
+    return v if isinstance(v, int) and v > COMMAND_VERSION else None
+
+
 @app.agent(commands)
 async def ledger(stream):
-    async for key, value in stream.items():
-        cmd = None
+    async for event in stream.events():
+        key, value = event.key or b"", event.value
         try:
             cmd = parse_command(value)
+        except ValidationError as exc:
+            if (version := newer_version(value)) is not None:
+                await _wait_for_upgrade(version)
+            await _dead(event, None, "unreadable_command", exc)
+            continue
+        try:
             result = step(key.decode(), cmd)
-        except Exception as exc:  # a bad record or a bug: report it, never stop the partition
-            log.exception("command_failed", key=(key or b"").decode(errors="replace")[:200])
-            if cmd is not None:
-                await outcomes.send(
-                    key=cmd.request_id.encode(),
-                    value=Outcome(
-                        request_id=cmd.request_id,
-                        command_id=cmd.command_id,
-                        item=cmd.item,
-                        status="rejected",
-                        reason=f"internal_error: {type(exc).__name__}",
-                    ).to_bytes(),
-                )
+        except Exception as exc:  # a bug: report it, never stop the partition
+            log.exception("command_failed", tenant_id=cmd.tenant_id, command_id=cmd.command_id)
+            await _dead(event, cmd, "internal_error", exc)
             continue
         for followup in result.followups:
             await commands.send(key=followup.key, value=followup.to_bytes())
-        for event in result.events:
-            await events.send(key=key, value=event.encode())
+        for e in result.events:
+            await events.send(key=key, value=e.encode())
+        applied[cmd.type] += 1
         if result.status == "duplicate":
             log.info("duplicate_command", tenant_id=cmd.tenant_id, reason=result.reason)
-        if not isinstance(cmd, ExpireCommand):
-            await outcomes.send(
-                key=cmd.request_id.encode(),
-                value=Outcome(
-                    request_id=cmd.request_id,
-                    command_id=cmd.command_id,
-                    item=cmd.item,
-                    status=result.status,
-                    events=[orjson.loads(e) for e in result.events],
-                    reason=result.reason,
-                ).to_bytes(),
+        if cmd.wait and not isinstance(cmd, ExpireCommand):
+            await _outcome(
+                cmd,
+                result.status,
+                reason=result.reason,
+                events=[orjson.loads(e) for e in result.events],
             )
+
+
+@app.timer(interval=5.0)
+async def _log_progress() -> None:
+    if applied != _logged:
+        log.info("ledger_progress", applied=dict(applied), total=applied.total())
+        _logged.clear()
+        _logged.update(applied)
+
+
+async def _outcome(cmd: Command, status: str, **fields) -> None:
+    await outcomes.send(
+        key=cmd.request_id.encode(),
+        value=Outcome(
+            request_id=cmd.request_id,
+            command_id=cmd.command_id,
+            item=cmd.item,
+            status=status,
+            **fields,
+        ).to_bytes(),
+    )
+
+
+async def _dead(event: EventT, cmd: Command | None, code: str, exc: Exception) -> None:
+    msg = event.message
+    await send_dead_letter(
+        DeadLetter.of(
+            stage="ledger",
+            source_topic=msg.topic,
+            partition=msg.partition,
+            offset=msg.offset,
+            key=event.key,
+            value=event.value,
+            code=code,
+            reason=f"the ledger could not apply this command: {type(exc).__name__}",
+            error=exc,
+            tenant_id=cmd.tenant_id if cmd else (event.key or b"").decode().partition(":")[0],
+            request_id=cmd.request_id if cmd else None,
+        )
+    )
+    if cmd is not None and cmd.wait:
+        await _outcome(cmd, "rejected", reason=f"{code}: {type(exc).__name__}")
+
+
+async def _wait_for_upgrade(version: int) -> None:
+    """Never skip a newer command: stop this (old) worker at once, without committing, so the
+    partition goes to an upgraded one. Exiting is the only way out that neither acknowledges
+    the record nor holds up the group's rebalance while it waits."""
+    log.critical(
+        "command_version_unsupported",
+        version=version,
+        supported=COMMAND_VERSION,
+        action="stopping this worker without committing: upgrade it",
+    )
+    await asyncio.sleep(0.5)  # let the log line out
+    os._exit(75)  # EX_TEMPFAIL: a supervisor restarts it; an upgraded worker takes over

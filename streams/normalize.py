@@ -14,15 +14,20 @@ on loyalty.outcomes, which a waiting request (`Prefer: wait`) returns to the sho
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from decimal import Decimal
+
+from faust.types import EventT
 
 from kopilka.customers import CustomerDirectory, ReferralRefused
 from kopilka.ids import derived_id
 from kopilka.logging import get_logger
 from kopilka.rules_feed import RulesTable
 from kopilka.tenants import TenantDirectory
+from schemas.dead_letters import DeadLetter
 from schemas.identity import normalize_phone
 from schemas.inbound import InboundError, ParsedWebhook, Purchase, parse_webhook
 from schemas.messages import (
@@ -36,6 +41,7 @@ from schemas.messages import (
     RegisterCommand,
     SpendCommand,
 )
+from schemas.routing import tenant_of
 from schemas.tenant_rules import TenantRules
 from streams.app import (
     app,
@@ -47,6 +53,7 @@ from streams.app import (
     webhooks_dead,
     webhooks_raw,
 )
+from streams.dead_letters import send as send_dead_letter
 from streams.grouping import run_grouped
 from streams.retry import until_done
 
@@ -66,6 +73,7 @@ class Normalized:
     commands: list[Command] = field(default_factory=list)
     refused: list[Outcome] = field(default_factory=list)
     dead: AuditRecord | None = None
+    error: BaseException | None = None  # what made it dead, when it was an error
 
 
 class Normalizer:
@@ -175,6 +183,7 @@ class Normalizer:
                 PurchaseCommand(
                     command_id=derived_id(env.event_id, p.index),
                     request_id=env.event_id,
+                    wait=env.wait,
                     tenant_id=env.tenant_id,
                     rules=rules,
                     item=p.index,
@@ -191,7 +200,12 @@ class Normalizer:
         self, env: RawEnvelope, rules: TenantRules, parsed: ParsedWebhook
     ) -> Normalized:
         """Commands of a request other than purchases (those go through `_purchases`)."""
-        base = {"request_id": env.event_id, "tenant_id": env.tenant_id, "rules": rules}
+        base = {
+            "request_id": env.event_id,
+            "tenant_id": env.tenant_id,
+            "rules": rules,
+            "wait": env.wait,
+        }
         at = {"occurred_at": env.received_at}
         out = Normalized()
         if parsed.spend is not None:
@@ -211,12 +225,10 @@ class Normalizer:
             )
         elif parsed.refund is not None:
             r = parsed.refund
-            owner = await until_done(
-                lambda: self._customers.order_owner(env.tenant_id, r.order_id), "order"
-            )
+            owner = await self._order_owner(env.tenant_id, r.order_id)
             if owner is None:
                 raise Refused("unknown_order", f"no purchase or spend has orderId {r.order_id!r}")
-            refund_id = r.refund_id or (f"amount:{r.amount}" if r.amount is not None else "full")
+            refund_id = r.refund_id or refund_key(r.amount)
             out.commands.append(
                 RefundCommand(
                     command_id=derived_id(env.event_id, 0),
@@ -231,6 +243,19 @@ class Normalizer:
         elif parsed.registration is not None:
             out.commands.append(await self._register(env, rules, parsed, base | at))
         return out
+
+    async def _order_owner(self, tenant_id: str, order_id: str) -> CustomerRef | None:
+        """The order's customer. A refund is keyed by its order (schemas.routing), the purchase
+        by its customer: when the refund overtakes its purchase, wait a bounded while for the
+        purchase's partition to claim the order before calling the order unknown."""
+        deadline = time.monotonic() + settings.refund_order_wait_s
+        while True:
+            owner = await until_done(
+                lambda: self._customers.order_owner(tenant_id, order_id), "order"
+            )
+            if owner is not None or time.monotonic() >= deadline:
+                return owner
+            await asyncio.sleep(0.2)
 
     async def _customer(
         self, tenant_id: str, rules: TenantRules, email, phone, name
@@ -291,6 +316,13 @@ class Normalizer:
         )
 
 
+def refund_key(amount: Decimal | None) -> str:
+    """A refund without refundId is one per amount: `500` and `500.00` are the same refund."""
+    if amount is None:
+        return "full"
+    return f"amount:{format(amount.normalize(), 'f')}"
+
+
 def _claimed_by_another(order_id: str) -> Refused:
     return Refused(
         "order_of_another_customer",
@@ -340,21 +372,23 @@ async def _stop_rules(sender, **kwargs) -> None:
 async def normalize(stream):
     async for events in stream.take_events(settings.normalize_batch, settings.normalize_within_s):
         envs: list[RawEnvelope] = []
+        sources: list[EventT] = []
         for event in events:
             env = _envelope(event.key, event.value)
             if isinstance(env, AuditRecord):
-                await webhooks_dead.send(key=event.key, value=env.to_bytes())
+                await _dead(event, env, tenant_id=tenant_of(event.key) or None)
             else:
                 envs.append(env)
+                sources.append(event)
         started = time.perf_counter()
         try:
             results = await normalizer.normalize(envs)
-        except Exception:  # a bug must not stop the stream: record by record, to isolate it
+        except Exception:  # a bug or bad data: record by record, to isolate it
             log.exception("normalize_batch_failed", records=len(envs))
             results = [await _one_by_one(env) for env in envs]
         resolved = time.perf_counter()
-        for env, result in zip(envs, results, strict=True):
-            await _emit(env, result)
+        for event, env, result in zip(sources, envs, results, strict=True):
+            await _emit(event, env, result)
         commands_sent = sum(len(r.commands) for r in results)
         if commands_sent > 100:
             log.info(
@@ -373,7 +407,7 @@ def _envelope(key: bytes | None, value: bytes) -> RawEnvelope | AuditRecord:
         log.error("raw_unreadable", error=str(exc)[:200])
         return AuditRecord(
             event_id=derived_id("unreadable", value),
-            tenant_id=(key or b"").decode(errors="replace"),
+            tenant_id=tenant_of(key),
             received_at=datetime.now(UTC),
             status="dead",
             code="unreadable_envelope",
@@ -385,29 +419,47 @@ async def _one_by_one(env: RawEnvelope) -> Normalized:
     try:
         [result] = await normalizer.normalize([env])
         return result
-    except Exception as exc:
+    except Exception as exc:  # permanent: transient errors are retried inside, never raised
         log.exception("normalize_failed", tenant_id=env.tenant_id, event_id=env.event_id)
-        return Normalized(dead=dead_letter(env, "internal_error", None, repr(exc)[:300]))
+        out = Normalized(dead=dead_letter(env, "internal_error", None, repr(exc)[:300]))
+        out.error = exc
+        return out
 
 
-async def _emit(env: RawEnvelope, result: Normalized) -> None:
-    key = env.tenant_id.encode()
+async def _dead(event: EventT, audit: AuditRecord, *, tenant_id: str | None, error=None) -> None:
+    """The audit trail says the request is dead; the dead letter keeps it whole, to redrive."""
+    await webhooks_dead.send(key=(tenant_id or "").encode(), value=audit.to_bytes())
+    msg = event.message
+    await send_dead_letter(
+        DeadLetter.of(
+            stage="normalize",
+            source_topic=msg.topic,
+            partition=msg.partition,
+            offset=msg.offset,
+            key=event.key,
+            value=event.value,
+            code=audit.code,
+            reason=audit.reason if audit.field is None else f"{audit.field}: {audit.reason}",
+            error=error,
+            tenant_id=tenant_id,
+            request_id=audit.event_id,
+        )
+    )
+
+
+async def _emit(event: EventT, env: RawEnvelope, result: Normalized) -> None:
+    """Send what the request yields. Sends are buffered; Faust flushes the producer before it
+    commits the raw record's offset, so nothing is acknowledged that was not sent."""
     for cmd in result.commands:
         await commands.send(key=cmd.key, value=cmd.to_bytes())
-    for outcome in result.refused:
-        await outcomes.send(key=env.event_id.encode(), value=outcome.to_bytes())
+    if env.wait:
+        for outcome in result.refused:
+            await outcomes.send(key=env.event_id.encode(), value=outcome.to_bytes())
     if result.dead is not None:
-        log.warning(
-            "webhook_dead",
-            tenant_id=env.tenant_id,
-            event_id=env.event_id,
-            code=result.dead.code,
-            field=result.dead.field,
-        )
-        await webhooks_dead.send(key=key, value=result.dead.to_bytes())
+        await _dead(event, result.dead, tenant_id=env.tenant_id, error=result.error)
         return
     await webhooks_audit.send(
-        key=key,
+        key=env.tenant_id.encode(),
         value=AuditRecord(
             event_id=env.event_id,
             tenant_id=env.tenant_id,

@@ -278,6 +278,10 @@ class _Builder:
         return taken
 
     def add_lot(self, lot_id: str, points: int, rules: TenantRules) -> Lot:
+        """The lot that holds a new award: its own, or an open lot with the same times, which
+        it joins. Lots that become spendable and expire together are one lot, so a customer's
+        state grows with the distinct award times, not with the number of awards (a batch of
+        50,000 purchases for one customer is one lot)."""
         at = self.cmd.occurred_at
         lot = Lot(
             lot_id=lot_id,
@@ -285,8 +289,15 @@ class _Builder:
             available_at=at + timedelta(days=rules.hold_days),
             expires_at=at + timedelta(days=rules.bonus_ttl_days),
         )
-        if points:
-            self.lots.append(lot)
+        if not points:
+            return lot
+        for i, open_lot in enumerate(self.lots):
+            if (open_lot.available_at, open_lot.expires_at) == (lot.available_at, lot.expires_at):
+                self.lots[i] = open_lot.model_copy(
+                    update={"remaining": open_lot.remaining + points}
+                )
+                return self.lots[i]
+        self.lots.append(lot)
         return lot
 
     def relevel(self, rules: TenantRules, order_id: str | None) -> None:
@@ -392,6 +403,7 @@ def _purchase(state: CustomerState, order: OrderState, cmd: PurchaseCommand) -> 
         amount=_money(cmd.amount),
         percent=_money(percent),
         points=points,
+        lot_id=lot.lot_id,
         available_at=lot.available_at,
         expires_at=lot.expires_at,
     )
@@ -416,7 +428,7 @@ def _purchase(state: CustomerState, order: OrderState, cmd: PurchaseCommand) -> 
         update={
             "purchase_command": cmd.command_id,
             "amount": cmd.amount,
-            "award_lot": lot_id if points else None,
+            "award_lot": lot.lot_id if points else None,
             "awarded": points,
         }
     )
@@ -441,11 +453,12 @@ def _referral(state: CustomerState, order: OrderState, cmd: ReferralCommand) -> 
         amount=_money(cmd.amount),
         percent=_money(rules.referral_percent),
         points=points,
+        lot_id=lot.lot_id,
         available_at=lot.available_at,
         expires_at=lot.expires_at,
     )
     new_order = order.model_copy(
-        update={"purchase_command": cmd.command_id, "award_lot": lot_id, "awarded": points}
+        update={"purchase_command": cmd.command_id, "award_lot": lot.lot_id, "awarded": points}
     )
     return Result(b.state(state), new_order, b.events, "applied")
 

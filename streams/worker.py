@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import faust
 
 import sinks.postgres  # noqa: F401 - registers the sink agents
@@ -15,5 +17,6 @@ from streams.app import app
 
 def run() -> None:
     settings = get_settings()
+    Path(app.conf.datadir).mkdir(parents=True, exist_ok=True)
     worker = faust.Worker(app, loglevel=settings.log_level.lower(), quiet=True)
     worker.execute_from_commandline()

@@ -52,6 +52,8 @@ def stack():
             "KOPILKA_HTTP_PORT": str(devservices.free_port()),
             "KOPILKA_LOG_LEVEL": "INFO",
             "KOPILKA_TENANT_CACHE_TTL_S": "0.5",
+            # the worker's RocksDB tables start empty with the session's empty broker
+            "KOPILKA_WORKER_DATA_DIR": str(data_dir / "worker"),
             "KOPILKA_ADMIN_TOKEN": ADMIN_TOKEN,
             # the expiry test sweeps "as of" a later day instead of waiting for it
             "KOPILKA_ALLOW_FUTURE_SWEEPS": "1",

@@ -1,0 +1,43 @@
+"""Which partition a raw webhook goes to: what must stay in order together, the rest spreads.
+
+`webhooks.raw` used to be keyed by tenant, which pinned one shop's whole normalising to one
+partition and one worker. Now a request is keyed by the customer it names, so one shop's
+requests spread over every partition while one customer's requests (a registration with its
+referrer, the purchases that follow, a spend) stay in the order the shop sent them:
+
+- a request naming an email or a phone: `tenant:` + a digest of the email (else the phone);
+- a refund (it names only an order): `tenant:` + a digest of the order id; the normaliser waits
+  a bounded while for an order that is still being claimed on another partition;
+- a batch (many customers): `tenant:` + a digest of its event id; its items become commands keyed
+  `tenant:customer` like every other command, so the ledger keeps each customer's order.
+
+The key starts with the tenant id so tools can select a shop's records without parsing them;
+the digest keeps emails and phones out of keys.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from schemas.inbound import ParsedWebhook
+
+
+def _digest(*parts: str) -> str:
+    return hashlib.blake2b("\x1f".join(parts).encode(), digest_size=12).hexdigest()
+
+
+def raw_key(tenant_id: str, parsed: ParsedWebhook, event_id: str) -> bytes:
+    who = parsed.registration or parsed.spend
+    if who is None and len(parsed.purchases) == 1:
+        who = parsed.purchases[0]
+    if who is not None and (who.email or who.phone):
+        kind, value = ("email", who.email) if who.email else ("phone", who.phone)
+        return f"{tenant_id}:{_digest(kind, value)}".encode()
+    if parsed.refund is not None:
+        return f"{tenant_id}:{_digest('order', parsed.refund.order_id)}".encode()
+    return f"{tenant_id}:{_digest('request', event_id)}".encode()
+
+
+def tenant_of(key: bytes | None) -> str:
+    """The tenant id a raw record's key starts with (keys of older records are the id alone)."""
+    return (key or b"").decode(errors="replace").partition(":")[0]
