@@ -75,7 +75,9 @@ async def spends(url: str, count: int, figures: dict) -> None:
     )
 
 
-async def batch(url: str, dsn: str, tenant_id: str, items: int, figures: dict) -> None:
+async def batch(
+    url: str, dsn: str, tenant_id: str, items: int, figures: dict, timeout_s: float = 300.0
+) -> None:
     purchases = [
         {"email": f"b{i % 2000}@bench.example.com", "amount": 100 + i % 900, "orderId": f"B{i}"}
         for i in range(items)
@@ -92,7 +94,7 @@ async def batch(url: str, dsn: str, tenant_id: str, items: int, figures: dict) -
     conn = await asyncpg.connect(dsn)
     try:
         tid = uuid.UUID(tenant_id)
-        while time.perf_counter() - started < 300:
+        while time.perf_counter() - started < timeout_s:
             awards, points = await conn.fetchrow(
                 "SELECT count(*), COALESCE(sum(points), 0) FROM ledger_entries"
                 " WHERE tenant_id = $1 AND type = 'bonus_awarded' AND order_id LIKE 'B%'",
@@ -108,6 +110,7 @@ async def batch(url: str, dsn: str, tenant_id: str, items: int, figures: dict) -
                 break
             await asyncio.sleep(0.2)
         figures["batch_reflected_s"] = time.perf_counter() - started
+        figures["batch_awarded"] = awards
         figures["batch_awards_ok"] = awards == items and points == expected and balance == expected
     finally:
         await conn.close()
