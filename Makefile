@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml deploy/dev/system-deps.sh | cksum | cut -d' ' -f1)
 
-.PHONY: run test unit lint format bench bench-outbound clean
+.PHONY: run test unit lint format bench bench-ingest bench-outbound profile-worker profile-ingress clean
 
 $(STAMP): pyproject.toml deploy/dev/system-deps.sh
 	@deploy/dev/system-deps.sh
@@ -32,13 +32,20 @@ format: $(STAMP)
 	@$(BIN)/ruff check --fix .
 	@$(BIN)/ruff format .
 
-bench: $(STAMP)  ## ingest latency/throughput, then Prefer: wait spends and a 10,000-item batch
+bench: $(STAMP)  ## one stack, one table: ingress vs bare aiohttp, e2e with 1 and 2 workers, restart, ...
+	@$(BIN)/python tests/perf/bench.py $(ARGS)
+
+bench-ingest: $(STAMP)  ## ingest latency/throughput with an aiohttp client (ARGS="--edge": signed + Redis)
 	@$(BIN)/python tests/perf/ingest_bench.py $(ARGS)
-	@$(BIN)/python tests/perf/loyalty_bench.py
-	@$(BIN)/python tests/perf/outbound_bench.py
 
 bench-outbound: $(STAMP)  ## webhook -> shop callback latency; recovery after the callback was down
 	@$(BIN)/python tests/perf/outbound_bench.py $(ARGS)
+
+profile-worker: $(STAMP)  ## py-spy profile of the worker under end-to-end load -> .data/bench/
+	@$(BIN)/python tests/perf/pyspy_profile.py worker $(ARGS)
+
+profile-ingress: $(STAMP)  ## the same for the ingress
+	@$(BIN)/python tests/perf/pyspy_profile.py ingress $(ARGS)
 
 clean:  ## remove the virtualenv and every byte of local data (Kafka, Postgres, logs)
 	rm -rf $(VENV) .data .pytest_cache

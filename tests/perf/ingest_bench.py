@@ -1,8 +1,8 @@
 """Ingest benchmark: webhook latency and throughput, then how long the pipeline takes to catch up.
 
-    make bench                                   # a fresh stack in .data/bench, stopped afterwards
-    make bench ARGS="--requests 20000 --concurrency 128 --json bench.json"
-    make bench ARGS="--edge"     # the same, twice in one run: baseline, then the hardened edge
+    make bench-ingest                  # a fresh stack in .data/bench-ingest, stopped afterwards
+    make bench-ingest ARGS="--requests 20000 --concurrency 128 --json bench.json"
+    make bench-ingest ARGS="--edge"   # the same, twice in one run: baseline, then the hardened edge
     .venv/bin/python tests/perf/ingest_bench.py --base-url http://127.0.0.1:8080 \\
         --dsn postgresql://kopilka@127.0.0.1:5433/kopilka   # against a stack already running
 
@@ -24,9 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import random
-import shutil
 import signal
 import sys
 import time
@@ -38,11 +36,14 @@ from urllib.parse import urlencode
 
 import aiohttp
 import asyncpg
+from benchkit import UNLIMITED, start_stack
+from loadgen import percentile
+from procstat import cpu_seconds
 
 from ingest.signatures import sign_standard
 from kopilka import devservices
 from kopilka.cli import create_tenant_json, edge_json
-from kopilka.settings import PROJECT_ROOT, Settings
+from kopilka.settings import Settings
 from kopilka.stack import Stack
 
 WARMUP = 200
@@ -77,14 +78,7 @@ def tilda(order_id: str, customer: int, amount: int) -> Body:
     return urlencode(form).encode(), FORM_TYPE
 
 
-def percentile(values: list[float], q: float) -> float:
-    """Nearest-rank percentile (q in 0..100) of a non-empty list."""
-    ordered = sorted(values)
-    return ordered[max(0, min(len(ordered) - 1, round(q / 100 * len(ordered)) - 1))]
-
-
 Headers = dict[str, str]
-UNLIMITED = {"rate_limit_per_minute": 100_000_000, "rate_limit_burst": 1_000_000}
 
 
 class Bench:
@@ -201,12 +195,6 @@ class Bench:
             figures["drain_s"] = f"TIMEOUT after {timeout_s:.0f}s"
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time a process has used so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 async def run(
     base_url: str,
     dsn: str,
@@ -225,43 +213,20 @@ async def run(
     )
     print(f"warm-up: {WARMUP} requests ...", flush=True)
     await bench.sequential(WARMUP, measured=False, figures=figures)
-    cpu_before = cpu_seconds(ingest_pid) if ingest_pid else None
+    cpu_before = cpu_seconds([ingest_pid]) if ingest_pid else None
     print(f"sequential: {args.sequential} requests over one connection ...", flush=True)
     await bench.sequential(args.sequential, measured=True, figures=figures)
     print(f"throughput: {args.requests} requests, {args.concurrency} connections ...", flush=True)
     await bench.throughput(args.requests, args.concurrency, figures)
     if cpu_before is not None:
         # the ingress's own CPU per request: steadier than rates on a shared machine
-        used = cpu_seconds(ingest_pid) - cpu_before
+        used = cpu_seconds([ingest_pid]) - cpu_before
         figures["ingest_cpu_ms_per_req"] = 1000 * used / (args.sequential + args.requests)
     print(f"drain: waiting for {bench.accepted} awards in ledger_entries ...", flush=True)
     await bench.drain(dsn, tenant["tenant_id"], args.drain_timeout, figures)
     if bench.other:
         figures["non_202_by_status"] = dict(bench.other)
     figures.pop("_load_started", None)
-
-
-def start_stack() -> Stack:
-    data_dir = PROJECT_ROOT / ".data" / "bench"
-    shutil.rmtree(data_dir, ignore_errors=True)
-    shutil.rmtree(devservices.postgres_datadir("bench-postgres"), ignore_errors=True)
-    stack = Stack(
-        data_dir,
-        env={"KOPILKA_HTTP_PORT": str(devservices.free_port())},
-        durable=True,
-        kafka_port=devservices.free_port(),
-        kafka_controller_port=devservices.free_port(),
-        postgres_port=devservices.free_port(),
-        redis_port=devservices.free_port(),
-    )
-    try:
-        stack.start_services()
-        stack.start_worker()
-        stack.start_ingest()
-    except BaseException:
-        stack.stop()
-        raise
-    return stack
 
 
 def peak_rss_mb(stack: Stack, figures: Figures) -> None:
@@ -323,7 +288,7 @@ def main() -> int:
         if args.base_url:
             base_url, dsn = args.base_url, args.dsn
         else:
-            stack = start_stack()
+            stack = start_stack("bench-ingest")
             settings = stack.settings()
             base_url = f"http://{settings.http_host}:{settings.http_port}"
             dsn = settings.database_url.get_secret_value()

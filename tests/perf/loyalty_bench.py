@@ -1,6 +1,6 @@
 """Loyalty benchmark: synchronous spends (`Prefer: wait`) and a 10,000-item batch.
 
-    make bench                                   # runs this after the ingest benchmark
+    make bench                       # tests/perf/bench.py runs these phases on its own stack
     .venv/bin/python tests/perf/loyalty_bench.py [--spends 500] [--batch 10000]
 
 Phases, on a freshly started stack: S customers each make one purchase (with `Prefer: wait`, so
@@ -21,7 +21,8 @@ from collections import Counter
 
 import aiohttp
 import asyncpg
-from ingest_bench import UNLIMITED, percentile, start_stack
+from benchkit import UNLIMITED, start_stack
+from loadgen import percentile
 
 from kopilka.cli import create_tenant_json, edge_json
 from kopilka.settings import Settings
@@ -74,7 +75,9 @@ async def spends(url: str, count: int, figures: dict) -> None:
     )
 
 
-async def batch(url: str, dsn: str, tenant_id: str, items: int, figures: dict) -> None:
+async def batch(
+    url: str, dsn: str, tenant_id: str, items: int, figures: dict, timeout_s: float = 300.0
+) -> None:
     purchases = [
         {"email": f"b{i % 2000}@bench.example.com", "amount": 100 + i % 900, "orderId": f"B{i}"}
         for i in range(items)
@@ -91,7 +94,7 @@ async def batch(url: str, dsn: str, tenant_id: str, items: int, figures: dict) -
     conn = await asyncpg.connect(dsn)
     try:
         tid = uuid.UUID(tenant_id)
-        while time.perf_counter() - started < 300:
+        while time.perf_counter() - started < timeout_s:
             awards, points = await conn.fetchrow(
                 "SELECT count(*), COALESCE(sum(points), 0) FROM ledger_entries"
                 " WHERE tenant_id = $1 AND type = 'bonus_awarded' AND order_id LIKE 'B%'",
@@ -107,6 +110,7 @@ async def batch(url: str, dsn: str, tenant_id: str, items: int, figures: dict) -
                 break
             await asyncio.sleep(0.2)
         figures["batch_reflected_s"] = time.perf_counter() - started
+        figures["batch_awarded"] = awards
         figures["batch_awards_ok"] = awards == items and points == expected and balance == expected
     finally:
         await conn.close()
@@ -118,7 +122,7 @@ def main() -> int:
     p.add_argument("--batch", type=int, default=10_000)
     args = p.parse_args()
     figures: dict = {}
-    stack = start_stack()
+    stack = start_stack("bench-loyalty")
     try:
         settings = stack.settings()
         dsn = settings.database_url.get_secret_value()

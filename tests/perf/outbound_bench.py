@@ -26,7 +26,7 @@ import uuid
 import aiohttp
 import orjson
 from aiohttp import web
-from ingest_bench import UNLIMITED
+from benchkit import UNLIMITED
 
 from kopilka import db, devservices
 from kopilka.cli import create_tenant_json, edge_json

@@ -1,0 +1,291 @@
+"""One benchmark, one stack, one table (`make bench`; `make bench ARGS="--help"` for the knobs).
+
+A fresh stack in .data/bench-stack (Kafka, durable Postgres, Redis, the ingress; own data dir,
+free ports), then, in this order:
+ 1. a bare aiohttp POST handler (tests/perf/bare_server.py, 1 process) and then the ingress take
+    the same wrk-like load (tests/perf/loadgen.py: standard purchases, C keep-alive connections,
+    S seconds after a warm-up), with no worker running: req/s, the ratio, CPU per request;
+ 2. the first worker starts and catches up the backlog step 1 left (figure: purchases/s);
+ 3. end to end with 1 worker, then with 2 workers, one shop each time: E purchases as fast as
+    the ingress takes them, until every award is in Postgres; worker CPU per purchase (summed
+    over the workers). E is about 45 s of step 2's rate (2,000 to 30,000) unless --e2e says;
+ 4. the second worker stops; `Prefer: wait` spends (p50/p99 of 500 sequential) and a 10,000-item
+    batch_purchase until it is all in Postgres (tests/perf/loyalty_bench.py);
+ 5. optionally (--preload N) N more orders as 10,000-item batches, to have more state;
+ 6. the worker is restarted (SIGTERM, start again) and one purchase of a known customer sent at
+    once: seconds until it is awarded, with N = every order the steps above put in its state;
+    RSS of the empty worker and of the restarted one with that state.
+Prints the table and writes it, with every raw figure, to .data/bench/last.json. Figures are
+measured, never asserted; the machine is shared, so read them as one sample, not a verdict.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import http_bench
+import loyalty_bench
+import worker_bench as wb
+from benchkit import Shop, new_shop, start_stack, start_worker, stop, workers
+from loadgen import run
+
+from kopilka.settings import PROJECT_ROOT
+
+OUT = PROJECT_ROOT / ".data" / "bench"
+SETTLE_TIMEOUT_S = 120.0
+
+
+def settle(shop: Shop, base: tuple[str, int], label: str) -> float | None:
+    """A probe purchase after workers came or went: processing resumed when it is awarded."""
+    t0 = time.perf_counter()
+    done = run(wb.probe(shop, base, f"SETTLE-{label}", SETTLE_TIMEOUT_S))
+    return round(done - t0, 2) if done else None
+
+
+def e2e_size(catch_up_per_s: float | None) -> int:
+    """Purchases per end-to-end run when not given: about 45 s of what one worker managed in
+    step 2, so the run is long enough to be sustained and short enough on a slow machine."""
+    return int(min(30_000, max(2_000, round(45 * (catch_up_per_s or 0), -3))))
+
+
+def measure(args: argparse.Namespace, stack, log, f: dict) -> None:
+    settings = stack.settings()
+    dsn = settings.database_url.get_secret_value()
+    base = (settings.http_host, settings.http_port)
+    names = ("Bench ingress", "Bench 1 worker", "Bench 2 workers", "Bench loyalty")
+    shop_in, shop_1w, shop_2w, loyal = (run(new_shop(dsn, name)) for name in names)
+    f["machine"] = {"cpus": os.cpu_count(), "loadavg_start": os.getloadavg()}
+
+    log(f"1. bare aiohttp, then the ingress: {args.seconds:.0f}s each, {args.concurrency} conns")
+    bare, bare_port = http_bench.start_bare(stack)
+    f["bare"], f["ingress"], backlog = run(
+        http_bench.bare_vs_ingress(
+            stack, bare_port, bare.proc.pid, shop_in, args.seconds, args.concurrency
+        )
+    )
+    stop(stack, bare)
+
+    log(f"2. worker 1 starts and catches up {backlog} purchases")
+    stack.start_worker()
+    started = time.perf_counter()
+    f["worker_rss_empty_mb"] = wb.worker_rss(stack)[0]
+    f["catch_up"] = run(wb.catch_up(stack, shop_in, backlog, started, args.timeout))
+
+    e2e = args.e2e or e2e_size(f["catch_up"].get("catch_up_per_s"))
+    for n, shop in ((1, shop_1w), (2, shop_2w)):
+        if n == 2:
+            log("   worker 2 starts")
+            start_worker(stack, "worker-2")
+            f["settle_after_worker_2_s"] = settle(shop_1w, base, "w2")
+        log(f"3. end to end, {n} worker(s), one shop: {e2e} purchases until all are in Postgres")
+        f[f"e2e_{n}w"] = run(
+            wb.end_to_end(
+                stack,
+                shop,
+                base,
+                prefix=f"E{n}",
+                count=e2e,
+                concurrency=args.concurrency,
+                timeout_s=args.timeout,
+            )
+        )
+    stop(stack, workers(stack)[-1])
+    f["settle_after_worker_2_stopped_s"] = settle(shop_1w, base, "w1")
+
+    log(f"4. Prefer: wait, {args.spends} purchases then {args.spends} spends; a batch")
+    url = f"http://{base[0]}:{base[1]}{loyal.path}"
+    f["wait"], f["batch"] = {}, {}
+    run(loyalty_bench.spends(url, args.spends, f["wait"]))
+    run(loyalty_bench.batch(url, dsn, loyal.tenant_id, args.batch, f["batch"], args.timeout))
+
+    if args.preload:
+        log(f"5. pre-load: {args.preload} orders as batches")
+        state_shop = run(new_shop(dsn, "Bench state"))
+        f["preload"] = run(wb.preload(state_shop, base, args.preload, args.timeout * 4))
+
+    # a restart behind a backlog would time the backlog, not the restart: let it drain first
+    t0, expected = time.perf_counter(), args.spends + args.batch
+    awarded, done = run(loyal.wait_for_awards(expected, args.timeout, poll_s=0.5))
+    f["drained_before_restart"] = {"left": expected - awarded, "waited_s": round(done - t0, 1)}
+    orders = run(wb.orders_in_state(dsn))
+    f["worker_rss_before_restart_mb"], f["worker_rss_peak_mb"] = wb.worker_rss(stack)
+    log(f"6. restart with {orders} orders of state")
+    f["restart"] = {"orders": orders, **run(wb.restart_to_processing(stack, shop_1w, base, 300))}
+    f["worker_rss_restarted_mb"] = wb.worker_rss(stack)[0]
+    tables = stack.data_dir / "worker"  # the first worker's table folder (RocksDB), if any
+    on_disk = (
+        sum(p.stat().st_size for p in tables.rglob("*") if p.is_file()) if tables.exists() else 0
+    )
+    f["worker_tables_on_disk_mb"] = round(on_disk / 2**20, 1)
+    grown = f["worker_rss_restarted_mb"] - f["worker_rss_empty_mb"]
+    f["worker_rss_mb_per_100k_orders"] = round(grown * 100_000 / orders, 1) if orders else None
+    f["machine"]["loadavg_end"] = os.getloadavg()
+
+
+def _n(value, digits: int = 0) -> str:
+    if value is None:
+        return "n/a"
+    return f"{value:,.{digits}f}"
+
+
+def _e2e_note(e: dict) -> str:
+    if not e["all_awarded"]:
+        return f"TIMEOUT: {e['awarded']:,} of {e['accepted']:,} awarded in {e['e2e_s']} s"
+    return f"{e['accepted']:,} purchases in {e['e2e_s']} s"
+
+
+def table(f: dict, args: argparse.Namespace) -> list[tuple[str, str, str]]:
+    b, i, c, w = f["bare"], f["ingress"], f["catch_up"], f["wait"]
+    e1, e2, r, batch = f["e2e_1w"], f["e2e_2w"], f["restart"], f["batch"]
+    load = f"{args.concurrency} conns, {args.seconds:.0f} s"
+    split = "/".join(map(str, e2["worker_cpu_share_pct"]))
+    drained = f["drained_before_restart"]
+    rows = [
+        (
+            "bare aiohttp POST handler, 1 process (req/s)",
+            _n(b["rps"]),
+            f"{load}, p99 {b['p99_ms']} ms",
+        ),
+        (
+            "Kopilka ingress, standard purchases (req/s)",
+            _n(i["rps"]),
+            f"{i['pct_of_bare']} % of bare, p99 {i['p99_ms']} ms",
+        ),
+        (
+            "ingress CPU per accepted webhook (ms)",
+            _n(i["server_cpu_ms_per_req"], 3),
+            f"bare: {b['server_cpu_ms_per_req']} ms",
+        ),
+        (
+            "1 worker catching up a backlog (purchases/s)",
+            _n(c["catch_up_per_s"]),
+            f"{c['backlog']:,} from step 1, nothing else running"
+            + ("" if c["catch_up_per_s"] else f"; TIMEOUT: {c['awarded']:,} awarded"),
+        ),
+        (
+            "end to end, 1 worker (purchases/s)",
+            _n(e1["e2e_per_s"]),
+            _e2e_note(e1),
+        ),
+        (
+            "end to end, 2 workers, one shop (purchases/s)",
+            _n(e2["e2e_per_s"]),
+            f"{_e2e_note(e2)}; worker CPU split {split} %",
+        ),
+        (
+            "worker CPU per purchase, 1 worker (ms)",
+            _n(e1["worker_cpu_ms_per_purchase"], 3),
+            f"catching up: {c['worker_cpu_ms_per_purchase']} ms",
+        ),
+        (
+            "worker CPU per purchase, 2 workers (ms)",
+            _n(e2["worker_cpu_ms_per_purchase"], 3),
+            "summed over both",
+        ),
+        (
+            f"{batch['batch_items']:,}-item batch_purchase fully in Postgres (s)",
+            _n(batch["batch_reflected_s"], 1)
+            if batch["batch_awards_ok"]
+            else f"> {batch['batch_reflected_s']:.0f}",
+            f"every award and balance exact: {batch['batch_awards_ok']}"
+            if batch["batch_awards_ok"]
+            else f"TIMEOUT: {batch['batch_awarded']:,} awarded by then",
+        ),
+        (
+            "Prefer: wait spend p50 / p99 (ms)",
+            f"{_n(w['wait_spend_p50_ms'], 1)} / {_n(w['wait_spend_p99_ms'], 1)}",
+            f"{w['wait_spend_requests']} sequential",
+        ),
+        (
+            "worker RSS per 100,000 orders (MB)",
+            _n(f["worker_rss_mb_per_100k_orders"], 1),
+            f"empty {f['worker_rss_empty_mb']} MB, restarted with {r['orders']:,} orders "
+            f"{f['worker_rss_restarted_mb']} MB; tables on disk {f['worker_tables_on_disk_mb']} MB",
+        ),
+        (
+            f"restart to processing, {r['orders']:,} orders of state (s)",
+            _n(r["awarded_s"], 1),
+            f"N = orders of steps 1-5; 'Ready' after {r['ready_s']} s"
+            + (f"; {left:,} awards still pending before it" if (left := drained["left"]) else ""),
+        ),
+    ]
+    return rows
+
+
+def render(rows: list[tuple[str, str, str]]) -> str:
+    w0, w1 = max(len(r[0]) for r in rows), max(len(r[1]) for r in rows)
+    lines = [f"{'figure':<{w0}}  {'value':>{w1}}  note", f"{'-' * w0}  {'-' * w1}  ----"]
+    lines += [f"{a:<{w0}}  {b:>{w1}}  {c}" for a, b, c in rows]
+    return "\n".join(lines)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--seconds", type=float, default=10.0, help="step 1: seconds per side")
+    p.add_argument("--concurrency", type=int, default=64, help="connections, steps 1 and 3")
+    p.add_argument(
+        "--e2e",
+        type=int,
+        default=0,
+        help="step 3: purchases per run (default: ~45 s of step 2's rate, 2,000 to 30,000)",
+    )
+    p.add_argument("--spends", type=int, default=500, help="step 4: sequential spends")
+    p.add_argument("--batch", type=int, default=10_000, help="step 4: batch_purchase items")
+    p.add_argument("--preload", type=int, default=0, help="step 5: more orders before restart")
+    p.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for awards")
+    p.add_argument("--json", type=Path, default=OUT / "last.json", help="where the JSON goes")
+    args = p.parse_args()
+
+    def on_sigterm(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    started = time.perf_counter()
+
+    def log(msg: str) -> None:
+        print(f"[{time.perf_counter() - started:6.1f}s] {msg}", flush=True)
+
+    stack, figures = None, {}
+    try:
+        stack = start_stack("bench-stack", worker=False)
+        measure(args, stack, log, figures)
+    except BaseException as exc:
+        # what was measured before the failure is still worth seeing
+        print(
+            f"\n{'interrupted' if isinstance(exc, KeyboardInterrupt) else 'failed'}; "
+            f"figures so far:\n{json.dumps(figures, indent=2, default=str)}",
+            file=sys.stderr,
+        )
+        if isinstance(exc, KeyboardInterrupt):
+            return 130
+        raise
+    finally:
+        if stack:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not orphan it
+            log("stopping the stack")
+            stack.stop()
+    rows = table(figures, args)
+    text = render(rows)
+    print(f"\n{text}\n(whole run {time.perf_counter() - started:.0f} s)")
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    report = {
+        "at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "args": {k: str(v) for k, v in vars(args).items()},
+        "table": [{"figure": a, "value": b, "note": c} for a, b, c in rows],
+        "figures": figures,
+    }
+    args.json.write_text(json.dumps(report, indent=2, default=str))
+    print(f"written to {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

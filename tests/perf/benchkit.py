@@ -1,0 +1,121 @@
+"""What every benchmark here shares: a fresh stack, a bench shop, waiting for awards in Postgres."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import shutil
+import time
+import uuid
+from dataclasses import dataclass
+
+import asyncpg
+
+from kopilka import devservices
+from kopilka.cli import create_tenant_json, edge_json
+from kopilka.devservices import ManagedProcess
+from kopilka.settings import PROJECT_ROOT, Settings
+from kopilka.stack import Stack
+
+# a shop's own rate limit, high enough never to refuse a benchmark request
+UNLIMITED = {"rate_limit_per_minute": 100_000_000, "rate_limit_burst": 1_000_000}
+WORKER_READY = b"Worker]: Ready"
+
+
+def start_stack(
+    name: str = "bench", *, worker: bool = True, ingest: bool = True, env: dict | None = None
+) -> Stack:
+    """A fresh stack in .data/<name>: its own data, free ports, durable Postgres (as `make run`)."""
+    data_dir = PROJECT_ROOT / ".data" / name
+    shutil.rmtree(data_dir, ignore_errors=True)
+    shutil.rmtree(devservices.postgres_datadir(f"{name}-postgres"), ignore_errors=True)
+    stack = Stack(
+        data_dir,
+        env={
+            "KOPILKA_HTTP_PORT": str(devservices.free_port()),
+            # the first worker's tables (RocksDB) here, not in the shared .data/worker/
+            "KOPILKA_WORKER_DATA_DIR": str(data_dir / "worker"),
+            **(env or {}),
+        },
+        durable=True,
+        kafka_port=devservices.free_port(),
+        kafka_controller_port=devservices.free_port(),
+        postgres_port=devservices.free_port(),
+        redis_port=devservices.free_port(),
+    )
+    try:
+        stack.start_services()
+        if worker:
+            stack.start_worker()
+        if ingest:
+            stack.start_ingest()
+    except BaseException:
+        stack.stop()
+        raise
+    return stack
+
+
+def start_worker(stack: Stack, name: str, wait_ready: bool = True) -> ManagedProcess:
+    """One more worker process (`name` = its log's name) with its own table folder (two workers
+    cannot share one): `Stack.start_worker(name=...)` when the stack has it, else spawned the
+    way the stack spawns its worker."""
+    if "name" in inspect.signature(stack.start_worker).parameters:
+        return stack.start_worker(name=name, wait_ready=wait_ready)
+    log_path = stack.data_dir / "logs" / f"{name}.log"
+    env = {"KOPILKA_WORKER_DATA_DIR": str(stack.data_dir / name)}
+    proc = stack._spawn_kopilka("worker", log_path, env)
+    if wait_ready:
+        stack._wait_for_log(proc, WORKER_READY, 120, f"{name} reporting Ready")
+    return proc
+
+
+def workers(stack: Stack) -> list[ManagedProcess]:
+    return [p for p in stack.processes if p.name == "worker" and p.alive()]
+
+
+def pids(procs: list[ManagedProcess]) -> list[int]:
+    return [p.proc.pid for p in procs]
+
+
+def stop(stack: Stack, proc: ManagedProcess) -> None:
+    """Stop one process of the stack (SIGTERM, as a deploy would) and forget it."""
+    proc.stop()
+    stack.processes.remove(proc)
+
+
+@dataclass
+class Shop:
+    tenant_id: str
+    path: str  # the webhook path, secret included
+    signing_secret: str
+    dsn: str
+
+    async def awards(self, conn: asyncpg.Connection) -> int:
+        return await conn.fetchval(
+            "SELECT count(*) FROM ledger_entries WHERE tenant_id = $1 AND type = 'bonus_awarded'",
+            uuid.UUID(self.tenant_id),
+        )
+
+    async def wait_for_awards(
+        self, expected: int, timeout_s: float, poll_s: float = 0.1
+    ) -> tuple[int, float]:
+        """Poll until the shop has `expected` awards in Postgres: (count, perf_counter then)."""
+        conn = await asyncpg.connect(self.dsn)
+        try:
+            deadline = time.perf_counter() + timeout_s
+            while True:
+                count = await self.awards(conn)
+                now = time.perf_counter()
+                if count >= expected or now > deadline:
+                    return count, now
+                await asyncio.sleep(poll_s)
+        finally:
+            await conn.close()
+
+
+async def new_shop(dsn: str, name: str, **edge) -> Shop:
+    """A tenant with the default rules, never rate-limited; `edge` sets more edge settings."""
+    tenant = await create_tenant_json(Settings(DATABASE_URL=dsn), name=name)
+    await edge_json(dsn, tenant["tenant_id"], **UNLIMITED, **edge)
+    path = f"/api/webhook/{tenant['webhook_secret']}"
+    return Shop(tenant["tenant_id"], path, tenant["signing_secret"], dsn)
