@@ -155,7 +155,8 @@ class Checker:
             tenant,
         )
         balances = await conn.fetch(
-            "SELECT customer_id, balance, lifetime_spend, level FROM balances WHERE tenant_id = $1",
+            "SELECT customer_id, balance, lifetime_spend, level, seq FROM balances"
+            " WHERE tenant_id = $1",
             tenant,
         )
         return Snapshot(
@@ -165,13 +166,17 @@ class Checker:
         )
 
     async def wait_settled(
-        self, stored: list[RawEnvelope], timeout_s: float
+        self, stored: list[RawEnvelope], timeout_s: float, idle_s: float = 20.0
     ) -> tuple[float | None, Snapshot, Expected]:
-        """Poll Postgres until it holds every expected event and balance: (when, last view)."""
+        """Poll Postgres until it holds every expected event and balance: (when, last view).
+        (None, ...) after `timeout_s`, or sooner once the pipeline is idle without having
+        settled: the workers have committed everything and Postgres has not changed for
+        `idle_s` (waiting longer would change nothing)."""
         conn = await _connect(self.dsn, timeout_s)
         try:
             deadline = time.monotonic() + timeout_s
             models: dict[frozenset, Expected] = {}
+            last, changed_at = None, time.monotonic()
             while True:
                 snap = await self.snapshot(conn)
                 ids = frozenset(snap.ids.items())
@@ -183,8 +188,16 @@ class Checker:
                     snap, want
                 ):
                     return time.monotonic(), snap, want
-                if time.monotonic() > deadline:
+                now = time.monotonic()
+                if now > deadline:
                     return None, snap, want
+                view = (len(snap.entries), sorted((k, r["seq"]) for k, r in snap.balances.items()))
+                if view != last:
+                    last, changed_at = view, now
+                elif now - changed_at > idle_s:
+                    if not await group_lag(self.bootstrap, self.group):
+                        return None, snap, want
+                    changed_at = now
                 await asyncio.sleep(0.5)
         finally:
             await conn.close()

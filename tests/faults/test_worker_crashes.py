@@ -43,10 +43,12 @@ async def test_worker_killed_ten_times_under_mixed_load(fault_stack):
     reason="a kill -9 can roll back a customer's ledger state for a command whose "
     "loyalty.commands offset was already committed: the next owner skips it, and the command "
     "only comes back when the normaliser replays its raw record, after the customer's later "
-    "commands (a spend applied before the purchase it relies on: spend_rejected with seq 1, "
-    "the award with seq 2). The table writes (streams/ledger.py:33-35) and the events "
-    "(:61-63) go out through Faust's producer buffer while offsets are committed every 1 s "
-    "(streams/app.py:67-69): nothing ties a commit to their delivery; issue 10 point 5",
+    "commands (seen: a spend applied before the purchase it relies on, spend_rejected with "
+    "seq 1 and the award with seq 2; purchases awarded at the wrong level % and a referral "
+    "award missing, the referrer's balance short). The table writes (streams/ledger.py:33-35) "
+    "and the events (:61-63) go out through Faust's producer buffer while offsets are "
+    "committed every 1 s (streams/app.py:67-69): nothing ties a commit to their delivery; "
+    "issue 10 point 5",
 )
 @pytest.mark.timeout(600)
 async def test_two_workers_one_killed_mid_rebalance(fault_stack):
