@@ -25,7 +25,7 @@ TELEGRAM_API_PORT = devservices.free_port()  # where tests/sinks fake Bot API se
 
 def pytest_collection_modifyitems(items):
     for item in items:
-        if "/e2e/" in str(item.fspath):
+        if "/e2e/" in str(item.fspath) or "/faults/" in str(item.fspath):
             item.add_marker(pytest.mark.connected)
     # tests that take a shared service down run last, so nothing else sees the outage; the audit
     # of the session's logs runs after everything, so it sees every line the run wrote

@@ -1,0 +1,156 @@
+"""The fault suite's own stack: a second Kafka, Postgres and Redis, ingress and worker, with its
+own data dir and free ports, so that an outage started here can never leak into another test.
+It lives for tests/faults/ only (package scope) and is stopped at the end; the session's
+environment is restored then, since `Stack.settings()` writes its values into os.environ.
+
+Every test here is `connected` (tests/conftest.py adds the marker) and `disruptive` (each
+module's `pytestmark`), so the session runs them after everything else. The fault table (one
+line per scenario) is printed at the end of the run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import os
+import shutil
+import sys
+
+import aiohttp
+import pytest
+from harness import TABLE
+
+from kopilka import devservices
+from kopilka.devservices import ManagedProcess
+from kopilka.settings import PROJECT_ROOT
+from kopilka.stack import Stack
+
+ADMIN_TOKEN = "faults-admin-token"  # a throwaway token for this stack's admin API
+
+
+class FaultStack:
+    """The stack and what a scenario does to it; blocking steps run in a thread so the load
+    generator keeps sending meanwhile."""
+
+    def __init__(self, stack: Stack) -> None:
+        self.stack = stack
+        settings = stack.settings()
+        self.base_url = f"http://{settings.http_host}:{settings.http_port}"
+        self.dsn = settings.database_url.get_secret_value()
+        self.bootstrap = settings.bootstrap_list
+
+    async def make_tenant(self, name: str, rules: dict) -> dict:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(
+                f"{self.base_url}/api/admin/tenants",
+                json={"name": name, "rules": rules},
+                headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+            ) as resp,
+        ):
+            body = await resp.json(content_type=None)
+        assert resp.status == 201, body
+        return body
+
+    async def stop(self, name: str, *, kill: bool = False) -> None:
+        await asyncio.to_thread(self.stack.stop_process, name, kill=kill)
+
+    async def start(self, name: str) -> ManagedProcess:
+        starter = {
+            "postgres": self.stack.start_postgres,
+            "redis": self.stack.start_redis,
+            "kafka": self.stack.start_kafka,
+            "worker": lambda: self.stack.start_worker(wait_ready=True),
+        }[name]
+        return await asyncio.to_thread(starter)
+
+    async def start_extra_worker(self, name: str, *, wait_ready: bool) -> ManagedProcess:
+        """A second worker process in the same consumer group, with its own log (and its own
+        state dir once the worker keeps local state)."""
+        return await asyncio.to_thread(self._extra_worker, name, wait_ready)
+
+    def _extra_worker(self, name: str, wait_ready: bool) -> ManagedProcess:
+        if "name" in inspect.signature(self.stack.start_worker).parameters:
+            return self.stack.start_worker(name=name, wait_ready=wait_ready)
+        log_path = self.stack.data_dir / "logs" / f"{name}.log"
+        env = {"KOPILKA_WORKER_DATA_DIR": str(self.stack.data_dir / "workers" / name)}
+        proc = self.stack._spawn_kopilka("worker", log_path, env)
+        proc.name = name
+        if wait_ready:
+            self.stack._wait_for_log(proc, b"Worker]: Ready", 90, f"{name} reporting Ready")
+        return proc
+
+    async def heal(self) -> list[str]:
+        """Start again whatever an earlier scenario (one that failed half-way) left stopped or
+        dead, so one failure does not cascade into the next scenario; extra workers go."""
+        healed = []
+        for proc in [p for p in self.stack.processes if p.name.startswith("worker-")]:
+            await asyncio.to_thread(self.stack.stop_process, proc.name)
+            healed.append(f"stopped {proc.name}")
+        for name in ("kafka", "postgres", "redis", "worker", "ingest"):
+            procs = self.processes(name)
+            if procs and all(p.alive() for p in procs):
+                continue
+            for proc in procs:
+                self.stack.processes.remove(proc)
+            if name == "ingest":
+                await asyncio.to_thread(self.stack.start_ingest)
+            else:
+                await self.start(name)
+            healed.append(f"started {name}")
+        return healed
+
+    def processes(self, name: str) -> list[ManagedProcess]:
+        return [p for p in self.stack.processes if p.name == name]
+
+    def log_of(self, proc: ManagedProcess) -> bytes:
+        with open(proc.log_path, "rb") as f:
+            f.seek(proc.log_start)
+            return f.read()
+
+
+@pytest.fixture(scope="package")
+def fault_stack():
+    saved_env = dict(os.environ)
+    data_dir = PROJECT_ROOT / ".data" / "faults"
+    shutil.rmtree(data_dir, ignore_errors=True)
+    shutil.rmtree(devservices.postgres_datadir("faults-postgres"), ignore_errors=True)
+    env = {
+        "KOPILKA_HTTP_PORT": str(devservices.free_port()),
+        "KOPILKA_LOG_LEVEL": "INFO",
+        "KOPILKA_ADMIN_TOKEN": ADMIN_TOKEN,
+        "KOPILKA_TENANT_CACHE_TTL_S": "5",
+        "KOPILKA_RATE_LIMIT_PER_MINUTE": "1000000",
+        # a killed worker's partitions move to a live one after this long
+        "KOPILKA_WORKER_SESSION_TIMEOUT_S": "6",
+    }
+    for key in ("KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL", "REDIS_URL"):
+        os.environ.pop(key, None)  # this stack starts its own services, always
+    s = Stack(
+        data_dir,
+        env=env,
+        durable=False,
+        kafka_port=devservices.free_port(),
+        kafka_controller_port=devservices.free_port(),
+        postgres_port=devservices.free_port(),
+        redis_port=devservices.free_port(),
+        kafka_heap="384m",
+        out=lambda msg: print(msg, file=sys.stderr),
+    )
+    try:
+        s.start_services()
+        s.start_worker(wait_ready=True)
+        s.start_ingest()
+        yield FaultStack(s)
+    finally:
+        s.stop()
+        os.environ.clear()
+        os.environ.update(saved_env)
+
+
+def pytest_terminal_summary(terminalreporter):
+    if TABLE:
+        terminalreporter.section("fault table")
+        terminalreporter.write_line("scenario | accepted | lost | doubled | drift | recover_s")
+        for line in TABLE:
+            terminalreporter.write_line(line)
