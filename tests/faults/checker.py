@@ -38,6 +38,7 @@ from model import Expected, event_key, expected
 
 from kopilka.kafka import assign_whole_topic
 from schemas.messages import RawEnvelope
+from schemas.routing import tenant_of
 from schemas.tenant_rules import TenantRules
 
 
@@ -130,8 +131,12 @@ class Checker:
 
     async def stored_inputs(self) -> list[RawEnvelope]:
         records = await read_topic(self.bootstrap, "webhooks.raw")
-        key = self.tenant_id.encode()
-        return [RawEnvelope.from_bytes(r.value) for r in records if r.key == key]
+        stored = [
+            RawEnvelope.from_bytes(r.value) for r in records if tenant_of(r.key) == self.tenant_id
+        ]
+        # One shop's requests are spread over the partitions (schemas.routing); each customer's
+        # follow one another (the load sends them one by one), so arrival order is their order.
+        return sorted(stored, key=lambda env: (env.received_at, env.event_id))
 
     async def engine_events(self) -> list[dict]:
         records = await read_topic(self.bootstrap, "loyalty.events")

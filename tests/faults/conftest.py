@@ -121,6 +121,9 @@ def fault_stack():
         "KOPILKA_ADMIN_TOKEN": ADMIN_TOKEN,
         "KOPILKA_TENANT_CACHE_TTL_S": "5",
         "KOPILKA_RATE_LIMIT_PER_MINUTE": "1000000",
+        # a refund travels on its order's partition, its purchase on the customer's: after a
+        # kill the two partitions are replayed in any order, so give the purchase time to land
+        "KOPILKA_REFUND_ORDER_WAIT_S": "30",
         # a killed worker's partitions move to a live one after this long
         "KOPILKA_WORKER_SESSION_TIMEOUT_S": "6",
     }

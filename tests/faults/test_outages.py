@@ -28,15 +28,6 @@ async def _service_down(fs, t, service: str, down_s: float) -> None:
     t.note(f"{service} up again")
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="a request the normaliser is resolving when Postgres stops can be dead-lettered "
-    "after its 202: asyncpg raised InternalClientError ('cannot switch to state 15; another "
-    "operation is in progress') from kopilka/customers.py:69, which is not in "
-    "streams/retry.py:17-25 TRANSIENT, so streams/normalize.py:353 and then _one_by_one "
-    "(:384-390) wrote it to webhooks.dead as internal_error and it never came back (seen: a "
-    "register_user lost, no customer_registered); issue 10 point 1",
-)
 @pytest.mark.timeout(600)
 async def test_postgres_stopped_while_a_shop_sends_steadily(fault_stack):
     down_s = 20.0 if fast() else 60.0
