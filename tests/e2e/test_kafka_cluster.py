@@ -101,7 +101,8 @@ async def test_three_brokers_form_a_cluster_that_survives_losing_one(stack):
     while True:  # the new topic's metadata reaches every broker in a moment
         described = await _describe(cluster.bootstrap)
         partitions = described["topic"]["partitions"]
-        if len(partitions) == 3 and all(p["leader"] >= 1 for p in partitions):
+        led = len(partitions) == 3 and all(p["leader"] >= 1 for p in partitions)
+        if led and "min.insync.replicas" in described["configs"]:  # every broker knows it
             break
         assert loop.time() < deadline, f"the topic never got 3 led partitions: {described}"
         await asyncio.sleep(0.5)
