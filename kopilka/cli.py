@@ -419,6 +419,13 @@ def _where(dsn: str, default_port: int = 5432) -> str:
     return f"{url.hostname}:{url.port or default_port}{url.path}"
 
 
+def _metrics_urls(stack) -> str:
+    ports = [
+        p.extra.get("metrics_port") for p in stack.processes if p.name in ("worker", "dispatch")
+    ]
+    return "  ".join(f"http://127.0.0.1:{port}/metrics" for port in ports if port)
+
+
 def _print_banner(settings, demo: dict, elapsed: float, stack) -> None:
     base = f"http://{settings.http_host}:{settings.http_port}"
     print(
@@ -430,6 +437,7 @@ Kopilka is running ({elapsed:.1f}s). Ctrl-C stops everything it started.
   Signing secret:          {demo.get("signing_secret", "(rotate to get one)")}
   Read API:                {base}/api/v1/customers?email=...
   Health / metrics:        {base}/readyz  {base}/metrics
+  Worker / dispatch metrics: {_metrics_urls(stack)}
   Kafka:                   {stack.env["KAFKA_BOOTSTRAP_SERVERS"]}
   Postgres:                {_where(stack.settings().database_url.get_secret_value())}
   Redis:                   {_where(stack.env["REDIS_URL"], 6379)}
