@@ -10,14 +10,22 @@ and the dispatcher's attempts, latency, outbox depth and Telegram sends.
 from __future__ import annotations
 
 import asyncio
+import json
+import shutil
+import subprocess
 import time
 import uuid
+from pathlib import Path
 
 import aiohttp
 import pytest
+import yaml
 from outbound_fakes import Receiver
-from payloads import purchase
+from payloads import action, purchase
 from prometheus_client.parser import text_string_to_metric_families
+
+from kopilka import devservices
+from kopilka.settings import PROJECT_ROOT
 
 pytestmark = pytest.mark.connected
 
@@ -192,3 +200,140 @@ async def _load_and_check(api, tenant, stack, urls, receiver) -> None:
         "telegram",
     }
     assert series(dispatch, "kopilka_webhook_disabled_endpoints")
+
+
+# ------------------------------------------------------------------ a real Prometheus server
+PROMETHEUS = shutil.which("prometheus")
+DASHBOARD = PROJECT_ROOT / "deploy" / "grafana" / "dashboards" / "kopilka.json"
+ALERTS = PROJECT_ROOT / "deploy" / "prometheus" / "alerts.yml"
+
+
+@pytest.fixture
+def prometheus(urls, tmp_path: Path):
+    """Debian's Prometheus scraping the test stack every second, with Kopilka's alert rules."""
+    if PROMETHEUS is None:
+        pytest.skip("prometheus is missing: run deploy/dev/system-deps.sh (as root)")
+    jobs = {
+        "ingress": "kopilka-ingress",
+        "worker": "kopilka-worker",
+        "dispatch": "kopilka-dispatch",
+    }
+    config = {
+        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+        "rule_files": [str(ALERTS)],
+        "scrape_configs": [
+            {"job_name": jobs[name], "static_configs": [{"targets": [url.split("/")[2]]}]}
+            for name, url in urls.items()
+        ],
+    }
+    (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
+    port = devservices.free_port()
+    log = open(tmp_path / "prometheus.log", "wb")  # closed below, after the server
+    proc = subprocess.Popen(
+        [
+            PROMETHEUS,
+            f"--config.file={tmp_path / 'prometheus.yml'}",
+            f"--storage.tsdb.path={tmp_path / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+async def query(session, base: str, expr: str) -> list:
+    async with session.get(f"{base}/api/v1/query", params={"query": expr}) as resp:
+        body = await resp.json()
+    assert body["status"] == "success", (expr, body)
+    return body["data"]["result"]
+
+
+async def test_prometheus_scrapes_every_process_and_every_panel_has_data(
+    api, tenant, stack, prometheus
+):
+    session = api.session
+
+    async def until(check, what: str, timeout_s: float = 60.0):
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                got = await check()
+            except aiohttp.ClientError:
+                got = None
+            if got:
+                return got
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{what} never held within {timeout_s}s")
+            await asyncio.sleep(1.0)
+
+    async def all_up():
+        result = await query(session, prometheus, 'up{job=~"kopilka-.*"} == 1')
+        return len(result) == 3
+
+    await until(all_up, "every Kopilka process scraped")
+    async with session.get(f"{prometheus}/api/v1/rules") as resp:
+        rules = (await resp.json())["data"]["groups"]
+    assert {r["name"] for g in rules for r in g["rules"]} >= {"KopilkaWorkerDown"}
+
+    # a load that touches every panel: purchases with an endpoint and a Telegram chat, and a
+    # refund of an unknown order (a dead letter)
+    receiver = Receiver()
+    await receiver.start()
+    try:
+        headers = {"Authorization": f"Bearer {stack.env['KOPILKA_ADMIN_TOKEN']}"}
+        admin = f"{api.base}/api/admin/tenants/{tenant['tenant_id']}"
+        path = f"/hooks/{uuid.uuid4().hex[:12]}"
+        async with session.post(
+            f"{admin}/endpoints",
+            json={"url": receiver.base + path, "event_types": ["bonus_awarded"]},
+            headers=headers,
+        ) as resp:
+            assert resp.status == 201
+        async with session.put(
+            f"{admin}/telegram/chats/{uuid.uuid4().int % 10**9 + 10**9}",
+            json={"event_types": ["bonus_awarded"]},
+            headers=headers,
+        ) as resp:
+            assert resp.status == 200
+        prefix = uuid.uuid4().hex[:8]
+        for i in range(LOAD):
+            status, _, _ = await api.post_webhook(
+                tenant["webhook_secret"],
+                json=purchase(f"P-{prefix}-{i}", 500 + i, email=f"p{i}-{prefix}@example.com"),
+            )
+            assert status == 202
+        status, _, _ = await api.post_webhook(
+            tenant["webhook_secret"], json=action("refund", orderId=f"NO-SUCH-{prefix}")
+        )
+        assert status == 202
+        await receiver.wait_for(path, LOAD, timeout_s=60)
+    finally:
+        await receiver.stop()
+
+    async def dead_letter_scraped():
+        return await query(session, prometheus, "kopilka_dead_letters_total")
+
+    await until(dead_letter_scraped, "the dead letter scraped")
+    panels = json.loads(DASHBOARD.read_text())["panels"]
+    targets = [(p["title"], t["expr"]) for p in panels for t in p.get("targets", [])]
+    empty = []
+    for title, expr in targets:
+
+        async def has_data(expr=expr):
+            return await query(session, prometheus, expr)
+
+        try:
+            await until(has_data, expr, timeout_s=20)
+        except AssertionError:
+            empty.append((title, expr))
+    assert not empty, empty
