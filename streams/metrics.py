@@ -203,8 +203,8 @@ async def sample() -> None:
     """Consumer lag per assigned partition and table sizes: replaces the previous sample.
 
     Lag is the partition's highwater minus the next offset to process (the last one an agent
-    finished + 1, else the committed one). Nothing here waits on the consumer's thread: asking
-    aiokafka for a position there can block the fetcher behind it."""
+    finished + 1, else the committed one). Only figures already in memory are read: nothing here
+    queues work on the consumer's thread, which the fetcher needs."""
     lags: dict[tuple[str, str], int] = {}
     consumer = app.consumer
     try:
