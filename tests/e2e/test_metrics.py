@@ -127,6 +127,10 @@ async def _load_and_check(api, tenant, stack, urls, receiver) -> None:
         total(ingress, "kopilka_webhook_seconds_count") - total(b, "kopilka_webhook_seconds_count")
         >= LOAD
     )
+    accepted = "kopilka_webhooks_accepted_total"
+    assert (
+        total(ingress, accepted, action="purchase") - total(b, accepted, action="purchase") >= LOAD
+    )
 
     # worker: every agent on the path took the records in and finished them
     b = before["worker"]
