@@ -8,6 +8,8 @@ metrics ports as the settings.
 from __future__ import annotations
 
 import copy
+import shutil
+import subprocess
 from pathlib import Path
 
 import kubernetes_validate
@@ -142,3 +144,31 @@ def test_every_process_is_scraped_on_its_metrics_port(kind, name, port_setting):
         for ref in pod["spec"]["containers"][0]["envFrom"]
     }
     assert env == {"kopilka-config", "kopilka-secrets"}
+
+
+def test_kustomize_build_validates_when_kubectl_is_here():
+    """The built output (namespace, labels, image set) as kubectl would apply it. kubectl is not
+    one of Kopilka's dependencies: skipped where it is absent."""
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        pytest.skip("kubectl is not installed")
+    built = subprocess.run(
+        [kubectl, "kustomize", str(K8S)], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert built.returncode == 0, built.stderr
+    docs = [d for d in yaml.safe_load_all(built.stdout) if d]
+    assert len(docs) == len(resources())
+    for doc in docs:
+        assert doc["metadata"]["labels"]["app.kubernetes.io/part-of"] == "kopilka"
+        if doc["kind"] != "Namespace":
+            assert doc["metadata"]["namespace"] == "kopilka", doc["metadata"]["name"]
+        if doc["apiVersion"] != STRIMZI:
+            kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
+    images = {
+        c["image"]
+        for d in docs
+        if d["kind"] in ("Deployment", "StatefulSet")
+        for c in d["spec"]["template"]["spec"]["containers"]
+        + d["spec"]["template"]["spec"].get("initContainers", [])
+    }
+    assert images == {"registry.example.com/kopilka:0.1.0"}

@@ -134,3 +134,14 @@ def test_dashboard_provisioning_points_at_the_dashboard_and_datasource():
     assert uids == {datasource["uid"]}
     ids = [p["id"] for p in dash["panels"]]
     assert len(ids) == len(set(ids))
+
+
+def test_readme_lists_every_metric():
+    readme = (ROOT / "README.md").read_text()
+    defined = set()
+    for source in ("ingest/webhooks.py", "streams/metrics.py", "sinks/dispatch_metrics.py"):
+        defined |= set(re.findall(r'"(kopilka_[a-z0-9_]+)"', (ROOT / source).read_text()))
+    listed = set(re.findall(r"`(kopilka_[a-z0-9_]+)`", readme))
+    missing = {n for n in defined if n not in listed and f"{n}_total" not in listed}
+    assert not missing, missing
+    assert listed <= defined | {f"{n}_total" for n in defined}, listed - defined
