@@ -68,6 +68,9 @@ from schemas.text_checks import shown
 log = get_logger(__name__)
 
 REQUESTS = Counter("kopilka_webhook_requests_total", "Webhook requests by outcome", ["status"])
+ACCEPTED = Counter(
+    "kopilka_webhooks_accepted_total", "Webhooks accepted (202/200), by action", ["action"]
+)
 LATENCY = Histogram(
     "kopilka_webhook_seconds",
     "Webhook handling time",
@@ -239,6 +242,7 @@ async def _handle(request: web.Request) -> web.StreamResponse:
         return published
     if webhook_id is not None:
         await request.app[REPLAY].confirm(tenant.id, webhook_id, event_id)
+    ACCEPTED.labels(parsed.action).inc()
     log.info(
         "webhook_accepted",
         tenant_id=tenant.id,

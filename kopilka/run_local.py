@@ -195,9 +195,17 @@ def _shown(path: Path) -> str:
 
 
 def process_lines(stack) -> list[str]:
-    """One line per process the stack started: name, pid, log."""
+    """One line per process the stack started: name, pid, log, and its /metrics if any."""
     width = max((len(p.name) for p in stack.processes), default=0)
-    return [f"{p.name:<{width}}  pid {p.pid:<7}  {_shown(p.log_path)}" for p in stack.processes]
+
+    def metrics(p) -> str:
+        port = p.extra.get("metrics_port")
+        return f"  metrics http://127.0.0.1:{port}/metrics" if port else ""
+
+    return [
+        f"{p.name:<{width}}  pid {p.pid:<7}  {_shown(p.log_path)}{metrics(p)}"
+        for p in stack.processes
+    ]
 
 
 def _print_banner(settings, demo: dict, elapsed: float, stack, supervisor) -> None:
@@ -212,7 +220,7 @@ Kopilka is running ({elapsed:.1f}s). Ctrl-C stops everything it started.
   Read API key:            {demo["api_key"]}
   Signing secret:          {demo.get("signing_secret", "(rotate to get one)")}
   Read API:                {base}/api/v1/customers?email=...
-  Health / metrics:        {base}/readyz  {base}/metrics
+  Health / metrics:        {base}/readyz  {base}/metrics  (workers, dispatch: below)
   Kafka:                   {stack.env["KAFKA_BOOTSTRAP_SERVERS"]}
   Postgres:                {_where(stack.settings().database_url.get_secret_value())}
   Redis:                   {_where(stack.env["REDIS_URL"], 6379)}

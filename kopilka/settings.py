@@ -172,6 +172,15 @@ class Settings(BaseSettings):
             return self.topic_min_insync_replicas
         return 2 if self.topic_replication_factor >= 3 else 1
 
+    # ---- operations: Prometheus metrics (issue 11). The ingress serves /metrics on its own
+    # HTTP port; the worker and the dispatcher have no HTTP server of their own, so each starts
+    # one on this port (0 or unset: no metrics endpoint). Every process needs its own port.
+    worker_metrics_port: int | None = Field(None, ge=0, le=65535)
+    dispatch_metrics_port: int | None = Field(None, ge=0, le=65535)
+    metrics_host: str = "127.0.0.1"  # where those two listen (0.0.0.0 in a container)
+    # How often the worker samples consumer lag and table sizes, the dispatcher its outboxes.
+    metrics_sample_interval_s: float = Field(5.0, gt=0)
+
     @property
     def webhook_retry_delays(self) -> list[float]:
         return [float(x) for x in self.webhook_retry_schedule_s.split(",") if x.strip()]

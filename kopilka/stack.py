@@ -267,13 +267,19 @@ class Stack:
     ) -> ManagedProcess:
         name = name or command
         log_path = log_path or self.data_dir / "logs" / f"{name}.log"
+        metrics_var = _METRICS_PORT_VARS.get(command)  # each process its own /metrics port
+        if metrics_var and metrics_var not in (env or {}):
+            env = {**(env or {}), metrics_var: str(devservices.free_port())}
+        env = {**self.child_env(), **(env or {})}
         proc = devservices.spawn(
             name,
             [sys.executable, "-m", "kopilka", command],
             log_path,
-            env={**self.child_env(), **(env or {})},
+            env=env,
             cwd=Path(__file__).resolve().parent.parent,
         )
+        if metrics_var:
+            proc.extra["metrics_port"] = int(env[metrics_var])
         self.processes.append(proc)
         return proc
 
@@ -290,6 +296,12 @@ class Stack:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as f:
             f.write(json.dumps(data, indent=2))
+
+
+_METRICS_PORT_VARS = {
+    "worker": "KOPILKA_WORKER_METRICS_PORT",
+    "dispatch": "KOPILKA_DISPATCH_METRICS_PORT",
+}
 
 
 def _settings_with(env: dict[str, str]) -> Settings:

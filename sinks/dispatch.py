@@ -17,6 +17,7 @@ import asyncpg
 from kopilka import db, retention
 from kopilka.logging import get_logger
 from kopilka.settings import Settings
+from sinks import dispatch_metrics
 from sinks.subscriptions import WAKE_CHANNEL
 from sinks.telegram_ingest import TelegramIngest
 from sinks.telegram_notifier import TELEGRAM_WAKE, TelegramSender, make_bot
@@ -66,9 +67,11 @@ async def serve(settings: Settings, stopping: asyncio.Event) -> None:
         ingest.run(stopping),
         _listen(dsn, callbacks, stopping),
         retention.run_periodically(pool, settings, stopping),
+        dispatch_metrics.run_sampler(pool, settings, stopping),
         *([sender.run(stopping)] if sender else []),
     ]
-    log.info("dispatch_ready", telegram=sender is not None)
+    metrics = dispatch_metrics.serve(settings)
+    log.info("dispatch_ready", telegram=sender is not None, metrics=metrics)
     try:
         await asyncio.gather(*loops)
     finally:

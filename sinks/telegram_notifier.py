@@ -43,6 +43,7 @@ from aiogram.exceptions import (
 
 from kopilka.logging import get_logger
 from kopilka.settings import Settings
+from sinks.dispatch_metrics import TELEGRAM_429, TELEGRAM_SENDS
 from sinks.pacing import ChatPacer, TokenBucket
 from sinks.telegram_templates import render
 
@@ -220,15 +221,20 @@ class TelegramSender:
             try:
                 await self.bot.send_message(chat, row["text"])
             except TelegramRetryAfter as exc:
+                TELEGRAM_SENDS.labels("retry_after").inc()
+                TELEGRAM_429.inc()
                 self.pacer.pause(chat, exc.retry_after)
                 after = exc.retry_after
                 await self._retry(row, token, after, f"429 retry after {after}s")
             except TelegramForbiddenError as exc:
+                TELEGRAM_SENDS.labels("forbidden").inc()
                 await self._forbidden(row, token, exc.message)
             except TelegramUnauthorizedError as exc:  # our token: keep the message, alert
+                TELEGRAM_SENDS.labels("unauthorized").inc()
                 log.error("telegram_unauthorized", detail=exc.message)
                 await self._retry(row, token, MAX_BACKOFF_S, f"unauthorized: {exc.message}")
             except TelegramBadRequest as exc:
+                TELEGRAM_SENDS.labels("bad_request").inc()
                 await self._final(row, token, "failed", f"bad request: {exc.message}")
             except (
                 TelegramNetworkError,
@@ -237,9 +243,11 @@ class TelegramSender:
                 TimeoutError,
                 OSError,
             ) as exc:
+                TELEGRAM_SENDS.labels("error").inc()
                 backoff = min(2.0 ** row["attempts"], MAX_BACKOFF_S)
                 await self._retry(row, token, backoff, f"{type(exc).__name__}: {exc}"[:500])
             else:
+                TELEGRAM_SENDS.labels("sent").inc()
                 await self._final(row, token, "sent", None)
                 log.info(
                     "telegram_sent",

@@ -40,6 +40,7 @@ import asyncpg
 from kopilka import standard_webhooks
 from kopilka.logging import get_logger
 from kopilka.settings import Settings
+from sinks.dispatch_metrics import DELIVERY_ATTEMPTS, DELIVERY_SECONDS, ENDPOINTS_DISABLED
 from sinks.retry_schedule import RetrySchedule, parse_retry_after
 from sinks.ssrf import AddressPolicy, AddressRefused, GuardedResolver, parse_networks
 from sinks.subscriptions import disable_endpoint
@@ -162,6 +163,8 @@ class WebhookDispatcher:
     # -------------------------------------------------------------------- one delivery
     async def deliver(self, row: asyncpg.Record) -> None:
         attempt = await self.post(row["url"], row["secret"], str(row["event_id"]), row["payload"])
+        DELIVERY_ATTEMPTS.labels(attempt.outcome).inc()
+        DELIVERY_SECONDS.labels(attempt.outcome).observe(attempt.latency_ms / 1000)
         log.info(
             "webhook_attempt",
             delivery_id=str(row["id"]),
@@ -321,6 +324,7 @@ class WebhookDispatcher:
 
     async def _disable(self, conn, row, reason: str) -> None:
         if await disable_endpoint(conn, row["endpoint_id"], reason):
+            ENDPOINTS_DISABLED.inc()
             log.warning(
                 "endpoint_disabled",
                 endpoint_id=str(row["endpoint_id"]),

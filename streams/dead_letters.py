@@ -14,6 +14,7 @@ from kopilka.logging import get_logger
 from schemas.dead_letters import DeadLetter
 from sinks.dead_letters import DeadLetterStore
 from streams.app import app, dead_letters, resources, settings
+from streams.metrics import DEAD_LETTERS
 from streams.retry import until_done
 
 log = get_logger(__name__)
@@ -33,6 +34,7 @@ async def send(dl: DeadLetter) -> None:
     )
     fut = await dead_letters.send(key=(dl.tenant_id or "").encode(), value=dl.to_bytes())
     await fut
+    DEAD_LETTERS.labels(dl.stage, dl.code).inc()
 
 
 @app.agent(dead_letters)

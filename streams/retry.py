@@ -20,6 +20,7 @@ import asyncpg
 from aiokafka.errors import KafkaError
 
 from kopilka.logging import get_logger
+from streams.metrics import RETRIES
 
 log = get_logger(__name__)
 T = TypeVar("T")
@@ -76,6 +77,7 @@ async def until_done(
             if not is_transient(exc):
                 raise
             attempt += 1
+            RETRIES.labels(what).inc()
             log.warning(
                 "retrying",
                 step=what,

@@ -10,6 +10,7 @@ import sinks.postgres  # noqa: F401 - registers the sink agents
 import streams.dead_letters
 import streams.expiry
 import streams.ledger
+import streams.metrics  # Prometheus: the sensor, the sampler, the endpoint
 import streams.normalize
 import streams.outbound
 import streams.settlement  # noqa: F401 - these imports register the agents and the expiry timer

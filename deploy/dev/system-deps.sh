@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Make sure the system programs Kopilka's local stack needs are present: Java 17+ and Maven (to
 # fetch and run the Kafka broker), the PostgreSQL server, Redis (rate limits shared by ingress
-# processes), and kcat (the tests read the public event topic with a non-Python Kafka client).
+# processes), kcat (the tests read the public event topic with a non-Python Kafka client),
+# promtool (Debian's `prometheus` package: the alert rules and their unit tests are checked by
+# it) and docker-compose (validates deploy/compose/docker-compose.yml; needs no Docker daemon).
 # As root, missing ones are installed from Debian's packages; otherwise we say what to install.
 set -euo pipefail
 
@@ -9,6 +11,10 @@ missing=()
 command -v java >/dev/null 2>&1 || missing+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null 2>&1 || missing+=(maven)
 command -v kcat >/dev/null 2>&1 || missing+=(kcat)
+# Only the deploy/ tests need these two: without root, their absence is said, not fatal.
+checkers=()
+command -v promtool >/dev/null 2>&1 || checkers+=(prometheus)
+command -v docker-compose >/dev/null 2>&1 || checkers+=(docker-compose)
 if [ -z "${REDIS_URL:-}" ]; then
   command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 fi
@@ -16,6 +22,11 @@ if [ -z "${DATABASE_URL:-}" ] && ! ls /usr/lib/postgresql/*/bin/postgres >/dev/n
     && ! command -v postgres >/dev/null 2>&1; then
   missing+=(postgresql)
 fi
+if [ "$(id -u)" -ne 0 ] && [ ${#checkers[@]} -gt 0 ]; then
+  echo "the deploy/ tests need these Debian packages (they skip without): ${checkers[*]}" >&2
+  checkers=()
+fi
+missing+=("${checkers[@]}")
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 if [ "$(id -u)" -ne 0 ]; then
@@ -34,4 +45,8 @@ fi
 # Likewise Redis: Kopilka starts its own redis-server on a port of its choosing.
 if printf '%s\n' "${missing[@]}" | grep -qx redis-server; then
   (service redis-server stop || true) >/dev/null 2>&1
+fi
+# And the prometheus package's server: only promtool is wanted here (tests start their own).
+if printf '%s\n' "${missing[@]}" | grep -qx prometheus; then
+  (service prometheus stop || true) >/dev/null 2>&1
 fi

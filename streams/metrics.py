@@ -1,0 +1,264 @@
+"""Prometheus metrics of the stream worker, gathered without touching the agents.
+
+A Faust sensor (`WorkerSensor`, registered on the app at import) counts what every agent takes
+in and acknowledges, how long each record took and how old it was by then, what the worker sends
+to each topic, commits and table operations. A timer samples the consumer lag of every assigned
+topic-partition (highwater minus the next offset to process) and the size of each table
+partition. The ledger's own per-type counter (`streams.ledger.applied`) is read at scrape time.
+Dead letters and retries are counted where they happen (`streams.dead_letters.send`,
+`streams.retry.until_done`).
+
+Labels are agents, topics, partitions, tables, command types, stages and codes: bounded by the
+code and the partition count, never by tenants or customers. `settings.worker_metrics_port`
+(unset or 0: off) is where the worker serves them, from its start.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+from faust.sensors import Sensor
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import REGISTRY, Collector
+
+from kopilka.logging import get_logger
+from streams.app import app, settings
+
+log = get_logger(__name__)
+
+_SECONDS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+
+RECORDS_IN = Counter(
+    "kopilka_agent_records_in_total", "Records an agent's stream took in", ["agent"]
+)
+RECORDS_OUT = Counter(
+    "kopilka_agent_records_out_total", "Records an agent finished (acknowledged)", ["agent"]
+)
+PROCESSING = Histogram(
+    "kopilka_agent_processing_seconds",
+    "From a record entering an agent's stream to its acknowledgement (batches included)",
+    ["agent"],
+    buckets=_SECONDS,
+)
+RECORD_AGE = Histogram(
+    "kopilka_agent_record_age_seconds",
+    "From a record's Kafka timestamp (when it was written) to its acknowledgement by an agent",
+    ["agent"],
+    buckets=_SECONDS,
+)
+MESSAGES_IN = Counter(
+    "kopilka_worker_messages_in_total", "Records the consumer delivered, by topic", ["topic"]
+)
+SENT = Counter("kopilka_worker_records_sent_total", "Records produced, by topic", ["topic"])
+SEND_ERRORS = Counter(
+    "kopilka_worker_send_errors_total", "Records the broker did not take, by topic", ["topic"]
+)
+COMMITS = Counter("kopilka_worker_commits_total", "Offset commits completed")
+TABLE_OPS = Counter("kopilka_table_operations_total", "Table reads and writes", ["table", "op"])
+LAG = Gauge(
+    "kopilka_consumer_lag",
+    "Records in an assigned partition not yet processed (highwater - next offset to process)",
+    ["topic", "partition"],
+)
+TABLE_KEYS = Gauge(
+    "kopilka_table_keys",
+    "Keys in a table partition this worker holds (estimate)",
+    ["table", "partition"],
+)
+TABLE_BYTES = Gauge(
+    "kopilka_table_bytes",
+    "Live data of a table partition this worker holds on disk (estimate; 0 in memory)",
+    ["table", "partition"],
+)
+DEAD_LETTERS = Counter(
+    "kopilka_dead_letters_total", "Dead letters sent, by stage and code", ["stage", "code"]
+)
+RETRIES = Counter(
+    "kopilka_retries_total", "Transient failures retried (streams.retry), by step", ["step"]
+)
+
+
+def agent_name(stream) -> str:
+    """The agent a stream belongs to ("ledger"), from the prefix Faust gives its stream."""
+    prefix = getattr(stream, "prefix", "") or ""
+    return prefix.rsplit(".", 1)[-1] or "unknown"
+
+
+class WorkerSensor(Sensor):
+    """Faust's sensor hooks -> Prometheus. Each hook is a dictionary look-up and an increment."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self._per_agent: dict[int, tuple] = {}
+        self.next_offset: dict = {}  # TP -> the offset after the last one an agent finished
+
+    def _agent_metrics(self, stream) -> tuple:
+        children = self._per_agent.get(id(stream))
+        if children is None:
+            name = agent_name(stream)
+            children = (
+                RECORDS_IN.labels(name),
+                RECORDS_OUT.labels(name),
+                PROCESSING.labels(name),
+                RECORD_AGE.labels(name),
+            )
+            self._per_agent[id(stream)] = children
+        return children
+
+    def on_message_in(self, tp, offset, message) -> None:
+        MESSAGES_IN.labels(tp.topic).inc()
+
+    def on_stream_event_in(self, tp, offset, stream, event):
+        self._agent_metrics(stream)[0].inc()
+        return {"time_in": time.monotonic()}
+
+    def on_stream_event_out(self, tp, offset, stream, event, state=None) -> None:
+        _, out, processing, age = self._agent_metrics(stream)
+        out.inc()
+        if offset is not None and offset + 1 > self.next_offset.get(tp, 0):
+            self.next_offset[tp] = offset + 1
+        if state and state.get("time_in") is not None:
+            processing.observe(time.monotonic() - state["time_in"])
+        written = getattr(getattr(event, "message", None), "timestamp", None)
+        if written:
+            age.observe(max(0.0, time.time() - written))
+
+    def on_commit_completed(self, consumer, state) -> None:
+        COMMITS.inc()
+
+    def on_send_initiated(self, producer, topic, message, keysize, valsize):
+        return {"topic": topic}
+
+    def on_send_completed(self, producer, state, metadata) -> None:
+        SENT.labels(getattr(metadata, "topic", None) or _topic(state)).inc()
+
+    def on_send_error(self, producer, exc, state) -> None:
+        SEND_ERRORS.labels(_topic(state)).inc()
+
+    def on_table_get(self, table, key) -> None:
+        TABLE_OPS.labels(table.name, "get").inc()
+
+    def on_table_set(self, table, key, value) -> None:
+        TABLE_OPS.labels(table.name, "set").inc()
+
+    def on_table_del(self, table, key) -> None:
+        TABLE_OPS.labels(table.name, "del").inc()
+
+
+def _topic(state) -> str:
+    return (state or {}).get("topic") or "unknown"
+
+
+class LedgerApplied(Collector):
+    """`streams.ledger.applied` (commands applied by type), read when Prometheus scrapes."""
+
+    def collect(self):
+        family = CounterMetricFamily(
+            "kopilka_ledger_commands_applied",
+            "Commands the ledger applied, by type",
+            labels=["type"],
+        )
+        ledger = sys.modules.get("streams.ledger")
+        counts: dict = {}
+        for _ in range(3):  # the agent may add a new type while we copy: try again
+            try:
+                counts = dict(getattr(ledger, "applied", None) or {})
+                break
+            except RuntimeError:
+                continue
+        for kind, n in sorted(counts.items()):
+            family.add_metric([kind], n)
+        yield family
+
+
+def _table_partitions(table):
+    """(partition, keys, bytes) of each table partition this worker holds, cheaply."""
+    store = table.data
+    dbs = getattr(store, "_dbs", None)
+    if dbs is not None:  # RocksDB: its own estimates, no scan
+        for partition, db in list(dbs.items()):
+            yield (
+                partition,
+                _rocks_int(db, "rocksdb.estimate-num-keys"),
+                _rocks_int(db, "rocksdb.estimate-live-data-size"),
+            )
+        return
+    data = getattr(store, "data", None)
+    if data is not None:  # memory: only the total is known cheaply
+        yield "all", len(data), 0
+
+
+def _rocks_int(db, name: str) -> int:
+    try:
+        if hasattr(db, "property_int_value"):  # rocksdict
+            return int(db.property_int_value(name) or 0)
+        return int(db.get_property(name.encode()) or 0)  # python-rocksdb
+    except Exception:
+        return 0
+
+
+async def sample() -> None:
+    """Consumer lag per assigned partition and table sizes: replaces the previous sample.
+
+    Lag is the partition's highwater minus the next offset to process (the last one an agent
+    finished + 1, else the committed one). Only figures already in memory are read: nothing here
+    queues work on the consumer's thread, which the fetcher needs."""
+    lags: dict[tuple[str, str], int] = {}
+    consumer = app.consumer
+    try:
+        assigned = consumer.assignment()
+    except Exception as exc:  # not started, or between generations
+        log.debug("lag_not_sampled", error=repr(exc))
+        assigned = set()
+    committed = getattr(consumer, "_committed_offset", {})
+    for tp in assigned:
+        try:
+            highwater = consumer.highwater(tp)
+        except Exception as exc:  # rebalancing, or not fetched yet: no figure this time
+            log.debug("lag_not_sampled", topic=tp.topic, partition=tp.partition, error=repr(exc))
+            continue
+        if highwater is None:
+            continue
+        position = max(SENSOR.next_offset.get(tp, 0), committed.get(tp) or 0)
+        lags[(tp.topic, str(tp.partition))] = max(0, highwater - position)
+    tables = []
+    for table in app.tables.values():
+        try:
+            tables.extend((table.name, str(p), k, b) for p, k, b in _table_partitions(table))
+        except Exception as exc:  # a store closing during a rebalance
+            log.debug("table_not_sampled", table=table.name, error=repr(exc))
+            continue
+    LAG.clear()  # partitions that moved to another worker are not this one's lag any more
+    for (topic, partition), lag in lags.items():
+        LAG.labels(topic, partition).set(lag)
+    TABLE_KEYS.clear()
+    TABLE_BYTES.clear()
+    for name, partition, keys, size in tables:
+        TABLE_KEYS.labels(name, partition).set(keys)
+        TABLE_BYTES.labels(name, partition).set(size)
+
+
+def serve(port: int | None, host: str) -> bool:
+    """Start the /metrics server on `port`; False (and nothing started) when it is unset or 0."""
+    if not port:
+        return False
+    start_http_server(port, addr=host)
+    log.info("metrics_serving", port=port, host=host)
+    return True
+
+
+REGISTRY.register(LedgerApplied())
+SENSOR = WorkerSensor()
+app.sensors.add(SENSOR)
+
+
+@app.task
+async def _serve_metrics() -> None:
+    serve(settings.worker_metrics_port, settings.metrics_host)
+
+
+@app.timer(interval=settings.metrics_sample_interval_s)
+async def _sample_metrics() -> None:
+    await sample()
