@@ -41,15 +41,16 @@ def test_run_refuses_nonsense(bad, capsys):
 
 def test_the_banner_lists_every_process_with_its_pid_and_log(tmp_path, monkeypatch):
     class Proc:
-        def __init__(self, name, pid, log):
+        def __init__(self, name, pid, log, metrics_port=None):
             self.name, self.pid, self.log_path = name, pid, log
+            self.extra = {"metrics_port": metrics_port} if metrics_port else {}
 
     class Stack:
         def __init__(self) -> None:
             self.processes = [
                 Proc("kafka", 101, tmp_path / "kafka" / "server.log"),
                 Proc("worker-1", 102, tmp_path / "logs" / "worker-1.log"),
-                Proc("worker-2", 103, tmp_path / "logs" / "worker-2.log"),
+                Proc("worker-2", 103, tmp_path / "logs" / "worker-2.log", metrics_port=9102),
             ]
 
     monkeypatch.chdir(tmp_path)
@@ -57,5 +58,6 @@ def test_the_banner_lists_every_process_with_its_pid_and_log(tmp_path, monkeypat
     assert lines == [
         f"kafka     pid 101      {Path('kafka/server.log')}",
         f"worker-1  pid 102      {Path('logs/worker-1.log')}",
-        f"worker-2  pid 103      {Path('logs/worker-2.log')}",
+        f"worker-2  pid 103      {Path('logs/worker-2.log')}"
+        "  metrics http://127.0.0.1:9102/metrics",
     ]
