@@ -29,7 +29,7 @@ from kopilka.settings import PROJECT_ROOT
 
 pytestmark = [pytest.mark.connected, pytest.mark.timeout(600)]
 
-_PROCESS_LINE = re.compile(r"^ {4}(\S+)\s+pid (\d+)\s+(\S+)$")
+_PROCESS_LINE = re.compile(r"^ {4}(\S+)\s+pid (\d+)\s+(\S+)(?:\s+metrics \S+)?$")
 
 
 class Run:
