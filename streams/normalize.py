@@ -246,17 +246,7 @@ class Normalizer:
         return out
 
     async def _order_owner(self, tenant_id: str, order_id: str) -> CustomerRef | None:
-        """The order's customer. A refund is keyed by its order (schemas.routing), the purchase
-        by its customer: when the refund overtakes its purchase, wait a bounded while for the
-        purchase's partition to claim the order before calling the order unknown."""
-        deadline = time.monotonic() + settings.refund_order_wait_s
-        while True:
-            owner = await until_done(
-                lambda: self._customers.order_owner(tenant_id, order_id), "order"
-            )
-            if owner is not None or time.monotonic() >= deadline:
-                return owner
-            await asyncio.sleep(0.2)
+        return await until_done(lambda: self._customers.order_owner(tenant_id, order_id), "order")
 
     async def _customer(
         self, tenant_id: str, rules: TenantRules, email, phone, name
@@ -369,15 +359,53 @@ async def _stop_rules(sender, **kwargs) -> None:
     await normalizer.rules.stop()
 
 
+@dataclass
+class _Deferred:
+    """A refund that overtook its purchase, kept unacknowledged until its order is claimed."""
+
+    event: EventT
+    until: float
+
+
+# A refund travels on its order's partition, its purchase on its customer's (schemas.routing):
+# a refund normalised before its purchase is put aside, not refused and not waited for, and
+# tried again with each batch (and every half second) until its order is claimed or
+# `refund_order_wait_s` has passed. Meanwhile its message holds one more reference, so its
+# offset is not committed; every other record goes on.
+_deferred: list[_Deferred] = []
+_batch_lock = asyncio.Lock()
+
+
 @app.agent(webhooks_raw)
 async def normalize(stream):
     async for events in stream.take_events(settings.normalize_batch, settings.normalize_within_s):
-        with held(events):
-            await _normalize_batch(events)
+        async with _batch_lock:
+            with held(events):
+                await _normalize_batch(events)
 
 
-async def _normalize_batch(events: list[EventT]) -> None:
+@app.timer(interval=0.5)
+async def _retry_deferred() -> None:
+    if not _deferred:
+        return
+    if app.rebalancing:  # let go: unacknowledged, they come again from the committed offset
+        _deferred.clear()  # (and a rebalance waits for unacked messages that are still held)
+        return
+    async with _batch_lock:
+        await _normalize_batch([])
+
+
+@app.on_partitions_revoked.connect
+async def _forget_deferred(sender, revoked, **kwargs) -> None:
+    """Unacknowledged, they come again from the committed offset to whoever owns them now."""
+    _deferred.clear()
+
+
+async def _normalize_batch(new_events: list[EventT]) -> None:
     """Commands, refusals and dead letters of a batch of raw records, sent in their order."""
+    waiting = {id(d.event): d for d in _deferred}
+    events = [d.event for d in _deferred] + list(new_events)
+    _deferred.clear()
     envs: list[RawEnvelope] = []
     sources: list[EventT] = []
     for event in events:
@@ -394,14 +422,26 @@ async def _normalize_batch(events: list[EventT]) -> None:
         log.exception("normalize_batch_failed", records=len(envs))
         results = [await _one_by_one(env) for env in envs]
     resolved = time.perf_counter()
+    now = time.monotonic()
     for event, env, result in zip(sources, envs, results, strict=True):
+        earlier = waiting.get(id(event))
+        if result.dead is not None and result.dead.code == "unknown_order":
+            until = earlier.until if earlier else now + settings.refund_order_wait_s
+            if now < until:
+                if earlier is None:
+                    event.message.incref()
+                _deferred.append(_Deferred(event, until))
+                continue
         await _emit(event, env, result)
+        if earlier is not None:
+            event.message.decref()  # done: its offset may be committed now
     commands_sent = sum(len(r.commands) for r in results)
     if commands_sent > 100:
         log.info(
             "normalized",
             requests=len(envs),
             commands=commands_sent,
+            deferred=len(_deferred),
             resolve_ms=round((resolved - started) * 1000),
             send_ms=round((time.perf_counter() - resolved) * 1000),
         )
