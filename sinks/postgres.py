@@ -17,7 +17,6 @@ import orjson
 from faust.types import EventT
 
 from kopilka.logging import get_logger
-from schemas.dead_letters import DeadLetter
 from schemas.events import Event, parse_event
 from schemas.messages import AuditRecord
 from streams.acks import held
@@ -29,6 +28,7 @@ from streams.app import (
     webhooks_audit,
     webhooks_dead,
 )
+from streams.dead_letters import of_event
 from streams.dead_letters import send as send_dead_letter
 from streams.retry import until_done
 
@@ -300,21 +300,8 @@ async def _write(sink, name: str, batch: list[EventT]) -> None:
 
 
 async def _dead(event: EventT, sink: str, code: str, exc: Exception) -> None:
-    msg = event.message
-    await send_dead_letter(
-        DeadLetter.of(
-            stage="sink.postgres",
-            source_topic=msg.topic,
-            partition=msg.partition,
-            offset=msg.offset,
-            key=event.key,
-            value=event.value,
-            code=code,
-            reason=f"{sink} could not write this record",
-            error=exc,
-            tenant_id=(event.key or b"").decode(errors="replace").partition(":")[0] or None,
-        )
-    )
+    reason = f"{sink} could not write this record"
+    await send_dead_letter(of_event(event, "sink.postgres", code, reason, error=exc))
 
 
 audit_topics = app.topic(

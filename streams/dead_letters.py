@@ -10,14 +10,34 @@ from __future__ import annotations
 
 from functools import partial
 
+from faust.types import EventT
+
 from kopilka.logging import get_logger
-from schemas.dead_letters import DeadLetter
+from schemas.dead_letters import DeadLetter, Stage
+from schemas.routing import tenant_of
 from sinks.dead_letters import DeadLetterStore
 from streams.app import app, dead_letters, resources, settings
 from streams.metrics import DEAD_LETTERS
 from streams.retry import until_done
 
 log = get_logger(__name__)
+
+
+def of_event(event: EventT, stage: Stage, code: str, reason: str, **fields) -> DeadLetter:
+    """The dead letter of a record an agent got from Faust: where it came from, and itself."""
+    msg = event.message
+    fields.setdefault("tenant_id", tenant_of(event.key) or None)
+    return DeadLetter.of(
+        stage=stage,
+        source_topic=msg.topic,
+        partition=msg.partition,
+        offset=msg.offset,
+        key=event.key,
+        value=event.value,
+        code=code,
+        reason=reason,
+        **fields,
+    )
 
 
 async def send(dl: DeadLetter) -> None:

@@ -23,7 +23,6 @@ from faust.types import EventT
 from pydantic import ValidationError
 
 from kopilka.logging import get_logger
-from schemas.dead_letters import DeadLetter
 from schemas.messages import (
     COMMAND_VERSION,
     Command,
@@ -34,6 +33,7 @@ from schemas.messages import (
 )
 from streams.acks import held
 from streams.app import app, commands, events, ledger_table, outcomes
+from streams.dead_letters import of_event
 from streams.dead_letters import send as send_dead_letter
 from streams.rules import CustomerState, OrderState, Result, apply, order_key
 from streams.settlement import settle_entries
@@ -135,22 +135,9 @@ async def _outcome(cmd: Command, status: str, **fields) -> None:
 
 
 async def _dead(event: EventT, cmd: Command | None, code: str, exc: Exception) -> None:
-    msg = event.message
-    await send_dead_letter(
-        DeadLetter.of(
-            stage="ledger",
-            source_topic=msg.topic,
-            partition=msg.partition,
-            offset=msg.offset,
-            key=event.key,
-            value=event.value,
-            code=code,
-            reason=f"the ledger could not apply this command: {type(exc).__name__}",
-            error=exc,
-            tenant_id=cmd.tenant_id if cmd else (event.key or b"").decode().partition(":")[0],
-            request_id=cmd.request_id if cmd else None,
-        )
-    )
+    reason = f"the ledger could not apply this command: {type(exc).__name__}"
+    ids = {"tenant_id": cmd.tenant_id, "request_id": cmd.request_id} if cmd else {}
+    await send_dead_letter(of_event(event, "ledger", code, reason, error=exc, **ids))
     if cmd is not None and cmd.wait:
         await _outcome(cmd, "rejected", reason=f"{code}: {type(exc).__name__}")
 

@@ -27,7 +27,6 @@ from kopilka.ids import derived_id
 from kopilka.logging import get_logger
 from kopilka.rules_feed import RulesTable
 from kopilka.tenants import TenantDirectory
-from schemas.dead_letters import DeadLetter
 from schemas.identity import normalize_phone
 from schemas.inbound import InboundError, ParsedWebhook, Purchase, parse_webhook
 from schemas.messages import (
@@ -54,6 +53,7 @@ from streams.app import (
     webhooks_dead,
     webhooks_raw,
 )
+from streams.dead_letters import of_event
 from streams.dead_letters import send as send_dead_letter
 from streams.grouping import run_grouped
 from streams.retry import until_done
@@ -476,17 +476,13 @@ async def _one_by_one(env: RawEnvelope) -> Normalized:
 async def _dead(event: EventT, audit: AuditRecord, *, tenant_id: str | None, error=None) -> None:
     """The audit trail says the request is dead; the dead letter keeps it whole, to redrive."""
     await webhooks_dead.send(key=(tenant_id or "").encode(), value=audit.to_bytes())
-    msg = event.message
+    reason = audit.reason if audit.field is None else f"{audit.field}: {audit.reason}"
     await send_dead_letter(
-        DeadLetter.of(
-            stage="normalize",
-            source_topic=msg.topic,
-            partition=msg.partition,
-            offset=msg.offset,
-            key=event.key,
-            value=event.value,
-            code=audit.code,
-            reason=audit.reason if audit.field is None else f"{audit.field}: {audit.reason}",
+        of_event(
+            event,
+            "normalize",
+            audit.code,
+            reason,
             error=error,
             tenant_id=tenant_id,
             request_id=audit.event_id,
