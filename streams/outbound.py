@@ -37,6 +37,7 @@ from schemas.dead_letters import DeadLetter
 from sinks.subscriptions import WAKE_CHANNEL, SubscriptionDirectory, wants
 from streams.acks import held
 from streams.app import app, events, raw_topic, resources, settings
+from streams.retry import is_transient
 
 log = get_logger(__name__)
 T = TypeVar("T")
@@ -51,18 +52,8 @@ ON CONFLICT (endpoint_id, event_id) DO NOTHING
 MAX_BACKOFF_S = 5.0
 
 # ------------------------------------------------------------------ the error taxonomy
-# A local classifier until the shared one in streams/retry.py covers all of this.
-_TRANSIENT_CLASSES = ("08", "40", "53")  # connection, transaction rollback, resources
-_TRANSIENT_STATES = {
-    "57P01",  # admin_shutdown
-    "57P02",  # crash_shutdown
-    "57P03",  # cannot_connect_now
-    "57P04",  # database_dropped
-    "57P05",  # idle_session_timeout
-    "57014",  # query_canceled (statement_timeout)
-    "55P03",  # lock_not_available
-    "25006",  # read_only_sql_transaction (a failover in progress)
-}
+# The transient SQLSTATEs are streams.retry's; this agent also tells data errors from unknown
+# ones (an unknown one is retried, loudly).
 _DATA_CLASSES = ("22", "23")  # data exception, integrity constraint violation
 
 Kind = Literal["transient", "data", "unknown"]
@@ -72,7 +63,7 @@ def classify(exc: BaseException) -> Kind:
     """transient: retry it; data: the record itself is bad; unknown: retry it, loudly."""
     if isinstance(exc, asyncpg.PostgresError):
         state = exc.sqlstate or ""
-        if state[:2] in _TRANSIENT_CLASSES or state in _TRANSIENT_STATES:
+        if is_transient(exc):
             return "transient"
         if state[:2] in _DATA_CLASSES:
             return "data"
