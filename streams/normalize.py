@@ -55,6 +55,7 @@ from streams.app import (
 )
 from streams.dead_letters import of_event
 from streams.dead_letters import send as send_dead_letter
+from streams.deferral import DeferredRefunds
 from streams.grouping import run_grouped
 from streams.retry import until_done
 
@@ -64,9 +65,11 @@ log = get_logger(__name__)
 class Refused(Exception):
     """This request (or item) cannot go ahead: `code` and `reason` say why."""
 
-    def __init__(self, code: str, reason: str, field: str | None = None) -> None:
+    def __init__(
+        self, code: str, reason: str, field: str | None = None, order_id: str | None = None
+    ) -> None:
         super().__init__(reason)
-        self.code, self.reason, self.field = code, reason, field
+        self.code, self.reason, self.field, self.order_id = code, reason, field, order_id
 
 
 @dataclass
@@ -75,6 +78,7 @@ class Normalized:
     refused: list[Outcome] = field(default_factory=list)
     dead: AuditRecord | None = None
     error: BaseException | None = None  # what made it dead, when it was an error
+    waiting_for: str | None = None  # a refund's order id not claimed (yet): it may come later
 
 
 class Normalizer:
@@ -148,6 +152,7 @@ class Normalizer:
         except Refused as exc:
             out = Normalized(dead=dead_letter(env, exc.code, exc.field, exc.reason))
             out.refused.append(refusal(env, 0, exc.code, exc.reason))
+            out.waiting_for = exc.order_id
             return out
 
     async def _purchases(
@@ -228,7 +233,11 @@ class Normalizer:
             r = parsed.refund
             owner = await self._order_owner(env.tenant_id, r.order_id)
             if owner is None:
-                raise Refused("unknown_order", f"no purchase or spend has orderId {r.order_id!r}")
+                raise Refused(
+                    "unknown_order",
+                    f"no purchase or spend has orderId {r.order_id!r}",
+                    order_id=r.order_id,
+                )
             refund_id = r.refund_id or refund_key(r.amount)
             out.commands.append(
                 RefundCommand(
@@ -244,6 +253,13 @@ class Normalizer:
         elif parsed.registration is not None:
             out.commands.append(await self._register(env, rules, parsed, base | at))
         return out
+
+    async def claimed(self, tenant_id: str, order_ids: list[str]) -> set[str]:
+        """Which of these orders are claimed now (one query, however many)."""
+        await until_done(self._setup, "connect")
+        return await until_done(
+            lambda: self._customers.claimed_orders(tenant_id, order_ids), "order"
+        )
 
     async def _order_owner(self, tenant_id: str, order_id: str) -> CustomerRef | None:
         return await until_done(lambda: self._customers.order_owner(tenant_id, order_id), "order")
@@ -359,20 +375,7 @@ async def _stop_rules(sender, **kwargs) -> None:
     await normalizer.rules.stop()
 
 
-@dataclass
-class _Deferred:
-    """A refund that overtook its purchase, kept unacknowledged until its order is claimed."""
-
-    event: EventT
-    until: float
-
-
-# A refund travels on its order's partition, its purchase on its customer's (schemas.routing):
-# a refund normalised before its purchase is put aside, not refused and not waited for, and
-# tried again with each batch (and every half second) until its order is claimed or
-# `refund_order_wait_s` has passed. Meanwhile its message holds one more reference, so its
-# offset is not committed; every other record goes on.
-_deferred: list[_Deferred] = []
+_deferred = DeferredRefunds()  # refunds that overtook their purchase (streams.deferral)
 _batch_lock = asyncio.Lock()
 
 
@@ -388,8 +391,8 @@ async def normalize(stream):
 async def _retry_deferred() -> None:
     if not _deferred:
         return
-    if app.rebalancing:  # let go: unacknowledged, they come again from the committed offset
-        _deferred.clear()  # (and a rebalance waits for unacked messages that are still held)
+    if app.rebalancing:  # let go: a rebalance waits for unacked messages still held
+        _deferred.forget()
         return
     async with _batch_lock:
         await _normalize_batch([])
@@ -397,15 +400,14 @@ async def _retry_deferred() -> None:
 
 @app.on_partitions_revoked.connect
 async def _forget_deferred(sender, revoked, **kwargs) -> None:
-    """Unacknowledged, they come again from the committed offset to whoever owns them now."""
-    _deferred.clear()
+    _deferred.forget()
 
 
 async def _normalize_batch(new_events: list[EventT]) -> None:
     """Commands, refusals and dead letters of a batch of raw records, sent in their order."""
-    waiting = {id(d.event): d for d in _deferred}
-    events = [d.event for d in _deferred] + list(new_events)
-    _deferred.clear()
+    retried = await _deferred.due(normalizer.claimed)
+    waiting = {id(d.event): d for d in retried}
+    events = [d.event for d in retried] + list(new_events)
     envs: list[RawEnvelope] = []
     sources: list[EventT] = []
     for event in events:
@@ -425,16 +427,16 @@ async def _normalize_batch(new_events: list[EventT]) -> None:
     now = time.monotonic()
     for event, env, result in zip(sources, envs, results, strict=True):
         earlier = waiting.get(id(event))
-        if result.dead is not None and result.dead.code == "unknown_order":
+        if result.waiting_for is not None:
             until = earlier.until if earlier else now + settings.refund_order_wait_s
             if now < until:
-                if earlier is None:
-                    event.message.incref()
-                _deferred.append(_Deferred(event, until))
+                _deferred.hold(
+                    event, env.tenant_id, result.waiting_for, until, again=earlier is not None
+                )
                 continue
         await _emit(event, env, result)
         if earlier is not None:
-            event.message.decref()  # done: its offset may be committed now
+            _deferred.release(earlier)
     commands_sent = sum(len(r.commands) for r in results)
     if commands_sent > 100:
         log.info(
