@@ -7,11 +7,16 @@ stop, i.e. around every rebalance and table recovery:
 - `getmany` stops iterating a fetched batch when the flow stops or the generation changes, and
   nothing seeks back to the records it did not yield;
 - the next record then looks like a gap (`offset > read + 1`), and a gap counts as acknowledged:
-  the offsets of records no agent ever saw get committed.
+  the offsets of records no agent ever saw get committed;
+- a record handed over while a seek (to the committed offsets, after a rebalance) ran, and the
+  rest of a batch fetched before that seek, still move the read offset forward, so the records
+  the seek wanted again are then dropped as old: a hole no agent acknowledges, and the
+  partition never commits again (the watchdog's `partition_commits_gap`).
 The fault suite's kill -9 scenarios ended with partitions that never committed again and with
 actions missing from the ledger.
 
-`StreamConsumer` keeps, per partition, the offset the stream needs next: the one after the last
+`StreamConsumer` discards what was fetched before the latest seek, and keeps, per partition,
+the offset the stream needs next: the one after the last
 record handed over, or where a seek put the partition. Whenever a batch ends with records not
 handed over, or the flow stopped, every partition is put back to that offset before the next
 fetch (under the same lock as Faust's own seeks, so neither undoes the other). Records may come
@@ -38,6 +43,9 @@ class StreamConsumer(faust_aiokafka.Consumer):
         super().__post_init__()
         self._next_offset: dict[TP, int] = {}
         self._reposition = False
+        self._seeks = 0  # how many seeks so far: a batch fetched before a seek is stale
+        # where a partition without a committed offset started: its first record handed over
+        self._first_offset: dict[TP, int] = {}
         self._position_lock: asyncio.Lock | None = None
 
     def _lock(self) -> asyncio.Lock:
@@ -51,11 +59,13 @@ class StreamConsumer(faust_aiokafka.Consumer):
 
     async def seek(self, partition: TP, offset: int) -> None:
         async with self._lock():
+            self._seeks += 1
             await super().seek(partition, offset)
             self._next_offset[partition] = offset
 
     async def perform_seek(self) -> None:
         async with self._lock():
+            self._seeks += 1
             await super().perform_seek()
             for tp in self.assignment():
                 offset = self._read_offset.get(tp)
@@ -64,9 +74,32 @@ class StreamConsumer(faust_aiokafka.Consumer):
                 else:
                     self._next_offset[tp] = offset
 
+    def _hole(self, tp: TP, first: int, end: int) -> None:
+        """Offsets [first, end) hold no record (compacted away, transaction markers): they
+        count as acknowledged. Only ever called with `first` = the offset the stream needed
+        next, so a record merely not fetched yet is never taken for a hole."""
+        gaps = self._gap[tp]
+        gaps.addi(first, end)
+        gaps.merge_overlaps()
+
+    def _new_offset(self, tp: TP) -> int | None:
+        """Faust's, without its tolerance of one missing offset: it let the offset *at* the
+        committed position be skipped (`min(acked) - committed > 1`, but `committed` is the
+        next offset to read), so a record still held (a refund waiting for its purchase)
+        was committed past, and lost with a kill -9."""
+        acked = self._acked[tp]
+        committed = self._committed_offset[tp]
+        if committed is None:  # nothing committed yet: from the first record handed over
+            committed = self._first_offset.get(tp)
+        if acked and committed is not None and min(acked) > committed:
+            if not self._gap[tp].overlaps(committed):
+                return None
+        return super()._new_offset(tp)
+
     async def _put_back(self) -> None:
         """Every partition back to the offset its stream needs next."""
         async with self._lock():
+            self._seeks += 1
             self._reposition = False
             moved = 0
             for tp in self.assignment():
@@ -88,7 +121,7 @@ class StreamConsumer(faust_aiokafka.Consumer):
             while not (stopping() or fetcher_stopping()):
                 if self._reposition and self.flow_active:
                     await self._put_back()
-                generation = self.app.consumer_generation_id
+                generation, seeks = self.app.consumer_generation_id, self._seeks
                 self.diag.set_flag("FETCHING")
                 batch = self.getmany(timeout=1.0)
                 await self.sleep(0)
@@ -96,6 +129,8 @@ class StreamConsumer(faust_aiokafka.Consumer):
                     break
                 handed = 0
                 async for tp, message in batch:
+                    if self._seeks != seeks:
+                        continue  # fetched before a seek: the seek decides what comes next
                     if not self.flow_active or self.suspend_flow.is_set():
                         self._reposition = True
                         continue
@@ -103,8 +138,9 @@ class StreamConsumer(faust_aiokafka.Consumer):
                     last = read[tp]
                     if last is not None and offset < last:
                         continue  # before the stream's position: it had this one
-                    if last and offset - last > 1 and acks_enabled_for(message.topic):
-                        await self._add_gap(tp, last + 1, offset)  # compaction, txn markers
+                    expected = self._next_offset.get(tp)
+                    if expected is not None and offset > expected and acks_enabled_for(tp.topic):
+                        self._hole(tp, expected, offset)  # compaction, transaction markers
                     if self._commit_every is not None and self._n_acked >= self._commit_every:
                         self._n_acked = 0
                         await self.commit()
@@ -113,8 +149,11 @@ class StreamConsumer(faust_aiokafka.Consumer):
                     if handing not in outcome.done:
                         self._reposition = True
                         continue
+                    if self._seeks != seeks:
+                        continue  # handed over, but a seek meanwhile says where to go on from
                     read[tp] = offset
                     self._next_offset[tp] = offset + 1
+                    self._first_offset.setdefault(tp, offset)
                     handed += 1
                     if handed % 100 == 0:
                         await asyncio.sleep(0)
