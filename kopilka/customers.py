@@ -268,15 +268,6 @@ class CustomerDirectory:
             owners[order] = await self.claim_order(tenant_id, order, dict(claims)[order])
         return owners
 
-    async def claimed_orders(self, tenant_id: str, order_ids: list[str]) -> set[str]:
-        """The ones among `order_ids` that a customer has claimed."""
-        rows = await self.pool.fetch(
-            "SELECT order_id FROM order_claims WHERE tenant_id = $1 AND order_id = ANY($2::text[])",
-            uuid.UUID(tenant_id),
-            order_ids,
-        )
-        return {r["order_id"] for r in rows}
-
     async def order_owner(self, tenant_id: str, order_id: str) -> CustomerRef | None:
         row = await self.pool.fetchrow(
             "SELECT c.id, c.email, c.phone FROM order_claims o JOIN customers c"

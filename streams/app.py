@@ -143,6 +143,7 @@ def raw_topic(spec: topics.TopicSpec) -> faust.TopicT:
 webhooks_raw = raw_topic(topics.WEBHOOKS_RAW)
 webhooks_audit = raw_topic(topics.WEBHOOKS_AUDIT)
 webhooks_dead = raw_topic(topics.WEBHOOKS_DEAD)
+webhooks_deferred = raw_topic(topics.WEBHOOKS_DEFERRED)
 commands = raw_topic(topics.COMMANDS)
 events = raw_topic(topics.EVENTS)
 outcomes = raw_topic(topics.OUTCOMES)

@@ -1,71 +1,50 @@
-"""Refunds that overtook their purchase, held back (unacknowledged) until their order is claimed.
+"""Refunds that overtook their purchase go round `webhooks.deferred` until their order is claimed.
 
 A refund travels on its order's partition, its purchase on its customer's (schemas.routing), so
-a refund can be normalised before its purchase. It is then put aside here, neither refused nor
-waited for: its message keeps one more reference, so its offset is not committed, and every
-other record goes on. It is tried again once its order is claimed, or when `refund_order_wait_s`
-has passed (then it is refused as an unknown order, as it would have been at once before).
+a refund can be normalised before its purchase is. It is then neither refused nor waited for:
+its raw envelope is sent to `webhooks.deferred` (same key) with `deferred_until` (received +
+`refund_order_wait_s`) and `not_before` (a moment later), and its own offset goes on as usual.
+The deferred agent reads it back no sooner than `not_before` and normalises it again: applied
+once its order is claimed, sent round again while there is time, refused as an unknown order
+after `deferred_until`.
 
-Finding which are due costs one query per shop with refunds waiting, whatever their number:
-the normaliser asks at each batch and every half second, so it must stay cheap when nothing is
-due (a retry that re-normalised every waiting refund each time held the normaliser's lock for
-seconds under load, and the backlog it caused made more refunds wait).
+Nothing is held in memory: a record is either in a topic or applied, so a kill -9 at any point
+loses no refund (its offset is committed only after the copy sent round is on the broker). An
+earlier design kept such refunds unacknowledged in the worker; around rebalances some were let
+go and never came back (the fault suite's kill -9 scenario: refunds missing from the ledger).
 """
 
 from __future__ import annotations
 
-import time
-from collections import defaultdict
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+import asyncio
+from datetime import UTC, datetime, timedelta
 
-from faust.types import EventT
+from schemas.messages import RawEnvelope
 
-ClaimedOrders = Callable[[str, list[str]], Awaitable[set[str]]]
-
-
-@dataclass
-class Deferred:
-    event: EventT
-    tenant_id: str
-    order_id: str
-    until: float  # time.monotonic() after which it is refused
+RETRY_EVERY = timedelta(seconds=1)
+LONGEST_NAP_S = 2.0  # a not_before further off than this (a clock jump) is not slept on
 
 
-class DeferredRefunds:
-    def __init__(self) -> None:
-        self._held: list[Deferred] = []
+def first_deferral(env: RawEnvelope, wait_s: float, now: datetime) -> RawEnvelope:
+    """The envelope to send round the first time."""
+    return env.model_copy(
+        update={"deferred_until": now + timedelta(seconds=wait_s), "not_before": now + RETRY_EVERY}
+    )
 
-    def __len__(self) -> int:
-        return len(self._held)
 
-    def hold(self, event: EventT, tenant_id: str, order_id: str, until: float, *, again: bool):
-        """Put a refund aside; `again` when it was already held (its extra reference stays)."""
-        if not again:
-            event.message.incref()
-        self._held.append(Deferred(event, tenant_id, order_id, until))
+def deferral(env: RawEnvelope, wait_s: float, now: datetime) -> RawEnvelope | None:
+    """The envelope to send round again, or None when its time is up (refuse it now)."""
+    if env.deferred_until is None:
+        return first_deferral(env, wait_s, now)
+    if now >= env.deferred_until:
+        return None
+    return env.model_copy(update={"not_before": now + RETRY_EVERY})
 
-    def forget(self) -> None:
-        """Let go of all (a rebalance): unacknowledged, they come again from the committed
-        offset to whoever owns their partition then."""
-        self._held.clear()
 
-    async def due(self, claimed: ClaimedOrders) -> list[Deferred]:
-        """Take out the ones to try again now: their order is claimed, or their time is up."""
-        if not self._held:
-            return []
-        wanted: dict[str, list[str]] = defaultdict(list)
-        for d in self._held:
-            wanted[d.tenant_id].append(d.order_id)
-        ready = {tenant: await claimed(tenant, orders) for tenant, orders in wanted.items()}
-        now = time.monotonic()
-        due = [d for d in self._held if now >= d.until or d.order_id in ready[d.tenant_id]]
-        if due:
-            taken = {id(d) for d in due}
-            self._held = [d for d in self._held if id(d) not in taken]
-        return due
-
-    @staticmethod
-    def release(deferred: Deferred) -> None:
-        """Done with it (sent or refused): its offset may be committed now."""
-        deferred.event.message.decref()
+async def nap_until(not_before: datetime | None) -> None:
+    """Sleep until the envelope may be tried again (never more than LONGEST_NAP_S)."""
+    if not_before is None:
+        return
+    delay = (not_before - datetime.now(UTC)).total_seconds()
+    if delay > 0:
+        await asyncio.sleep(min(delay, LONGEST_NAP_S))

@@ -51,11 +51,12 @@ from streams.app import (
     settings,
     webhooks_audit,
     webhooks_dead,
+    webhooks_deferred,
     webhooks_raw,
 )
 from streams.dead_letters import of_event
 from streams.dead_letters import send as send_dead_letter
-from streams.deferral import DeferredRefunds
+from streams.deferral import deferral, nap_until
 from streams.grouping import run_grouped
 from streams.retry import until_done
 
@@ -254,13 +255,6 @@ class Normalizer:
             out.commands.append(await self._register(env, rules, parsed, base | at))
         return out
 
-    async def claimed(self, tenant_id: str, order_ids: list[str]) -> set[str]:
-        """Which of these orders are claimed now (one query, however many)."""
-        await until_done(self._setup, "connect")
-        return await until_done(
-            lambda: self._customers.claimed_orders(tenant_id, order_ids), "order"
-        )
-
     async def _order_owner(self, tenant_id: str, order_id: str) -> CustomerRef | None:
         return await until_done(lambda: self._customers.order_owner(tenant_id, order_id), "order")
 
@@ -375,8 +369,7 @@ async def _stop_rules(sender, **kwargs) -> None:
     await normalizer.rules.stop()
 
 
-_deferred = DeferredRefunds()  # refunds that overtook their purchase (streams.deferral)
-_batch_lock = asyncio.Lock()
+_batch_lock = asyncio.Lock()  # one batch at a time, whichever agent it comes from
 
 
 @app.agent(webhooks_raw)
@@ -387,27 +380,19 @@ async def normalize(stream):
                 await _normalize_batch(events)
 
 
-@app.timer(interval=0.5)
-async def _retry_deferred() -> None:
-    if not _deferred:
-        return
-    if app.rebalancing:  # let go: a rebalance waits for unacked messages still held
-        _deferred.forget()
-        return
-    async with _batch_lock:
-        await _normalize_batch([])
+@app.agent(webhooks_deferred)
+async def normalize_deferred(stream):
+    """Refunds that overtook their purchase, each no sooner than its `not_before`."""
+    async for event in stream.events():
+        env = _envelope(event.key, event.value)
+        await nap_until(env.not_before if isinstance(env, RawEnvelope) else None)
+        async with _batch_lock:
+            with held([event]):
+                await _normalize_batch([event])
 
 
-@app.on_partitions_revoked.connect
-async def _forget_deferred(sender, revoked, **kwargs) -> None:
-    _deferred.forget()
-
-
-async def _normalize_batch(new_events: list[EventT]) -> None:
+async def _normalize_batch(events: list[EventT]) -> None:
     """Commands, refusals and dead letters of a batch of raw records, sent in their order."""
-    retried = await _deferred.due(normalizer.claimed)
-    waiting = {id(d.event): d for d in retried}
-    events = [d.event for d in retried] + list(new_events)
     envs: list[RawEnvelope] = []
     sources: list[EventT] = []
     for event in events:
@@ -424,26 +409,23 @@ async def _normalize_batch(new_events: list[EventT]) -> None:
         log.exception("normalize_batch_failed", records=len(envs))
         results = [await _one_by_one(env) for env in envs]
     resolved = time.perf_counter()
-    now = time.monotonic()
+    now = datetime.now(UTC)
+    deferred = 0
     for event, env, result in zip(sources, envs, results, strict=True):
-        earlier = waiting.get(id(event))
-        if result.waiting_for is not None:
-            until = earlier.until if earlier else now + settings.refund_order_wait_s
-            if now < until:
-                _deferred.hold(
-                    event, env.tenant_id, result.waiting_for, until, again=earlier is not None
-                )
+        if result.waiting_for is not None:  # a refund before its purchase: streams.deferral
+            again = deferral(env, settings.refund_order_wait_s, now)
+            if again is not None:
+                await webhooks_deferred.send(key=event.key, value=again.to_bytes())
+                deferred += 1
                 continue
         await _emit(event, env, result)
-        if earlier is not None:
-            _deferred.release(earlier)
     commands_sent = sum(len(r.commands) for r in results)
     if commands_sent > 100:
         log.info(
             "normalized",
             requests=len(envs),
             commands=commands_sent,
-            deferred=len(_deferred),
+            deferred=deferred,
             resolve_ms=round((resolved - started) * 1000),
             send_ms=round((time.perf_counter() - resolved) * 1000),
         )
