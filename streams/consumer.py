@@ -35,6 +35,8 @@ from kopilka.logging import get_logger
 
 log = get_logger(__name__)
 
+JUMPS_BEFORE_HOLE = 5  # a real hole (retention) stays; a fetch that crossed a seek does not
+
 
 class StreamConsumer(faust_aiokafka.Consumer):
     """faust's aiokafka consumer with a fetch loop that never skips a record."""
@@ -46,6 +48,8 @@ class StreamConsumer(faust_aiokafka.Consumer):
         self._seeks = 0  # how many seeks so far: a batch fetched before a seek is stale
         # where a partition without a committed offset started: its first record handed over
         self._first_offset: dict[TP, int] = {}
+        # (offset needed, offset fetched instead, how many times in a row)
+        self._jumped: dict[TP, tuple[int, int, int]] = {}
         self._position_lock: asyncio.Lock | None = None
 
     def _lock(self) -> asyncio.Lock:
@@ -75,9 +79,11 @@ class StreamConsumer(faust_aiokafka.Consumer):
                     self._next_offset[tp] = offset
 
     def _hole(self, tp: TP, first: int, end: int) -> None:
-        """Offsets [first, end) hold no record (compacted away, transaction markers): they
-        count as acknowledged. Only ever called with `first` = the offset the stream needed
-        next, so a record merely not fetched yet is never taken for a hole."""
+        """Offsets [first, end) hold no record (deleted by retention before they were read):
+        they count as acknowledged. Faust took any jump for such a hole; but a fetch crossing
+        a seek jumps too, and its skipped records were then committed unread. So a jump is
+        first fetched again from the offset needed; only the same jump JUMPS_BEFORE_HOLE
+        times in a row is a hole."""
         gaps = self._gap[tp]
         gaps.addi(first, end)
         gaps.merge_overlaps()
@@ -140,7 +146,22 @@ class StreamConsumer(faust_aiokafka.Consumer):
                         continue  # before the stream's position: it had this one
                     expected = self._next_offset.get(tp)
                     if expected is not None and offset > expected and acks_enabled_for(tp.topic):
-                        self._hole(tp, expected, offset)  # compaction, transaction markers
+                        seen = self._jumped.get(tp)
+                        times = seen[2] + 1 if seen and seen[:2] == (expected, offset) else 1
+                        self._jumped[tp] = (expected, offset, times)
+                        if times < JUMPS_BEFORE_HOLE:
+                            # not the record the stream needs next (a fetch that crossed a
+                            # seek): fetch from there again rather than guess it is a hole
+                            self._reposition = True
+                            continue
+                        log.warning(  # the same jump again and again: those offsets are gone
+                            "records_missing_from_partition",
+                            topic=tp.topic,
+                            partition=tp.partition,
+                            first=expected,
+                            end=offset,
+                        )
+                        self._hole(tp, expected, offset)
                     if self._commit_every is not None and self._n_acked >= self._commit_every:
                         self._n_acked = 0
                         await self.commit()
