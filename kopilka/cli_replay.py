@@ -18,6 +18,7 @@ import sys
 from datetime import UTC, datetime, timedelta
 
 from kopilka import events_rebuild
+from kopilka.events_redeliver import EndpointRefused, Redelivery, redeliver
 from kopilka.events_replay import CatchUp, Span, catch_up
 from kopilka.raw_replay import RawReplay, run
 from kopilka.settings import PROJECT_ROOT, Settings
@@ -95,10 +96,9 @@ def events_main(args: argparse.Namespace, settings: Settings) -> int:
         print(f"kopilka replay events: {problem}", file=sys.stderr)
         return 2
     state_dir = PROJECT_ROOT / ".data" / "replay"
+    rebuild = args.to_endpoint is None and span_of(args) == Span()
     try:
         if args.to_endpoint is not None:
-            from kopilka.events_redeliver import Redelivery, redeliver
-
             job = Redelivery(args.to_endpoint, span_of(args), batch=args.batch)
             counts = asyncio.run(redeliver(job, settings, state_dir))
         elif span_of(args) != Span():
@@ -110,13 +110,14 @@ def events_main(args: argparse.Namespace, settings: Settings) -> int:
                 batch=args.batch,
             )
             counts = asyncio.run(events_rebuild.run(job, settings))
-    except (events_rebuild.RebuildRefused, ValueError) as exc:
+    except (events_rebuild.RebuildRefused, EndpointRefused) as exc:
         print(f"kopilka replay events: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
+        untouched = " the live read model is untouched;" if rebuild else ""
         print(
-            "kopilka replay events: stopped; the live read model is untouched. Run the same"
-            " command again to go on from where it stopped.",
+            f"kopilka replay events: stopped;{untouched} run the same command again to go on"
+            " from where it stopped.",
             file=sys.stderr,
         )
         return 130

@@ -33,6 +33,7 @@ deleted the beginning of the topic (the model would lose that history) unless
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -98,14 +99,19 @@ class Rebuild:
     restart: bool = False
     allow_truncated_history: bool = False
     batch: int = 5000
-    on_batch: Callable[[int], None] | None = None  # called after each committed bulk batch
+    on_batch: Callable[[int], None] | None = None  # after each bulk batch, with events read
     counts: dict[str, int] = field(
         default_factory=lambda: {"read": 0, "copied": 0, "duplicates": 0, "unreadable": 0}
     )
 
 
 async def connect(dsn: str) -> asyncpg.Connection:
-    conn = await asyncpg.connect(dsn, command_timeout=None)
+    conn = await asyncpg.connect(
+        dsn,
+        command_timeout=None,
+        # the sorts of the lots/balances step and the index builds stay in memory
+        server_settings={"work_mem": "256MB", "maintenance_work_mem": "512MB"},
+    )
     await conn.set_type_codec(  # binary, as COPY wants it: version 1, then the JSON text
         "jsonb",
         schema="pg_catalog",
@@ -187,11 +193,7 @@ async def _continue(job, settings, conn, consumer, live: str, s: str) -> dict:
     if phase == "copy":
         seen = {str(r[0]) for r in await conn.fetch(f"SELECT event_id FROM {s}.ledger_entries")}  # noqa: S608 - our own schema name
         while True:
-            async for records, position in read_span(consumer, start, end, None, job.batch):
-                await _copy_batch(job, conn, s, records, position, seen)
-                reporter.advance(len(records))
-                if job.on_batch is not None:
-                    job.on_batch(job.counts["read"])
+            await _bulk(job, conn, consumer, s, start, end, seen, reporter)
             start, end = end, await consumer.end_offsets(tps)
             if sum(end[tp] - start[tp] for tp in tps) <= CATCH_UP_GAP:
                 break
@@ -209,7 +211,29 @@ async def _continue(job, settings, conn, consumer, live: str, s: str) -> dict:
     return {"replaced_schema": replaced}
 
 
-async def _copy_batch(job, conn, s: str, records, position: dict[int, int], seen: set) -> None:
+async def _bulk(job, conn, consumer, s: str, start, end, seen: set, reporter) -> None:
+    """COPY [start, end) into the rebuild schema. Batch n+1 is read and turned into rows while
+    Postgres takes batch n (at most one write in flight, so progress stays in order)."""
+    writing: asyncio.Task | None = None
+    try:
+        async for records, position in read_span(consumer, start, end, None, job.batch):
+            rows = _rows(job, records, seen)
+            if writing is not None:
+                await writing
+            writing = asyncio.ensure_future(_write(conn, s, rows, position))
+            job.counts["copied"] += len(rows[0])
+            reporter.advance(len(records))
+            if job.on_batch is not None:
+                job.on_batch(job.counts["read"])
+        if writing is not None:
+            await writing
+    finally:
+        if writing is not None and not writing.done():
+            writing.cancel()  # its transaction rolls back; progress is the last committed one
+            await asyncio.gather(writing, return_exceptions=True)
+
+
+def _rows(job, records, seen: set) -> tuple[list, list, list, list]:
     entries, awards, moves, newest = [], [], [], {}
     for record in records:
         job.counts["read"] += 1
@@ -232,6 +256,11 @@ async def _copy_batch(job, conn, s: str, records, position: dict[int, int], seen
         key = rows.balance[:2]
         if key not in newest or newest[key][-1] < rows.seq:
             newest[key] = (record.offset, *rows.balance)
+    return entries, awards, moves, list(newest.values())
+
+
+async def _write(conn, s: str, rows: tuple, position: dict[int, int]) -> None:
+    entries, awards, moves, balances = rows
     async with conn.transaction():
         if entries:
             await conn.copy_records_to_table(
@@ -243,15 +272,11 @@ async def _copy_batch(job, conn, s: str, records, position: dict[int, int], seen
             )
         if moves:
             await conn.copy_records_to_table("_moves", schema_name=s, records=moves)
-        if newest:
+        if balances:
             await conn.copy_records_to_table(
-                "_balances",
-                schema_name=s,
-                records=newest.values(),
-                columns=("ord", *BALANCE_COLUMNS),
+                "_balances", schema_name=s, records=balances, columns=("ord", *BALANCE_COLUMNS)
             )
         await _save_progress(conn, s, position)
-    job.counts["copied"] += len(entries)
 
 
 async def _save_progress(conn, s: str, position: dict[int, int]) -> None:

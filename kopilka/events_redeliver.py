@@ -74,20 +74,24 @@ class Redelivery:
     )
 
 
+class EndpointRefused(ValueError):
+    """No such endpoint, or not one to deliver to now; the message says which."""
+
+
 async def _endpoint(conn: asyncpg.Connection, endpoint_id: str) -> asyncpg.Record:
     try:
         eid = uuid.UUID(endpoint_id)
     except ValueError:
-        raise ValueError(f"endpoint id {endpoint_id!r} is not a UUID") from None
+        raise EndpointRefused(f"endpoint id {endpoint_id!r} is not a UUID") from None
     row = await conn.fetchrow(
         "SELECT id, tenant_id, event_types, enabled, removed_at FROM webhook_endpoints"
         " WHERE id = $1",
         eid,
     )
     if row is None:
-        raise ValueError(f"no webhook endpoint {endpoint_id}")
+        raise EndpointRefused(f"no webhook endpoint {endpoint_id}")
     if row["removed_at"] is not None or not row["enabled"]:
-        raise ValueError(f"endpoint {endpoint_id} is disabled or removed: enable it first")
+        raise EndpointRefused(f"endpoint {endpoint_id} is disabled or removed: enable it first")
     return row
 
 
