@@ -224,7 +224,8 @@ def table(f: dict, args: argparse.Namespace) -> list[tuple[str, str, str]]:
             "read model rebuilt from loyalty.events (events/s)",
             _n(f["events_rebuild"]["events_per_s"]),
             f"{f['events_rebuild']['read']:,} events in {f['events_rebuild']['seconds']} s,"
-            f" {f['events_rebuild']['replay_cpu_us_per_event']} us CPU/event in the replay",
+            f" CPU/event: replay {f['events_rebuild']['replay_cpu_us_per_event']} us,"
+            f" Postgres {f['events_rebuild']['postgres_cpu_us_per_event']} us",
         ),
     ]
     return rows
