@@ -14,7 +14,9 @@ free ports), then, in this order:
  5. optionally (--preload N) N more orders as 10,000-item batches, to have more state;
  6. the worker is restarted (SIGTERM, start again) and one purchase of a known customer sent at
     once: seconds until it is awarded, with N = every order the steps above put in its state;
-    RSS of the empty worker and of the restarted one with that state.
+    RSS of the empty worker and of the restarted one with that state;
+ 7. the read model is rebuilt from every event the steps above put on loyalty.events
+    (`kopilka replay events --into postgres`, tests/perf/events_replay_bench.py): events/s.
 Prints the table and writes it, with every raw figure, to .data/bench/last.json. Figures are
 measured, never asserted; the machine is shared, so read them as one sample, not a verdict.
 """
@@ -30,6 +32,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+import events_replay_bench
 import http_bench
 import loyalty_bench
 import worker_bench as wb
@@ -126,6 +129,8 @@ def measure(args: argparse.Namespace, stack, log, f: dict) -> None:
     f["worker_tables_on_disk_mb"] = round(on_disk / 2**20, 1)
     grown = f["worker_rss_restarted_mb"] - f["worker_rss_empty_mb"]
     f["worker_rss_mb_per_100k_orders"] = round(grown * 100_000 / orders, 1) if orders else None
+    log("7. the read model rebuilt from loyalty.events")
+    f["events_rebuild"] = events_replay_bench.rebuild_rate(stack)
     f["machine"]["loadavg_end"] = os.getloadavg()
 
 
@@ -214,6 +219,13 @@ def table(f: dict, args: argparse.Namespace) -> list[tuple[str, str, str]]:
             _n(r["awarded_s"], 1),
             f"N = orders of steps 1-5; 'Ready' after {r['ready_s']} s"
             + (f"; {left:,} awards still pending before it" if (left := drained["left"]) else ""),
+        ),
+        (
+            "read model rebuilt from loyalty.events (events/s)",
+            _n(f["events_rebuild"]["events_per_s"]),
+            f"{f['events_rebuild']['read']:,} events in {f['events_rebuild']['seconds']} s,"
+            f" CPU/event: replay {f['events_rebuild']['replay_cpu_us_per_event']} us,"
+            f" Postgres {f['events_rebuild']['postgres_cpu_us_per_event']} us",
         ),
     ]
     return rows
