@@ -10,6 +10,7 @@ K = TypeVar("K")
 V = TypeVar("V")
 
 _MISSING = object()
+_ABSENT = object()  # what __contains__ asks get() for: never a stored value, never None
 
 
 class TTLCache(Generic[K, V]):
@@ -27,7 +28,7 @@ class TTLCache(Generic[K, V]):
         return item[1]
 
     def __contains__(self, key: K) -> bool:
-        return self.get(key, _MISSING) is not _MISSING
+        return self.get(key, _ABSENT) is not _ABSENT
 
     def set(self, key: K, value: V) -> None:
         self._data[key] = (time.monotonic() + self.ttl_s, value)

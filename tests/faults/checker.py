@@ -147,6 +147,16 @@ class Checker:
                 out.append(event)
         return out
 
+    async def commanded(self) -> set[str]:
+        """Request ids with at least one command on loyalty.commands (where a loss happened)."""
+        records = await read_topic(self.bootstrap, "loyalty.commands")
+        out = set()
+        for r in records:
+            cmd = json.loads(r.value)
+            if cmd.get("tenant_id") == self.tenant_id and cmd.get("request_id"):
+                out.add(cmd["request_id"])
+        return out
+
     async def snapshot(self, conn: asyncpg.Connection) -> Snapshot:
         tenant = uuid.UUID(self.tenant_id)
         ids = await conn.fetch(
@@ -269,6 +279,8 @@ class Checker:
 
         stored_bodies = {env.body for env in stored}
         accepted = shop.accepted()
+        on_topic = {e["event_id"] for e in engine}
+        commanded = await self.commanded()
         lost = []
         for action in accepted:
             if action.body not in stored_bodies:
@@ -276,8 +288,15 @@ class Checker:
                 continue
             missing = want.by_body[action.body] - set(snap.entries)
             if missing:
-                types = sorted(want.events[e]["type"] for e in missing)
-                lost.append(f"#{action.n} {action.kind} {action.order_id or action.email}: {types}")
+                # where it went missing: emitted on loyalty.events (then the sink lost it) or not
+                types = sorted(
+                    want.events[e]["type"] + ("@events" if e in on_topic else "") for e in missing
+                )
+                stage = "command sent" if action.event_id in commanded else "no command"
+                lost.append(
+                    f"#{action.n} {action.kind} {action.order_id or action.email}: {types}"
+                    f" ({stage})"
+                )
 
         keys = want.keys
         seen: dict[str, dict] = {e["event_id"]: e for e in engine}
