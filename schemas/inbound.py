@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from schemas.errors import InboundError
 from schemas.identity import normalize_email, normalize_phone
-from schemas.text_checks import check_tree, check_value, identifier, shown
+from schemas.text_checks import check_tree, check_value, identifier, plain_json, shown
 
 MAX_DEPTH = 32
 MAX_ITEMS = 50_000  # a batch of 50,000 small purchases is about 3.5 MB
@@ -150,14 +150,18 @@ def parse_webhook(
         raise InboundError(400, "empty_body", "the request body is empty")
     if media is None:
         is_json = start[:1] in (b"{", b"[")
+    plain = False  # True: no field can hold a refused character (one scan of the JSON text)
     if not is_json:
         text = _decode(body, charset, "malformed_form", errors="surrogateescape")
         data: Any = _parse_form(text, charset)
     else:
-        data = _load_json(_decode(body, charset, "malformed_json", errors="surrogateescape"))
+        text = _decode(body, charset, "malformed_json", errors="surrogateescape")
+        data = _load_json(text)
+        plain = plain_json(text)
         if isinstance(data, dict) and "action" in data:
-            return _standard(data, phone_region)
-    check_tree(data)
+            return _standard(data, phone_region, plain)
+    if not plain:
+        check_tree(data)
     return _tilda(data, phone_region)
 
 
@@ -454,7 +458,7 @@ def _array(field: str, value: Any) -> list[Any]:
 # --- standard format -----------------------------------------------------------------------
 
 
-def _standard(obj: dict[str, Any], region: str) -> ParsedWebhook:
+def _standard(obj: dict[str, Any], region: str, plain: bool = False) -> ParsedWebhook:
     action = obj["action"]
     name = action.strip().lower() if isinstance(action, str) else None
     if name not in SUPPORTED_ACTIONS:
@@ -472,11 +476,12 @@ def _standard(obj: dict[str, Any], region: str) -> ParsedWebhook:
         raise _invalid(hit[0], "must be an object")
     payload = _Fields(hit[1], hit[0] + ".")
     items = payload.get("purchases") if name == "batch_purchase" else None
-    check_tree(obj, skip=frozenset({items[0]}) if items else frozenset())  # items: one by one
+    if not plain:  # batch items are checked one by one (a bad one is refused alone)
+        check_tree(obj, skip=frozenset({items[0]}) if items else frozenset())
     if name == "purchase":
         return ParsedWebhook(action="purchase", purchases=(_standard_purchase(payload, region),))
     if name == "batch_purchase":
-        return _batch(payload, region)
+        return _batch(payload, region, plain)
     if name == "register_user":
         return ParsedWebhook(action="register_user", registration=_registration(payload, region))
     if name == "spend_bonuses":
@@ -516,7 +521,7 @@ def _standard_purchase(payload: _Fields, region: str) -> Purchase:
     )
 
 
-def _batch(payload: _Fields, region: str) -> ParsedWebhook:
+def _batch(payload: _Fields, region: str, plain: bool = False) -> ParsedWebhook:
     """Each item is its own purchase: bad items are listed with their reason, the rest go."""
     hit = payload.get("purchases")
     if hit is None:
@@ -533,7 +538,8 @@ def _batch(payload: _Fields, region: str) -> ParsedWebhook:
         try:
             if not isinstance(item, dict):
                 raise _invalid(path, "each purchase must be an object")
-            check_tree(item, path + ".")
+            if not plain:
+                check_tree(item, path + ".")
             fields = _Fields(item, path + ".")
             purchase = _standard_purchase(fields, region)
             order_id = purchase.order_id
