@@ -19,7 +19,6 @@ import time
 from datetime import UTC, datetime
 
 from aiohttp import web
-from aiokafka.errors import KafkaError, MessageSizeTooLargeError
 from prometheus_client import Counter, Histogram
 
 from ingest import answers, precheck, signatures
@@ -40,11 +39,9 @@ from ingest.api_models import (
 )
 from ingest.attempts import client_ip, too_many
 from ingest.context import (
-    BACKGROUND,
     CUSTOMERS,
     LIMITER,
     OUTCOMES,
-    PRODUCER,
     REPLAY,
     SETTINGS,
     TENANTS,
@@ -53,15 +50,15 @@ from ingest.context import (
 from ingest.limits import LimitExceeded, body_cap, read_body
 from ingest.openapi import Param, Resp, documented, errors
 from ingest.outcomes import prefer_wait
+from ingest.publish import audit, publish, raw_record
 from ingest.ratelimit import Decision, Quota
 from ingest.replay import PENDING
 from ingest.responses import error, json_response
-from kopilka import topics
 from kopilka.ids import new_event_id
 from kopilka.logging import get_logger
 from kopilka.tenants import DATABASE_DOWN, SECRET_PREFIX, Tenant
 from schemas.inbound import InboundError, parse_webhook
-from schemas.messages import AuditRecord, RawEnvelope
+from schemas.messages import AuditRecord
 from schemas.routing import raw_key
 from schemas.text_checks import shown
 
@@ -162,7 +159,7 @@ async def _handle(request: web.Request) -> web.StreamResponse:
         content_type = shown(content_type)
 
     def refuse(status: int, code: str, reason: str, field: str | None = None, size=None):
-        _audit(
+        audit(
             request,
             AuditRecord(
                 event_id=event_id,
@@ -223,7 +220,7 @@ async def _handle(request: web.Request) -> web.StreamResponse:
         return _retry_later(request, "unavailable", "cannot check the referrer now, retry later")
 
     wait_s = prefer_wait(request.headers.get("Prefer"), settings.max_prefer_wait_s)
-    envelope = RawEnvelope.wrap(
+    record = raw_record(
         body,
         event_id=event_id,
         tenant_id=tenant.id,
@@ -233,13 +230,12 @@ async def _handle(request: web.Request) -> web.StreamResponse:
     )
     waiter = request.app[OUTCOMES]
     pending = waiter.register(event_id, expected_commands(event_id, parsed)) if wait_s else None
-    published = await _publish(
-        request, tenant, envelope, raw_key(tenant.id, parsed, event_id), headers
-    )
-    if published is not True:
+    key = raw_key(tenant.id, parsed, event_id)
+    refused = await publish(request, tenant.id, event_id, record, key, headers)
+    if refused is not None:
         waiter.forget(event_id)
         await _release(request, tenant, webhook_id)
-        return published
+        return refused
     if webhook_id is not None:
         await request.app[REPLAY].confirm(tenant.id, webhook_id, event_id)
     ACCEPTED.labels(parsed.action).inc()
@@ -342,50 +338,3 @@ async def _release(request: web.Request, tenant: Tenant, webhook_id: str | None)
     """A signed delivery that was not stored: let the sender's retry of its id go through."""
     if webhook_id is not None:
         await request.app[REPLAY].release(tenant.id, webhook_id)
-
-
-async def _publish(
-    request: web.Request, tenant: Tenant, envelope: RawEnvelope, key: bytes, headers: dict
-) -> web.Response | bool:
-    """True once Kafka acked the record; otherwise the response to send (413 or 503)."""
-    settings = request.app[SETTINGS]
-    producer = request.app[PRODUCER]
-    record = envelope.to_bytes()
-    too_large = "the body is too large to store once wrapped: send smaller batches"
-    if len(record) > settings.max_record_bytes:  # JSON escaping can grow a body past the cap
-        return error(413, "body_too_large", too_large, headers=headers)
-    try:
-        async with asyncio.timeout(settings.publish_timeout_s):
-            await producer.send_and_wait(topics.WEBHOOKS_RAW.name, record, key=key)
-        return True
-    except MessageSizeTooLargeError:
-        return error(413, "body_too_large", too_large, headers=headers)
-    except (KafkaError, TimeoutError) as exc:
-        log.error(
-            "publish_failed",
-            tenant_id=tenant.id,
-            event_id=envelope.event_id,
-            error=type(exc).__name__,
-        )
-        return _retry_later(
-            request, "broker_unavailable", "could not store the webhook, retry later"
-        )
-
-
-def _audit(request: web.Request, record: AuditRecord) -> None:
-    """Best effort and off the request path: a refusal is answered whether or not Kafka is up."""
-    producer = request.app[PRODUCER]
-    tasks = request.app[BACKGROUND]
-
-    async def send() -> None:
-        try:
-            async with asyncio.timeout(10):
-                await producer.send_and_wait(
-                    topics.WEBHOOKS_AUDIT.name, record.to_bytes(), key=record.tenant_id.encode()
-                )
-        except (KafkaError, TimeoutError) as exc:
-            log.warning("audit_publish_failed", event_id=record.event_id, error=type(exc).__name__)
-
-    task = asyncio.create_task(send())
-    tasks.add(task)
-    task.add_done_callback(tasks.discard)
