@@ -11,6 +11,8 @@ from ingest.ratelimit import MAX_BATCH, Quota, RedisLimiter
 from kopilka import devservices
 from kopilka.settings import PROJECT_ROOT
 
+pytestmark = pytest.mark.connected  # a real redis-server, started here
+
 
 @pytest.fixture(scope="module")
 def redis_url():
