@@ -19,11 +19,8 @@ in-memory bucket check); "edge" posts Standard-Webhooks-signed webhooks to the s
 whose shop requires signatures and whose rate limit is checked in Redis (limit set high enough
 never to refuse, so every request pays for the check). Each profile has its own shop.
 
---vs-bare is the ingress part of `make bench` alone (tests/perf/http_bench.py): a stack without a
-worker, the bare aiohttp handler, then the ingress started with each of --procs processes
-(KOPILKA_INGRESS_PROCS, one port), each under the same wrk-like load; prints req/s, the ratio to
-bare and the server's CPU ms per accepted webhook (from /proc: the steady figure on a shared
-machine). The ingress checks its rate limit in Redis, as deployed.
+--vs-bare runs tests/perf/ingress_vs_bare.py instead: bare aiohttp against the ingress with
+--procs processes (issue 9's ingress figures).
 """
 
 from __future__ import annotations
@@ -31,7 +28,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import random
 import signal
 import sys
@@ -44,10 +40,9 @@ from urllib.parse import urlencode
 
 import aiohttp
 import asyncpg
-import http_bench
-from benchkit import UNLIMITED, new_shop, start_stack
+from benchkit import UNLIMITED, start_stack
+from ingress_vs_bare import parse_procs, vs_bare
 from loadgen import percentile
-from loadgen import run as run_fast
 from procstat import cpu_seconds
 
 from ingest.signatures import sign_standard
@@ -262,61 +257,6 @@ def print_comparison(figures: Figures) -> None:
             print(f"{name}: {_shown(value)}")
 
 
-def vs_bare(args: argparse.Namespace) -> Figures:
-    """Bare aiohttp, then the ingress with each process count in --procs, on one stack."""
-    figures: Figures = {"loadavg_start": list(os.getloadavg())}
-    stack = start_stack("bench-ingress", worker=False, ingest=False)
-    try:
-        dsn = stack.settings().database_url.get_secret_value()
-        shop = run_fast(new_shop(dsn, "Ingress bench"))
-        bare, bare_port = http_bench.start_bare(stack)
-        figures["bare"], _ = run_fast(
-            http_bench.measure(
-                "127.0.0.1",
-                bare_port,
-                shop.path,
-                [bare.proc.pid],
-                "B",
-                args.seconds,
-                args.concurrency,
-            )
-        )
-        bare.stop()
-        stack.processes.remove(bare)
-        for procs in args.procs:
-            port = devservices.free_port()
-            env = {"KOPILKA_HTTP_PORT": str(port), "KOPILKA_INGRESS_PROCS": str(procs)}
-            log_path = stack.data_dir / "logs" / f"ingest-{procs}.log"
-            ingest = stack.start_ingest(log_path, env=env)
-            kopilka, _ = run_fast(
-                http_bench.measure(
-                    "127.0.0.1",
-                    port,
-                    shop.path,
-                    [ingest.proc.pid],
-                    f"I{procs}",
-                    args.seconds,
-                    args.concurrency,
-                )
-            )
-            ratio = kopilka["rps"] / figures["bare"]["rps"] if figures["bare"]["rps"] else 0
-            kopilka["pct_of_bare"] = round(100 * ratio, 1)
-            figures[f"ingress_{procs}_procs"] = kopilka
-            ingest.stop()
-            stack.processes.remove(ingest)
-    finally:
-        stack.stop()
-    figures["loadavg_end"] = list(os.getloadavg())
-    return figures
-
-
-def _procs(value: str) -> list[int]:
-    counts = [int(v) for v in value.split(",") if v.strip().isdigit()]
-    if not counts or min(counts) < 1:
-        raise argparse.ArgumentTypeError("a comma-separated list of process counts, e.g. 1,2")
-    return counts
-
-
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--sequential", type=int, default=1000, help="sequential requests measured")
@@ -335,7 +275,7 @@ def main() -> int:
         "--rounds", type=int, default=1, help="with --edge: repeat, alternating which goes first"
     )
     p.add_argument("--vs-bare", action="store_true", help="bare aiohttp vs the ingress (issue 9)")
-    p.add_argument("--procs", type=_procs, default=[1], help="with --vs-bare: e.g. 1,2")
+    p.add_argument("--procs", type=parse_procs, default=[1], help="with --vs-bare: e.g. 1,2")
     p.add_argument("--seconds", type=float, default=15.0, help="with --vs-bare: load per side")
     args = p.parse_args()
     if args.vs_bare:
