@@ -16,16 +16,18 @@ import argparse
 import json
 import os
 import sys
+import time
 
 import http_bench
 from benchkit import new_shop, start_stack
 from loadgen import run as run_fast
-from procstat import rss_mb
+from procstat import cpu_seconds, rss_mb
 
 from kopilka import devservices
 from kopilka.stack import Stack
 
 Figures = dict
+IDLE_S = 6.0
 
 
 _UVLOOP_BARE = (
@@ -75,6 +77,10 @@ def vs_bare(args: argparse.Namespace) -> Figures:
             env = {"KOPILKA_HTTP_PORT": str(port), "KOPILKA_INGRESS_PROCS": str(procs)}
             log_path = stack.data_dir / "logs" / f"ingest-{procs}.log"
             ingest = stack.start_ingest(log_path, env=env)
+            time.sleep(IDLE_S / 2)  # past its start-up
+            cpu0 = cpu_seconds([ingest.proc.pid])
+            time.sleep(IDLE_S)
+            idle_cpu_s_per_s = (cpu_seconds([ingest.proc.pid]) - cpu0) / IDLE_S
             kopilka, _ = run_fast(
                 http_bench.measure(
                     "127.0.0.1",
@@ -89,6 +95,12 @@ def vs_bare(args: argparse.Namespace) -> Figures:
             for name in ("bare", "bare_uvloop"):
                 ratio = kopilka["rps"] / figures[name]["rps"] if figures[name]["rps"] else 0
                 kopilka[f"pct_of_{name}"] = round(100 * ratio, 1)
+            # what it costs doing nothing (Kafka fetches for Prefer: wait, timers), and the CPU
+            # per webhook without it: at a few hundred req/s on a busy machine idle is a share
+            kopilka["idle_cpu_pct"] = round(100 * idle_cpu_s_per_s, 1)
+            busy_s = kopilka["server_cpu_ms_per_req"] * kopilka["accepted"] / 1000
+            net_s = busy_s - idle_cpu_s_per_s * kopilka["seconds"]
+            kopilka["cpu_ms_per_req_net_of_idle"] = round(1000 * net_s / kopilka["accepted"], 3)
             kopilka["peak_rss_mb"] = round(rss_mb([ingest.proc.pid], "VmHWM"), 1)
             figures[f"ingress_{procs}_procs"] = kopilka
             ingest.stop()
