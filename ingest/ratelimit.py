@@ -17,6 +17,7 @@ import asyncio
 import math
 import time
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Protocol
 
 from redis.asyncio import Redis
@@ -53,14 +54,19 @@ class Decision:
     retry_after_s: int  # 0 when allowed
 
     def headers(self) -> dict[str, str]:
-        window = math.ceil(self.quota.capacity_us / _US)
         headers = {
-            "RateLimit-Policy": f'"{POLICY}";q={self.quota.burst};w={window}',
+            "RateLimit-Policy": _policy(self.quota),
             "RateLimit": f'"{POLICY}";r={self.remaining};t={self.reset_s}',
         }
         if not self.allowed:
             headers["Retry-After"] = str(self.retry_after_s)
         return headers
+
+
+@lru_cache(maxsize=1024)
+def _policy(quota: Quota) -> str:
+    """The RateLimit-Policy value: the same for every request of a shop."""
+    return f'"{POLICY}";q={quota.burst};w={math.ceil(quota.capacity_us / _US)}'
 
 
 def _decide(quota: Quota, allowed: int, slack_us: int, reset_us: int) -> Decision:
