@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
+from collections import deque
 from datetime import datetime
+from functools import partial
 
 import orjson
 from aiohttp import web
@@ -63,8 +65,11 @@ async def publish(
     if len(record) > settings.max_record_bytes:  # JSON escaping can grow a body past the cap
         return error(413, "body_too_large", TOO_LARGE, headers=headers)
     try:
-        async with asyncio.timeout(settings.publish_timeout_s):
-            await request.app[PRODUCER].send_and_wait(topics.WEBHOOKS_RAW.name, record, key=key)
+        # send() only queues the record (its waits for metadata or buffer space are bounded by
+        # the producer's request_timeout_ms, the same setting); the ack is awaited under one
+        # shared deadline instead of a timer per request (a uvloop timer each: 3 % of CPU)
+        delivery = await request.app[PRODUCER].send(topics.WEBHOOKS_RAW.name, record, key=key)
+        await _deadline(settings.publish_timeout_s).wait(delivery)
         return None
     except MessageSizeTooLargeError:
         return error(413, "body_too_large", TOO_LARGE, headers=headers)
@@ -78,6 +83,63 @@ async def publish(
             "could not store the webhook, retry later",
             headers={"Retry-After": str(settings.retry_after_s)},
         )
+
+
+class Deadline:
+    """Awaits bounded by one timeout, checked by one timer every `tick_s` while any is pending.
+
+    One timeout for all means deadlines come in the order the awaits started: a queue, checked
+    from its head. An await ends with TimeoutError between `timeout_s` and `timeout_s + tick_s`
+    after it started; the awaited future itself is left alone (its result is simply not waited
+    for)."""
+
+    def __init__(self, timeout_s: float, tick_s: float = 0.05) -> None:
+        self.timeout_s, self.tick_s = timeout_s, tick_s
+        self._queue: deque[tuple[float, asyncio.Future]] = deque()
+        self._timer: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    async def wait(self, awaited: asyncio.Future):
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:  # a new event loop (tests run several): start afresh
+            self._loop, self._queue, self._timer = loop, deque(), None
+        waiter = loop.create_future()
+        awaited.add_done_callback(partial(_relay, waiter))
+        self._queue.append((loop.time() + self.timeout_s, waiter))
+        if self._timer is None:
+            self._timer = loop.call_later(self.tick_s, self._expire, loop)
+        return await waiter
+
+    def _expire(self, loop: asyncio.AbstractEventLoop) -> None:
+        now, queue = loop.time(), self._queue
+        while queue and (queue[0][1].done() or queue[0][0] <= now):
+            _, waiter = queue.popleft()
+            if not waiter.done():
+                waiter.set_exception(TimeoutError())
+        self._timer = loop.call_later(self.tick_s, self._expire, loop) if queue else None
+
+
+def _relay(waiter: asyncio.Future, done: asyncio.Future) -> None:
+    if waiter.done():  # timed out, or its request went away: mark its outcome as seen
+        if not done.cancelled():
+            done.exception()
+        return
+    if done.cancelled():
+        waiter.cancel()
+    elif done.exception() is not None:
+        waiter.set_exception(done.exception())
+    else:
+        waiter.set_result(done.result())
+
+
+_DEADLINES: dict[float, Deadline] = {}
+
+
+def _deadline(timeout_s: float) -> Deadline:
+    deadline = _DEADLINES.get(timeout_s)
+    if deadline is None:
+        deadline = _DEADLINES[timeout_s] = Deadline(timeout_s)
+    return deadline
 
 
 def audit(request: web.Request, record: AuditRecord) -> None:
