@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import os
 
 import asyncpg
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest, multiprocess
 
 from ingest import admin_api, admin_outbound, openapi
 from ingest.api_models import CustomerView, Health, Readiness
@@ -98,7 +99,12 @@ async def readyz(request: web.Request) -> web.Response:
     responses={200: Resp("text exposition format", None, media="text/plain")},
 )
 async def metrics(_request: web.Request) -> web.Response:
-    return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+    registry = None
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):  # several ingress processes: their sum
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+    body = generate_latest(registry) if registry is not None else generate_latest()
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
 document(
@@ -144,8 +150,9 @@ def init_app(settings: Settings) -> web.Application:
     return app
 
 
-def run(settings: Settings) -> None:
-    log.info("ingest_starting", host=settings.http_host, port=settings.http_port)
+def run(settings: Settings, *, reuse_port: bool = False) -> None:
+    """Serve until SIGTERM / SIGINT; `reuse_port`: one of several processes on this port."""
+    log.info("ingest_starting", host=settings.http_host, port=settings.http_port, pid=os.getpid())
     web.run_app(
         init_app(settings),
         host=settings.http_host,
@@ -153,5 +160,6 @@ def run(settings: Settings) -> None:
         access_log=None,
         print=None,
         shutdown_timeout=10,
+        reuse_port=reuse_port or None,
         **server_options(settings),
     )

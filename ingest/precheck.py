@@ -14,6 +14,11 @@ from schemas.identity import normalize_phone
 from schemas.inbound import InboundError, ParsedWebhook
 
 
+def needed(parsed: ParsedWebhook) -> bool:
+    """Only a registration naming a referrer is checked (everything else skips the timer too)."""
+    return parsed.registration is not None and parsed.registration.referrer is not None
+
+
 async def check(directory: CustomerDirectory, tenant: Tenant, parsed: ParsedWebhook) -> None:
     """Raise InboundError(422) for a registration the worker would refuse."""
     reg = parsed.registration

@@ -2,7 +2,8 @@
 
 A tenant may make `burst` requests at once and then one every `60 / per_minute` seconds; a
 request is one HTTP request whatever it carries (a batch counts once). With Redis every ingress
-process shares one bucket per tenant: the check is one Lua script, atomic, timed by Redis's clock.
+process shares one bucket per tenant: the check is one Lua script, atomic, timed by Redis's clock
+(hits that arrive together share one call).
 Without Redis (or while Redis is unreachable) each process keeps its own buckets.
 
 The answer carries the IETF RateLimit header fields (draft-ietf-httpapi-ratelimit-headers):
@@ -12,9 +13,11 @@ The answer carries the IETF RateLimit header fields (draft-ietf-httpapi-ratelimi
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Protocol
 
 from redis.asyncio import Redis
@@ -51,14 +54,19 @@ class Decision:
     retry_after_s: int  # 0 when allowed
 
     def headers(self) -> dict[str, str]:
-        window = math.ceil(self.quota.capacity_us / _US)
         headers = {
-            "RateLimit-Policy": f'"{POLICY}";q={self.quota.burst};w={window}',
+            "RateLimit-Policy": _policy(self.quota),
             "RateLimit": f'"{POLICY}";r={self.remaining};t={self.reset_s}',
         }
         if not self.allowed:
             headers["Retry-After"] = str(self.retry_after_s)
         return headers
+
+
+@lru_cache(maxsize=1024)
+def _policy(quota: Quota) -> str:
+    """The RateLimit-Policy value: the same for every request of a shop."""
+    return f'"{POLICY}";q={quota.burst};w={math.ceil(quota.capacity_us / _US)}'
 
 
 def _decide(quota: Quota, allowed: int, slack_us: int, reset_us: int) -> Decision:
@@ -95,26 +103,44 @@ class LocalLimiter:
         return _decide(quota, 1, quota.capacity_us - wait, wait)
 
 
-# KEYS[1]: the tenant's bucket; ARGV: interval and capacity in microseconds.
-# Returns {allowed, slack_us, reset_us}; the key lives only as long as the bucket is not full.
+# KEYS: the buckets, one per hit (a key may repeat: each hit sees the one before it);
+# ARGV: each hit's interval and capacity in microseconds, in pairs.
+# Returns {allowed, slack_us, reset_us} per hit, flat; a key lives only while its bucket is not
+# full. One call, one clock reading: every hit of a batch happens at the same `now`.
 _GCRA = """
-local interval = tonumber(ARGV[1])
-local capacity = tonumber(ARGV[2])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local tat = tonumber(redis.call('GET', KEYS[1]) or now)
-if tat < now then tat = now end
-local wait = tat + interval - now
-if wait > capacity then
-  return {0, wait - capacity, tat - now}
+local out = {}
+for i = 1, #KEYS do
+  local interval = tonumber(ARGV[2 * i - 1])
+  local capacity = tonumber(ARGV[2 * i])
+  local tat = tonumber(redis.call('GET', KEYS[i]) or now)
+  if tat < now then tat = now end
+  local wait = tat + interval - now
+  if wait > capacity then
+    out[#out + 1] = 0
+    out[#out + 1] = wait - capacity
+    out[#out + 1] = tat - now
+  else
+    redis.call('SET', KEYS[i], now + wait, 'PX', math.ceil(wait / 1000) + 1)
+    out[#out + 1] = 1
+    out[#out + 1] = capacity - wait
+    out[#out + 1] = wait
+  end
 end
-redis.call('SET', KEYS[1], now + wait, 'PX', math.ceil(wait / 1000) + 1)
-return {1, capacity - wait, wait}
+return out
 """
+
+MAX_BATCH = 256
+_Hit = tuple[str, Quota, asyncio.Future]
 
 
 class RedisLimiter:
     """One bucket per tenant in Redis, shared by every ingress process that uses this Redis.
+
+    Hits are batched: while one script call is in flight, the hits that arrive meanwhile wait
+    and go together in the next call (up to MAX_BATCH), so under load many requests share one
+    round trip and its client-side cost; a lone request still goes at once.
 
     Redis unreachable: this process's own buckets decide meanwhile (a warning is logged at most
     once a minute), so an outage of Redis loosens the limit instead of refusing every shop.
@@ -127,15 +153,46 @@ class RedisLimiter:
         self._prefix = prefix
         self._fallback = LocalLimiter()
         self._warned_at = -math.inf
+        self._pending: list[_Hit] = []
+        self._sending = False
 
     async def hit(self, tenant_id: str, quota: Quota) -> Decision:
+        future = asyncio.get_running_loop().create_future()
+        self._pending.append((tenant_id, quota, future))
+        if not self._sending:
+            self._sending = True
+            asyncio.get_running_loop().call_soon(self._send_next)  # after this turn's hits
+        return await future
+
+    def _send_next(self) -> None:
+        if not self._pending:
+            self._sending = False
+            return
+        batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
+        task = asyncio.ensure_future(self._send(batch))
+        task.add_done_callback(lambda _task: self._send_next())
+
+    async def _send(self, batch: list[_Hit]) -> None:
+        keys, args = [], []
+        for tenant_id, quota, _ in batch:
+            keys.append(self._prefix + tenant_id)
+            args += (quota.interval_us, quota.capacity_us)
         try:
-            allowed, slack, reset = await self._script(
-                keys=[self._prefix + tenant_id], args=[quota.interval_us, quota.capacity_us]
-            )
+            flat = await self._script(keys=keys, args=args)
         except (RedisError, OSError, TimeoutError) as exc:
             if time.monotonic() - self._warned_at > 60:
                 self._warned_at = time.monotonic()
                 log.warning("rate_limit_redis_unavailable", error=type(exc).__name__)
-            return await self._fallback.hit(tenant_id, quota)
-        return _decide(quota, int(allowed), int(slack), int(reset))
+            for tenant_id, quota, future in batch:
+                if not future.done():
+                    future.set_result(await self._fallback.hit(tenant_id, quota))
+            return
+        except BaseException as exc:  # never leave a request waiting on a lost batch
+            for _, _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            raise
+        for i, (_, quota, future) in enumerate(batch):
+            if not future.done():  # the request may have gone meanwhile
+                allowed, slack, reset = flat[3 * i : 3 * i + 3]
+                future.set_result(_decide(quota, int(allowed), int(slack), int(reset)))

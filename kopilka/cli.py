@@ -1,7 +1,7 @@
 """`kopilka`: the command line.
 
 kopilka run [--workers N]       the whole local stack, supervised (what `make run` calls)
-kopilka ingest | worker         one process of the pipeline
+kopilka ingest [--procs N] | worker   one process of the pipeline (the ingress: N on one port)
 kopilka migrate                 apply database migrations
 kopilka tenants create --name N [rule options]
 kopilka tenants update ID [rule options]   change a tenant's loyalty rules (applies from now on)
@@ -119,7 +119,13 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="kopilka", description="Kopilka loyalty-bonus engine")
     sub = p.add_subparsers(dest="command", required=True)
     run_local.add_parser(sub)
-    sub.add_parser("ingest", help="run the HTTP ingress")
+    ingest = sub.add_parser("ingest", aliases=["ingress"], help="run the HTTP ingress")
+    ingest.add_argument(
+        "--procs",
+        type=run_local._count,
+        default=None,
+        help="processes sharing the HTTP port (SO_REUSEPORT); default KOPILKA_INGRESS_PROCS or 1",
+    )
     sub.add_parser("worker", help="run the Faust stream worker")
     sub.add_parser("migrate", help="apply database migrations")
     tenants = sub.add_parser("tenants", help="manage tenants").add_subparsers(
@@ -276,10 +282,10 @@ def main(argv: list[str] | None = None) -> None:
     args = parser().parse_args(argv)
     settings = get_settings()
     klog.configure(settings.log_level, settings.log_format)
-    if args.command == "ingest":
-        from ingest.app import run
+    if args.command in ("ingest", "ingress"):
+        from ingest.serve import default_procs, serve
 
-        run(settings)
+        sys.exit(serve(settings, args.procs or default_procs()))
     elif args.command == "worker":
         from streams.worker import run
 

@@ -41,6 +41,11 @@ def add_parser(sub) -> None:
     )
     run.add_argument("--workers", type=_count, default=1, help="stream worker processes (1)")
     run.add_argument(
+        "--ingress-procs",
+        type=_count,
+        help="ingress processes on the one HTTP port (default: KOPILKA_INGRESS_PROCS or 1)",
+    )
+    run.add_argument(
         "--data-dir",
         type=Path,
         default=DEFAULT_DATA_DIR,
@@ -77,6 +82,8 @@ def make_stack(args: argparse.Namespace):
     )
     if args.http_port:
         stack.env["KOPILKA_HTTP_PORT"] = str(args.http_port)
+    if getattr(args, "ingress_procs", None):
+        stack.env["KOPILKA_INGRESS_PROCS"] = str(args.ingress_procs)
     return stack
 
 

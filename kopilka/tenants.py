@@ -330,6 +330,7 @@ class TenantDirectory:
         self._known: TTLCache[tuple, tuple[float, Tenant]] = TTLCache(maxsize, max(stale_s, ttl_s))
         self._unknown: TTLCache[tuple, bool] = TTLCache(negative_maxsize, negative_ttl_s)
         self._down_until = -math.inf
+        self._loading: dict[tuple, asyncio.Future] = {}
         self.stale_served = 0
 
     def knows(self, key: tuple) -> bool:
@@ -346,6 +347,15 @@ class TenantDirectory:
             return None
         if now < self._down_until:
             return self._stale(key, entry, "recently_down")
+        # one query per key at a time: the requests that find it expired meanwhile share it
+        loading = self._loading.get(key)
+        if loading is None:
+            loading = asyncio.ensure_future(self._load(key, entry, load))
+            self._loading[key] = loading
+            loading.add_done_callback(lambda _done: self._loading.pop(key, None))
+        return await asyncio.shield(loading)
+
+    async def _load(self, key: tuple, entry: tuple[float, Tenant] | None, load) -> Tenant | None:
         try:
             async with asyncio.timeout(self.timeout_s):
                 tenant = await load()

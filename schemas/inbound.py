@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from schemas.errors import InboundError
 from schemas.identity import normalize_email, normalize_phone
-from schemas.text_checks import check_tree, check_value, identifier, shown
+from schemas.text_checks import check_tree, check_value, identifier, plain_json, shown
 
 MAX_DEPTH = 32
 MAX_ITEMS = 50_000  # a batch of 50,000 small purchases is about 3.5 MB
@@ -119,7 +119,12 @@ Action = Literal[
 
 
 class ParsedWebhook(BaseModel):
-    """The outcome of one request body: what to do, or Tilda's connection check."""
+    """The outcome of one request body: what to do, or Tilda's connection check.
+
+    The parser builds it and its purchases without pydantic's validation (`_parsed`,
+    `_purchase`): every value was checked by hand on its way in, and the second look cost as
+    much as the rest of parsing together; tests/schemas/test_inbound.py holds the results equal
+    to validated models."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -129,6 +134,52 @@ class ParsedWebhook(BaseModel):
     registration: Registration | None = None
     spend: Spend | None = None
     refund: Refund | None = None
+
+
+def _parsed(
+    action: str,
+    purchases: tuple[Purchase, ...] = (),
+    rejected: tuple[ItemError, ...] = (),
+    registration: Registration | None = None,
+    spend: Spend | None = None,
+    refund: Refund | None = None,
+) -> ParsedWebhook:
+    """model_construct with every field given: pydantic's default resolution in model_construct
+    (a signature inspection per default_factory) costs more than validating."""
+    return ParsedWebhook.model_construct(
+        action=action,
+        purchases=purchases,
+        rejected=rejected,
+        registration=registration,
+        spend=spend,
+        refund=refund,
+    )
+
+
+def _purchase(
+    *,
+    order_id: str,
+    amount: Decimal,
+    source: str,
+    email: str | None = None,
+    phone: str | None = None,
+    name: str | None = None,
+    description: str | None = None,
+    products: tuple[Product, ...] = (),
+    attributes: dict[str, str] | None = None,
+) -> Purchase:
+    return Purchase.model_construct(
+        order_id=order_id,
+        amount=amount,
+        email=email,
+        phone=phone,
+        name=name,
+        description=description,
+        products=products,
+        source=source,
+        attributes={} if attributes is None else attributes,
+        index=0,
+    )
 
 
 def parse_webhook(
@@ -150,14 +201,18 @@ def parse_webhook(
         raise InboundError(400, "empty_body", "the request body is empty")
     if media is None:
         is_json = start[:1] in (b"{", b"[")
+    plain = False  # True: no field can hold a refused character (one scan of the JSON text)
     if not is_json:
         text = _decode(body, charset, "malformed_form", errors="surrogateescape")
         data: Any = _parse_form(text, charset)
     else:
-        data = _load_json(_decode(body, charset, "malformed_json", errors="surrogateescape"))
+        text = _decode(body, charset, "malformed_json", errors="surrogateescape")
+        data = _load_json(text)
+        plain = plain_json(text)
         if isinstance(data, dict) and "action" in data:
-            return _standard(data, phone_region)
-    check_tree(data)
+            return _standard(data, phone_region, plain)
+    if not plain:
+        check_tree(data)
     return _tilda(data, phone_region)
 
 
@@ -203,6 +258,10 @@ def _reject_constant(name: str) -> NoReturn:
     raise _NonFiniteNumber(name)
 
 
+# one decoder for every body: json.loads(..., parse_float=...) builds a new one per call
+_JSON = json.JSONDecoder(parse_float=Decimal, parse_constant=_reject_constant)
+
+
 def _load_json(text: str, field: str | None = None) -> Any:
     """json.loads with exact Decimals and a nesting guard.
 
@@ -218,7 +277,7 @@ def _load_json(text: str, field: str | None = None) -> Any:
     if _too_deep(text):
         raise fail(f"JSON is nested deeper than {MAX_DEPTH} levels")
     try:
-        return json.loads(text, parse_float=Decimal, parse_constant=_reject_constant)
+        return _JSON.decode(text)
     except _NonFiniteNumber as exc:
         raise fail(f"{exc} is not allowed in JSON") from None
     except json.JSONDecodeError as exc:
@@ -454,7 +513,7 @@ def _array(field: str, value: Any) -> list[Any]:
 # --- standard format -----------------------------------------------------------------------
 
 
-def _standard(obj: dict[str, Any], region: str) -> ParsedWebhook:
+def _standard(obj: dict[str, Any], region: str, plain: bool = False) -> ParsedWebhook:
     action = obj["action"]
     name = action.strip().lower() if isinstance(action, str) else None
     if name not in SUPPORTED_ACTIONS:
@@ -472,16 +531,17 @@ def _standard(obj: dict[str, Any], region: str) -> ParsedWebhook:
         raise _invalid(hit[0], "must be an object")
     payload = _Fields(hit[1], hit[0] + ".")
     items = payload.get("purchases") if name == "batch_purchase" else None
-    check_tree(obj, skip=frozenset({items[0]}) if items else frozenset())  # items: one by one
+    if not plain:  # batch items are checked one by one (a bad one is refused alone)
+        check_tree(obj, skip=frozenset({items[0]}) if items else frozenset())
     if name == "purchase":
-        return ParsedWebhook(action="purchase", purchases=(_standard_purchase(payload, region),))
+        return _parsed(action="purchase", purchases=(_standard_purchase(payload, region),))
     if name == "batch_purchase":
-        return _batch(payload, region)
+        return _batch(payload, region, plain)
     if name == "register_user":
-        return ParsedWebhook(action="register_user", registration=_registration(payload, region))
+        return _parsed(action="register_user", registration=_registration(payload, region))
     if name == "spend_bonuses":
-        return ParsedWebhook(action="spend_bonuses", spend=_spend(payload, region))
-    return ParsedWebhook(action="refund", refund=_refund(payload))
+        return _parsed(action="spend_bonuses", spend=_spend(payload, region))
+    return _parsed(action="refund", refund=_refund(payload))
 
 
 def _required_identity(payload: _Fields, region: str) -> tuple[str | None, str | None]:
@@ -505,7 +565,7 @@ def _standard_purchase(payload: _Fields, region: str) -> Purchase:
     amount_hit = payload.get("amount")
     if amount_hit is None:
         raise _missing(payload.path("amount"), "amount is required")
-    return Purchase(
+    return _purchase(
         order_id=order_id,
         amount=_money(*amount_hit),
         email=email,
@@ -516,7 +576,7 @@ def _standard_purchase(payload: _Fields, region: str) -> Purchase:
     )
 
 
-def _batch(payload: _Fields, region: str) -> ParsedWebhook:
+def _batch(payload: _Fields, region: str, plain: bool = False) -> ParsedWebhook:
     """Each item is its own purchase: bad items are listed with their reason, the rest go."""
     hit = payload.get("purchases")
     if hit is None:
@@ -533,7 +593,8 @@ def _batch(payload: _Fields, region: str) -> ParsedWebhook:
         try:
             if not isinstance(item, dict):
                 raise _invalid(path, "each purchase must be an object")
-            check_tree(item, path + ".")
+            if not plain:
+                check_tree(item, path + ".")
             fields = _Fields(item, path + ".")
             purchase = _standard_purchase(fields, region)
             order_id = purchase.order_id
@@ -556,9 +617,7 @@ def _batch(payload: _Fields, region: str) -> ParsedWebhook:
             f"no purchase in the batch is valid; first: {first.reason}",
             first.field,
         )
-    return ParsedWebhook(
-        action="batch_purchase", purchases=tuple(purchases), rejected=tuple(rejected)
-    )
+    return _parsed(action="batch_purchase", purchases=tuple(purchases), rejected=tuple(rejected))
 
 
 def _points(hit: tuple[str, Any]) -> int:
@@ -638,8 +697,8 @@ def _registration(payload: _Fields, region: str) -> Registration:
 def _tilda(data: Any, region: str) -> ParsedWebhook:
     if isinstance(data, dict):
         if _is_tilda_test(data):
-            return ParsedWebhook(action="tilda_test")
-        return ParsedWebhook(action="purchase", purchases=(_tilda_order(data, "", region),))
+            return _parsed(action="tilda_test")
+        return _parsed(action="purchase", purchases=(_tilda_order(data, "", region),))
     if not isinstance(data, list):
         raise InboundError(422, "invalid_field", "body must be a JSON object or array of objects")
     if not data or len(data) > MAX_ITEMS:
@@ -648,12 +707,12 @@ def _tilda(data: Any, region: str) -> ParsedWebhook:
         if not isinstance(item, dict):
             raise _invalid(f"[{i}]", "each element must be an object")
     if all(_is_tilda_test(item) for item in data):
-        return ParsedWebhook(action="tilda_test")
+        return _parsed(action="tilda_test")
     purchases = tuple(
         _tilda_order(item, f"[{i}].", region).model_copy(update={"index": i})
         for i, item in enumerate(data)
     )
-    return ParsedWebhook(action="purchase", purchases=purchases)
+    return _parsed(action="purchase", purchases=purchases)
 
 
 def _is_tilda_test(obj: dict[str, Any]) -> bool:
@@ -695,7 +754,7 @@ def _tilda_order(obj: dict[str, Any], prefix: str, region: str) -> Purchase:
         raise _missing(top.path("email"), "an email or a phone is required")
     products_hit = pay.get("products")
     products = () if products_hit is None else _products(*products_hit)
-    return Purchase(
+    return _purchase(
         order_id=order_id,
         amount=amount,
         email=email,

@@ -77,6 +77,13 @@ class FakeProducer:
     async def send_and_wait(self, topic, value, key=None):
         self.sent.append((topic, value))
 
+    async def send(self, topic, value, key=None):
+        """As aiokafka's: queue the record, return the future of its ack (here: acked)."""
+        self.sent.append((topic, value))
+        acked = asyncio.get_running_loop().create_future()
+        acked.set_result(None)
+        return acked
+
 
 class DownCustomers:
     """The customer directory with Postgres gone."""

@@ -69,6 +69,18 @@ async def test_fresh_hits_cost_no_query(pool):
     assert pool.queries == 1
 
 
+async def test_requests_that_find_the_entry_expired_together_share_one_query(pool):
+    tenants = directory(pool, ttl_s=60)
+    pool.delay_s = 0.05
+    found = await asyncio.gather(*(tenants.by_secret(SECRET) for _ in range(50)))
+    assert {t.id for t in found} == {"t-1"} and pool.queries == 1
+    pool.error = ConnectionRefusedError(111, "refused")  # a shared failure fails them all
+    fresh = directory(pool, ttl_s=60)
+    with pytest.raises(DirectoryUnavailable):
+        await asyncio.gather(*(fresh.by_secret(SECRET) for _ in range(5)))
+    assert pool.queries == 2
+
+
 @pytest.mark.parametrize(
     "error",
     [

@@ -3,6 +3,7 @@
     make bench-ingest                  # a fresh stack in .data/bench-ingest, stopped afterwards
     make bench-ingest ARGS="--requests 20000 --concurrency 128 --json bench.json"
     make bench-ingest ARGS="--edge"   # the same, twice in one run: baseline, then the hardened edge
+    make bench-ingest ARGS="--vs-bare --procs 1,2"   # issue 9's ingress figures only (below)
     .venv/bin/python tests/perf/ingest_bench.py --base-url http://127.0.0.1:8080 \\
         --dsn postgresql://kopilka@127.0.0.1:5433/kopilka   # against a stack already running
 
@@ -17,6 +18,9 @@ REDIS_URL (in-process rate limiter, signatures off: the skeleton's request path 
 in-memory bucket check); "edge" posts Standard-Webhooks-signed webhooks to the stack's ingress,
 whose shop requires signatures and whose rate limit is checked in Redis (limit set high enough
 never to refuse, so every request pays for the check). Each profile has its own shop.
+
+--vs-bare runs tests/perf/ingress_vs_bare.py instead: bare aiohttp against the ingress with
+--procs processes (issue 9's ingress figures).
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from urllib.parse import urlencode
 import aiohttp
 import asyncpg
 from benchkit import UNLIMITED, start_stack
+from ingress_vs_bare import parse_procs, vs_bare
 from loadgen import percentile
 from procstat import cpu_seconds
 
@@ -269,7 +274,16 @@ def main() -> int:
     p.add_argument(
         "--rounds", type=int, default=1, help="with --edge: repeat, alternating which goes first"
     )
+    p.add_argument("--vs-bare", action="store_true", help="bare aiohttp vs the ingress (issue 9)")
+    p.add_argument("--procs", type=parse_procs, default=[1], help="with --vs-bare: e.g. 1,2")
+    p.add_argument("--seconds", type=float, default=15.0, help="with --vs-bare: load per side")
     args = p.parse_args()
+    if args.vs_bare:
+        figures = vs_bare(args)
+        print("\n--- summary ---\n" + json.dumps(figures, indent=2))
+        if args.json:
+            args.json.write_text(json.dumps(figures, indent=2))
+        return 0
     if bool(args.base_url) != bool(args.dsn):
         p.error("--base-url and --dsn go together")
     if args.edge and args.base_url:

@@ -692,3 +692,34 @@ def test_spend_refund_and_registration_payloads():
         JSON,
     ).registration
     assert (reg.email, reg.referrer_kind, reg.referrer) == ("new@example.com", "code", "AB12CD34")
+
+
+VALID_BODIES = [
+    *(
+        pytest.param(body, content_type, id=name)
+        for name, (body, content_type) in TILDA_VARIANTS.items()
+    ),
+    pytest.param(
+        b'{"action":"batch_purchase","payload":{"purchases":[{"email":"a@example.com",'
+        b'"amount":1,"orderId":"1"},{"amount":-1,"orderId":"2","email":"b@example.com"}]}}',
+        JSON,
+        id="batch",
+    ),
+    pytest.param(
+        b'{"action":"purchase","payload":{"email":"a@example.com","amount":"1.50",'
+        b'"orderId":"7","name":"A","description":"d"}}',
+        JSON,
+        id="standard",
+    ),
+]
+
+
+@pytest.mark.parametrize("body,content_type", VALID_BODIES)
+def test_parsed_models_equal_what_pydantic_validation_would_build(body, content_type):
+    """The parser builds its models without pydantic's validation (model_construct): what it
+    builds must be exactly what validation of the same values gives."""
+    if isinstance(body, str):
+        body = body.encode()
+    parsed = parse_webhook(body, content_type)
+    assert ParsedWebhook.model_validate(parsed.model_dump()) == parsed
+    assert ParsedWebhook.model_validate_json(parsed.model_dump_json()) == parsed

@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from schemas.inbound import InboundError, ParsedWebhook, parse_webhook
-from schemas.text_checks import check_tree, identifier, shown
+from schemas.text_checks import check_tree, identifier, plain_json, shown
 
 JSON = "application/json"
 FORM = "application/x-www-form-urlencoded"
@@ -121,6 +121,33 @@ def test_a_bad_character_in_any_json_field_is_a_422_naming_it(case, ch, where):
     assert exc.status == 422
     assert exc.field == path, exc.reason
     assert exc.code in ("invalid_field", "unknown_action")  # "action" names it its own way
+
+
+# DEL, C1 and bytes that are not UTF-8 (json.dumps escapes C0 even without ensure_ascii, and
+# raw C0 inside a JSON string is malformed JSON: 400 before any field check)
+RAW_BAD = st.one_of(st.integers(0x7F, 0x9F), st.integers(0xDC80, 0xDCFF)).map(chr)
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(case=st.sampled_from(CASES), ch=RAW_BAD, where=st.integers(0, 64))
+def test_a_raw_bad_character_is_found_as_well_as_an_escaped_one(case, ch, where):
+    """JSON without escapes skips the walk over every field (`plain_json`): a bad character
+    written raw (in UTF-8, or a byte that is not UTF-8) must still be refused, naming its field."""
+    _, body, path = case
+    bad = put(body, path, lambda old: inject(old, ch, where))
+    text = json.dumps(bad, ensure_ascii=False)
+    exc = refusal(text.encode("utf-8", "surrogateescape"))
+    assert exc.status == 422
+    assert exc.field == path, exc.reason
+    assert exc.code in ("invalid_field", "unknown_action")
+
+
+def test_plain_json_is_only_text_without_escapes_or_bad_characters():
+    assert plain_json('{"a": "b\u00e9c", "n": 1.5}')
+    assert not plain_json('{"a": "\\u0000"}')
+    assert not plain_json('{"a": "x\x85y"}')
+    assert not plain_json('{"a": "x\udc80y"}')
+    assert plain_json('{"a":\t"tab outside a string"}')
 
 
 @settings(max_examples=100)
