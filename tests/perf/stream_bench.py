@@ -4,16 +4,20 @@ Standalone (`python tests/perf/stream_bench.py --help`) it starts a fresh stack 
 .data/bench-streams (Kafka, Postgres, Redis, one worker, the ingress); `make bench` calls
 `measure()` on its own stack and adds `rows()` to its table.
 
-S streams (default 200) are opened over K shops (default 20, round robin, so each shop's events
-go to S/K streams) and each has sent its first message (subscribed). Then N purchases (default
-1,000) are posted at R per second (default 25: what one worker keeps up with on a busy 2-core
-machine, so the latency is the pipeline's and the stream's, not a growing backlog's), round
-robin over the shops, each by a new customer (spread over every partition). Every stream must
-receive every bonus_awarded of its shop exactly once and nothing of another shop; figures:
-deliveries missing / duplicated / foreign (and the awards in Postgres, to tell the pipeline's
-lag from a loss), latency from the moment a purchase was POSTed to the moment its event arrived
-on each stream (p50/p99/max over every delivery), the spread of one event's arrivals over its
-streams, and the ingress's CPU (utime + stime from /proc) over the run and while idle.
+S streams (default 200; clients in tests/perf/stream_clients.py) are opened over K shops
+(default 20, round robin, so each shop's events go to S/K streams) and each has sent its first
+message (subscribed). Then N purchases (default 1,000) are posted at R per second (default 25:
+what one worker keeps up with on a busy 2-core machine, so the latency is the pipeline's and
+the stream's, not a growing backlog's), round robin over the shops, each by a new customer
+(spread over every partition). Every stream must receive every bonus_awarded of its shop exactly
+once and nothing of another shop; figures: deliveries missing / duplicated / foreign (and the
+awards in Postgres, to tell the pipeline's lag from a loss), latency from the moment a purchase
+was POSTed to the moment its event arrived on each stream (p50/p99/max over every delivery),
+the spread of one event's arrivals over its streams, and the ingress's CPU (utime + stime from
+/proc) over the run and while idle.
+Then half as many purchases again, with the ingress restarted (SIGTERM, start again) halfway
+while the worker still writes their events: every stream resumes with its Last-Event-ID and
+must still receive every event once; figure: seconds until every stream is back.
 Measured, never asserted.
 """
 
@@ -25,7 +29,6 @@ import json
 import os
 import sys
 import time
-from collections import Counter
 from pathlib import Path
 
 import aiohttp
@@ -35,6 +38,7 @@ from aiokafka import AIOKafkaConsumer
 from benchkit import UNLIMITED, start_stack
 from loadgen import percentile, run
 from procstat import cpu_seconds
+from stream_clients import Run, orders_of
 
 from kopilka import topics
 from kopilka.cli import create_tenant_json, edge_json
@@ -43,32 +47,6 @@ from kopilka.settings import PROJECT_ROOT, Settings
 from kopilka.stack import Stack
 
 OUT = PROJECT_ROOT / ".data" / "bench" / "stream.json"
-
-
-class Stream:
-    def __init__(self, shop: int, tenant_id: str) -> None:
-        self.shop, self.tenant_id = shop, tenant_id
-        self.got: Counter[str] = Counter()
-        self.foreign = 0
-        self.subscribed = asyncio.Event()
-
-    async def read(self, resp: aiohttp.ClientResponse, arrivals: dict[str, list[float]]) -> None:
-        buf = b""
-        async for chunk in resp.content.iter_any():
-            now = time.time()  # wall clock: compared with Kafka's record timestamps too
-            *blocks, buf = (buf + chunk).split(b"\n\n")
-            for block in blocks:
-                self.subscribed.set()
-                i = block.find(b"\ndata: ")
-                if i < 0:
-                    continue  # a position or a heartbeat
-                event = orjson.loads(block[i + 7 :])
-                if event["tenant_id"] != self.tenant_id:
-                    self.foreign += 1
-                elif event["type"] == "bonus_awarded":
-                    order = event["order_id"]
-                    self.got[order] += 1
-                    arrivals.setdefault(order, []).append(now)
 
 
 async def _shops(dsn: str, count: int) -> list[dict]:
@@ -103,8 +81,11 @@ async def _warm_up(session, base: str, tenants: list[dict], readers, timeout_s: 
     return round(time.perf_counter() - t0, 2)
 
 
-async def _tail_topic(settings: Settings, appended: dict[str, float], ready: asyncio.Event) -> None:
-    """Every bench purchase's award as it lands in loyalty.events, with the record's timestamp."""
+async def _tail_topic(
+    settings: Settings, appended: dict[str, float], direct: list[float], ready: asyncio.Event
+) -> None:
+    """Every bench purchase's award as it lands in loyalty.events, with the record's timestamp;
+    `direct`: how long after it this plain consumer (no ingress in between) had it."""
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.bootstrap_list, group_id=None, enable_auto_commit=False
     )
@@ -121,6 +102,7 @@ async def _tail_topic(settings: Settings, appended: dict[str, float], ready: asy
                     event = orjson.loads(r.value)
                     if event["type"] == "bonus_awarded":
                         appended[event["order_id"]] = r.timestamp / 1000
+                        direct.append(time.time() - r.timestamp / 1000)
     finally:
         await consumer.stop()
 
@@ -141,6 +123,10 @@ def _ingress(stack: Stack) -> list[int]:
     return [p.proc.pid for p in stack.processes if p.name == "ingest" and p.alive()]
 
 
+def _ms(values: list[float], q: float) -> float:
+    return round(1000 * percentile(values, q), 1)
+
+
 async def measure(
     stack: Stack,
     *,
@@ -150,142 +136,145 @@ async def measure(
     rate: float = 25.0,
     idle_s: float = 5.0,
     timeout_s: float = 300.0,
+    restart: bool = True,
 ) -> dict:
     settings = stack.settings()
-    base = f"http://{settings.http_host}:{settings.http_port}"
-    tenants = await _shops(settings.database_url.get_secret_value(), shops)
-    sent: dict[str, float] = {}  # order -> when its POST began
-    arrivals: dict[str, list[float]] = {}  # order -> when it arrived on each of its streams
-    appended: dict[str, float] = {}  # order -> its event's timestamp in loyalty.events
-    expected: dict[int, set[str]] = {i: set() for i in range(shops)}
-    readers = [Stream(i % shops, tenants[i % shops]["tenant_id"]) for i in range(streams)]
     f: dict = {"streams": streams, "shops": shops, "rate_per_s": rate}
-    timeout = aiohttp.ClientTimeout(total=None, sock_read=None)
+    tenants = await _shops(settings.database_url.get_secret_value(), shops)
     pids = _ingress(stack)
     cpu0 = cpu_seconds(pids)
     await asyncio.sleep(idle_s)
     f["ingress_idle_cpu_pct_no_streams"] = round(100 * (cpu_seconds(pids) - cpu0) / idle_s, 1)
-    async with aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(limit=0), timeout=timeout
-    ) as session:
-        responses = []
+    timeout = aiohttp.ClientTimeout(total=None, sock_read=None)
+    connector = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        run_ = Run(stack, session, tenants, streams)
         t0 = time.perf_counter()
-        for r in readers:
-            key = tenants[r.shop]["api_key"]
-            resp = await session.get(
-                f"{base}/api/v1/events/stream", headers={"Authorization": f"Bearer {key}"}
-            )
-            assert resp.status == 200, await resp.text()
-            responses.append(resp)
-        tasks = [
-            asyncio.create_task(r.read(resp, arrivals))
-            for r, resp in zip(readers, responses, strict=True)
-        ]
-        await asyncio.wait_for(asyncio.gather(*(r.subscribed.wait() for r in readers)), 60)
-        f["connect_all_s"] = round(time.perf_counter() - t0, 2)
-
-        f["warm_up_s"] = await _warm_up(session, base, tenants, readers, timeout_s)
-        arrivals.clear()
-        tail_ready = asyncio.Event()
-        tail = asyncio.create_task(_tail_topic(settings, appended, tail_ready))
-        await asyncio.wait_for(tail_ready.wait(), 60)
-        cpu0, client0, t0 = cpu_seconds(pids), time.process_time(), time.perf_counter()
-        statuses: Counter[int] = Counter()
-
-        async def post(i: int) -> None:
-            shop, order = i % shops, f"SB-{i}"
-            body = {
-                "action": "purchase",
-                "payload": {"orderId": order, "amount": 1000, "email": f"sb-{i}@bench.example"},
-            }
-            sent[order] = time.time()
-            url = f"{base}/api/webhook/{tenants[shop]['webhook_secret']}"
-            async with session.post(url, json=body) as resp:
-                statuses[resp.status] += 1
-                if resp.status == 202:
-                    expected[shop].add(order)
-                else:
-                    sent.pop(order, None)
-
-        posts = []
-        for i in range(purchases):
-            delay = t0 + i / rate - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            posts.append(asyncio.create_task(post(i)))
-        await asyncio.gather(*posts)
-        f["posted_s"] = round(time.perf_counter() - t0, 2)
-        f["accepted"] = statuses[202]
-        f["refused"] = {str(k): v for k, v in statuses.items() if k != 202}
-
-        def complete() -> bool:
-            return all(expected[r.shop] <= r.got.keys() for r in readers)
-
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if complete():
-                break
-            await asyncio.sleep(0.1)
-        await asyncio.sleep(1)  # anything extra (a duplicate, a stray) would arrive now
-        # a missing delivery of an award that is not in Postgres either is the pipeline's lag
-        f["awarded_in_postgres"] = await _awarded(settings, [t["tenant_id"] for t in tenants])
-        run_s = time.perf_counter() - t0
-        cpu = cpu_seconds(pids) - cpu0
-        f["client_cpu_pct"] = round(100 * (time.process_time() - client0) / run_s, 1)
-        f["run_s"] = round(run_s, 2)
-        f["ingress_cpu_s"] = round(cpu, 2)
-        f["ingress_cpu_pct"] = round(100 * cpu / run_s, 1)
-        wanted = sum(len(expected[r.shop]) for r in readers)
-        f["deliveries_expected"] = wanted
-        f["deliveries"] = sum(sum(r.got[o] for o in expected[r.shop]) for r in readers)
-        f["missing"] = sum(len(expected[r.shop] - r.got.keys()) for r in readers)
-        f["duplicates"] = sum(n - 1 for r in readers for n in r.got.values() if n > 1)
-        f["foreign"] = sum(r.foreign for r in readers)
-        f["streams_complete"] = sum(expected[r.shop] <= r.got.keys() for r in readers)
-        f["ingress_cpu_ms_per_delivery"] = round(1000 * cpu / max(f["deliveries"], 1), 3)
-        tail.cancel()
-        latencies = [t - sent[o] for o, ts in arrivals.items() if o in sent for t in ts]
-        # from the worker's write to loyalty.events (the record's timestamp) to the stream
-        after_topic = [t - appended[o] for o, ts in arrivals.items() if o in appended for t in ts]
-        if after_topic:
-            f["topic_to_stream_p50_ms"] = round(1000 * percentile(after_topic, 50), 1)
-            f["topic_to_stream_p99_ms"] = round(1000 * percentile(after_topic, 99), 1)
-        if latencies:
-            f["latency_p50_ms"] = round(1000 * percentile(latencies, 50), 1)
-            f["latency_p99_ms"] = round(1000 * percentile(latencies, 99), 1)
-            f["latency_max_ms"] = round(1000 * max(latencies), 1)
-            # one event's first to last arrival over its shop's streams: the fan-out's own share
-            spread = [max(a) - min(a) for a in arrivals.values()]
-            f["fan_out_spread_p50_ms"] = round(1000 * percentile(spread, 50), 1)
-            f["fan_out_spread_p99_ms"] = round(1000 * percentile(spread, 99), 1)
-
-        cpu0 = cpu_seconds(pids)
-        await asyncio.sleep(idle_s)
-        f["ingress_idle_cpu_pct"] = round(100 * (cpu_seconds(pids) - cpu0) / idle_s, 1)
-        f["streams_open_at_end"] = sum(not t.done() for t in tasks)
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        for resp in responses:
-            resp.close()
+        tasks = run_.open()
+        try:
+            await asyncio.wait_for(asyncio.gather(*(r.connected.wait() for r in run_.readers)), 60)
+            f["connect_all_s"] = round(time.perf_counter() - t0, 2)
+            f["warm_up_s"] = await _warm_up(session, run_.base, tenants, run_.readers, timeout_s)
+            run_.arrivals.clear()
+            await _steady(run_, f, range(purchases), rate, timeout_s, pids)
+            cpu0 = cpu_seconds(pids)
+            await asyncio.sleep(idle_s)
+            f["ingress_idle_cpu_pct"] = round(100 * (cpu_seconds(pids) - cpu0) / idle_s, 1)
+            if restart:
+                f["restart"] = await _across_restart(
+                    run_, range(purchases, purchases + purchases // 2), rate, timeout_s
+                )
+        finally:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
     return f
+
+
+async def _steady(run_: Run, f: dict, orders: range, rate: float, timeout_s, pids) -> None:
+    """Paced purchases with every stream open: latency, completeness, the ingress's CPU."""
+    settings = run_.stack.settings()
+    appended: dict[str, float] = {}  # order -> its event's timestamp in loyalty.events
+    tail_ready = asyncio.Event()
+    direct: list[float] = []
+    tail = asyncio.create_task(_tail_topic(settings, appended, direct, tail_ready))
+    await asyncio.wait_for(tail_ready.wait(), 60)
+    cpu0, client0, t0 = cpu_seconds(pids), time.process_time(), time.perf_counter()
+    await run_.post(orders, rate)
+    f["posted_s"] = round(time.perf_counter() - t0, 2)
+    f["accepted"] = run_.statuses[202]
+    f["refused"] = {str(k): v for k, v in run_.statuses.items() if k != 202}
+    await run_.wait_complete(timeout_s)
+    tail.cancel()
+    # a missing delivery of an award that is not in Postgres either is the pipeline's lag
+    f["awarded_in_postgres"] = await _awarded(settings, [t["tenant_id"] for t in run_.tenants])
+    run_s = time.perf_counter() - t0
+    cpu = cpu_seconds(pids) - cpu0
+    f["client_cpu_pct"] = round(100 * (time.process_time() - client0) / run_s, 1)
+    f["run_s"] = round(run_s, 2)
+    f["ingress_cpu_s"] = round(cpu, 2)
+    f["ingress_cpu_pct"] = round(100 * cpu / run_s, 1)
+    f.update(run_.delivery(orders_of(orders)))
+    f["ingress_cpu_ms_per_delivery"] = round(1000 * cpu / max(f["deliveries"], 1), 3)
+    arrivals, sent = run_.arrivals, run_.sent
+    latencies = [t - sent[o] for o, ts in arrivals.items() if o in sent for t in ts]
+    # from the worker's write to loyalty.events (the record's timestamp) to the stream
+    after_topic = [t - appended[o] for o, ts in arrivals.items() if o in appended for t in ts]
+    if after_topic:
+        f["topic_to_stream_p50_ms"] = _ms(after_topic, 50)
+        f["topic_to_stream_p99_ms"] = _ms(after_topic, 99)
+    if direct:  # the same for a plain consumer in this process: the broker's and Faust's share
+        f["topic_to_consumer_p50_ms"], f["topic_to_consumer_p99_ms"] = (
+            _ms(direct, 50),
+            _ms(direct, 99),
+        )
+    if latencies:
+        f["latency_p50_ms"], f["latency_p99_ms"] = _ms(latencies, 50), _ms(latencies, 99)
+        f["latency_max_ms"] = round(1000 * max(latencies), 1)
+        # one event's first to last arrival over its shop's streams: the fan-out's own share
+        spread = [max(a) - min(a) for a in arrivals.values()]
+        f["fan_out_spread_p50_ms"] = _ms(spread, 50)
+        f["fan_out_spread_p99_ms"] = _ms(spread, 99)
+
+
+async def _across_restart(run_: Run, orders: range, rate: float, timeout_s: float) -> dict:
+    """Half the purchases, then the ingress restarts (SIGTERM, start again) while the worker
+    still emits their events, then the other half: every stream resumes with its last id and
+    must still get every event once."""
+    half = len(orders) // 2
+    first, second = orders[:half], orders[half:]
+    await run_.post(first, rate)
+    before = [r.connections for r in run_.readers]
+    t0 = time.perf_counter()
+    await asyncio.to_thread(run_.stack.restart, "ingest")
+    restarted = time.perf_counter()
+    posting = asyncio.create_task(run_.post(second, rate))
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if all(r.connections > n for r, n in zip(run_.readers, before, strict=True)):
+            break
+        await asyncio.sleep(0.05)
+    resumed = time.perf_counter()
+    await posting
+    await run_.wait_complete(timeout_s)
+    return {
+        "restart_s": round(restarted - t0, 1),
+        "all_resumed_after_s": round(resumed - restarted, 2),
+        "resumed": sum(r.connections > n for r, n in zip(run_.readers, before, strict=True)),
+        "purchases": len(orders),
+        **run_.delivery(orders_of(orders)),
+    }
+
+
+def _delivered(f: dict) -> str:
+    if f["missing"] == 0 and f["duplicates"] == 0 and f["foreign"] == 0:
+        return f"all {f['deliveries']:,} deliveries, once each"
+    return (
+        f"MISSING {f['missing']:,}, duplicated {f['duplicates']:,}, "
+        f"foreign {f['foreign']:,} of {f['deliveries_expected']:,}"
+    )
 
 
 def rows(f: dict) -> list[tuple[str, str, str]]:
     """Rows for a figures table (make bench's)."""
-    ok = f["missing"] == 0 and f["duplicates"] == 0 and f["foreign"] == 0
+    r = f.get("restart")
+    restart = []
+    if r:
+        restart = [
+            (
+                f"event stream: all {f['streams']} streams resumed after an ingress restart (s)",
+                f"{r['all_resumed_after_s']}",
+                f"{r['resumed']} resumed with Last-Event-ID; {r['purchases']:,} purchases "
+                f"around the restart ({r['restart_s']} s): {_delivered(r)}",
+            )
+        ]
     return [
         (
             f"event stream: webhook -> event on {f['streams']} streams p50 / p99 (ms)",
             f"{f.get('latency_p50_ms', 'n/a')} / {f.get('latency_p99_ms', 'n/a')}",
             f"{f['accepted']:,} purchases at {f['rate_per_s']:g}/s over {f['shops']} shops; "
-            + (
-                f"all {f['deliveries']:,} deliveries, once each"
-                if ok
-                else f"MISSING {f['missing']:,}, duplicated {f['duplicates']:,}, "
-                f"foreign {f['foreign']:,} of {f['deliveries_expected']:,} "
-                f"({f['awarded_in_postgres']:,} of {f['accepted']:,} awarded in Postgres)"
-            ),
+            + _delivered(f)
+            + f" ({f['awarded_in_postgres']:,} awarded in Postgres)",
         ),
         (
             f"event stream: ingress CPU with {f['streams']} streams (% of a core)",
@@ -293,10 +282,13 @@ def rows(f: dict) -> list[tuple[str, str, str]]:
             f"webhooks included; {f['ingress_cpu_ms_per_delivery']} ms per delivery; fan-out "
             f"spread p99 {f.get('fan_out_spread_p99_ms', 'n/a')} ms; "
             f"loyalty.events -> stream p50/p99 {f.get('topic_to_stream_p50_ms', 'n/a')}/"
-            f"{f.get('topic_to_stream_p99_ms', 'n/a')} ms; "
+            f"{f.get('topic_to_stream_p99_ms', 'n/a')} ms (a plain consumer: "
+            f"{f.get('topic_to_consumer_p50_ms', 'n/a')}/{f.get('topic_to_consumer_p99_ms', 'n/a')}"
+            " ms); "
             f"idle: {f['ingress_idle_cpu_pct_no_streams']} % before the streams, "
             f"{f['ingress_idle_cpu_pct']} % with them open",
         ),
+        *restart,
     ]
 
 
