@@ -1,4 +1,8 @@
-"""A small Server-Sent Events reader over aiohttp, for the event stream's end-to-end tests."""
+"""A small Server-Sent Events reader over aiohttp, for the event stream's end-to-end tests.
+
+Waits are long (90 s): they bound how long the pipeline (worker included) may take on a loaded
+machine, where a cold stack's first purchases have taken over 30 s; the stream adds little.
+"""
 
 from __future__ import annotations
 
@@ -22,7 +26,7 @@ class EventStream:
         self.resp = resp
         self.last_id: str | None = None  # as an EventSource keeps it
 
-    async def message(self, timeout_s: float = 30.0) -> Message:
+    async def message(self, timeout_s: float = 90.0) -> Message:
         """The next message (a block ended by a blank line), events and id-only ones alike."""
         msg, data = Message(), []
         async with asyncio.timeout(timeout_s):
@@ -50,7 +54,7 @@ class EventStream:
                 elif name == b"data":
                     data.append(value)
 
-    async def event(self, timeout_s: float = 30.0) -> Message:
+    async def event(self, timeout_s: float = 90.0) -> Message:
         """The next message that is an event (has data)."""
         async with asyncio.timeout(timeout_s):
             while True:
@@ -58,7 +62,7 @@ class EventStream:
                 if msg.data is not None:
                     return msg
 
-    async def events(self, n: int, timeout_s: float = 30.0) -> list[Message]:
+    async def events(self, n: int, timeout_s: float = 90.0) -> list[Message]:
         return [await self.event(timeout_s) for _ in range(n)]
 
 
