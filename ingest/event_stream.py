@@ -122,6 +122,12 @@ async def stream_response(
             return error(422, "invalid_field", f"not a token of this stream: {exc}", field)
         if len(resume) > len(hub.vector):
             return error(422, "invalid_field", "token of a topic with more partitions", field)
+        # ahead of this process's tail: another replica's token, a few records ahead; or one
+        # beyond the topic's end (another cluster, a re-created topic), which would skip events
+        if any(t > h for t, h in zip(resume, hub.vector, strict=False)):
+            ends = await hub.end_offsets()
+            if any(t > e for t, e in zip(resume, ends, strict=False)):
+                return error(422, "invalid_field", "token beyond the end of the topic", field)
 
     resp = web.StreamResponse(headers=_HEADERS)
     await resp.prepare(request)

@@ -128,6 +128,12 @@ class EventHub:
         if self._consumer is not None:
             await self._consumer.stop()
 
+    async def end_offsets(self) -> list[int]:
+        """The topic's current end offset per partition, asked of the broker now."""
+        tps = sorted(self._consumer.assignment(), key=lambda tp: tp.partition)
+        ends = await self._consumer.end_offsets(tps)
+        return [ends[tp] for tp in tps]
+
     def subscribe(self, tenant_id: str) -> tuple[Subscriber, tuple[int, ...]]:
         """A new subscriber, and the vector from which it gets every record of its tenant."""
         sub = Subscriber(tenant_id.encode())

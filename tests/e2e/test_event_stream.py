@@ -12,6 +12,7 @@ from aiokafka import AIOKafkaConsumer
 from payloads import WAIT, action, purchase
 from sse import open_stream
 
+from ingest import stream_token
 from kopilka import devservices, topics
 from kopilka.kafka import assign_whole_topic
 
@@ -108,6 +109,17 @@ async def test_bad_parameters_are_refused_naming_the_field(api, tenant, session,
         assert resp.status == 422
         body = await resp.json()
     assert body["error"] == "invalid_field" and body["field"] == field
+
+
+async def test_a_token_beyond_the_end_of_the_topic_is_refused(api, tenant, session):
+    # a token from another cluster or from before the topic was re-created: never read as
+    # "skip everything up to there"
+    token = stream_token.encode([10**9] * 32)
+    headers = {"Authorization": f"Bearer {tenant['api_key']}", "Last-Event-ID": token}
+    async with session.get(f"{api.base}/api/v1/events/stream", headers=headers) as resp:
+        assert resp.status == 422
+        body = await resp.json()
+    assert body["field"] == "Last-Event-ID" and "beyond the end" in body["reason"]
 
 
 async def test_a_bad_last_event_id_header_is_refused_naming_it(api, tenant, session):
