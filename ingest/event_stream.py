@@ -37,6 +37,8 @@ client that saw no event (filtered, quiet shop) still resumes from where it was.
 
 from __future__ import annotations
 
+import contextlib
+
 import orjson
 from aiohttp import web
 
@@ -205,31 +207,37 @@ class _Stream:
         return stream_token.encode(self.vector)
 
     async def _catch_up(self, ranges: dict[int, tuple[int, int]]) -> None:
-        async for batch in read_backlog(self.hub.settings, ranges, self.sub.tenant):
-            out = bytearray()
-            for partition, offset, value in batch:
-                self.vector[partition] = offset + 1
-                try:
-                    event = orjson.loads(value)
-                    kind, owner = event["type"], event["tenant_id"]
-                except (ValueError, KeyError, TypeError):
-                    log.error("event_unreadable", partition=partition, offset=offset)
-                    continue
-                if owner != self.tenant_id:
-                    log.error("event_tenant_mismatch", partition=partition, offset=offset)
-                    continue
-                if self.types is None or kind in self.types:
-                    self.sent_token = stream_token.encode(self.vector)
-                    out += _message(self.sent_token, kind, value)
-            if self.sub.heartbeat_due:
-                self.sub.heartbeat_due = False
-                out += b": heartbeat\n\n"
-            if out:
-                await self._write(bytes(out))
-            if self.sub.ended:
-                raise _Gone
+        backlog = read_backlog(self.hub.settings, ranges, self.sub.tenant)
+        async with contextlib.aclosing(backlog):  # its consumer stops even if the client left
+            async for batch in backlog:
+                await self._send_backlog(batch)
         for p, (_start, end) in ranges.items():
             self.vector[p] = max(self.vector[p], end)
+
+    async def _send_backlog(self, batch: list[tuple[int, int, bytes]]) -> None:
+        """Send one batch of the backlog, the stream's vector advancing record by record."""
+        out = bytearray()
+        for partition, offset, value in batch:
+            self.vector[partition] = offset + 1
+            try:
+                event = orjson.loads(value)
+                kind, owner = event["type"], event["tenant_id"]
+            except (ValueError, KeyError, TypeError):
+                log.error("event_unreadable", partition=partition, offset=offset)
+                continue
+            if owner != self.tenant_id:
+                log.error("event_tenant_mismatch", partition=partition, offset=offset)
+                continue
+            if self.types is None or kind in self.types:
+                self.sent_token = stream_token.encode(self.vector)
+                out += _message(self.sent_token, kind, value)
+        if self.sub.heartbeat_due:
+            self.sub.heartbeat_due = False
+            out += b": heartbeat\n\n"
+        if out:
+            await self._write(bytes(out))
+        if self.sub.ended:
+            raise _Gone
 
     def _position(self, vector) -> bytes:
         """An id-only message (no event fired) with this position, unless it was the last sent."""
