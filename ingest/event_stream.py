@@ -19,7 +19,9 @@ Why resuming from a token has no gap and no duplicate:
   then reads partitions where V[p] < H0[p] from V[p] up to H0[p] with a short-lived consumer of
   its own (ingest.stream_catchup), then sends what the hub queued meanwhile, skipping records
   below the stream's vector (the partitions where V[p] > H0[p]: a token from a replica that
-  was a few records ahead). Each record at or above V is thus sent exactly once.
+  was a few records ahead). Each record at or above V is thus sent exactly once. A V[p] beyond
+  the topic's end offset is refused (422): it can only come from another cluster or a topic
+  re-created since, and skipping up to it would be a gap.
 - The vector is made of Kafka offsets, which mean the same to every ingress process and across
   restarts; nothing is kept on the server. A partition added after the token was made is read
   from its start. A token older than Kafka's retention (7 days) resumes at the oldest record
