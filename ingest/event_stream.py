@@ -209,7 +209,7 @@ class _Stream:
         return stream_token.encode(self.vector)
 
     async def _catch_up(self, ranges: dict[int, tuple[int, int]]) -> None:
-        backlog = read_backlog(self.hub.settings, ranges, self.sub.tenant)
+        backlog = read_backlog(self.hub.backlog_readers, ranges, self.sub.tenant)
         async with contextlib.aclosing(backlog):  # its consumer stops even if the client left
             async for batch in backlog:
                 await self._send_backlog(batch)

@@ -27,6 +27,7 @@ from aiokafka import AIOKafkaConsumer
 
 from ingest import stream_token
 from ingest.context import SETTINGS
+from ingest.stream_catchup import BacklogReaders
 from kopilka import topics
 from kopilka.kafka import assign_whole_topic
 from kopilka.logging import get_logger
@@ -89,6 +90,7 @@ class EventHub:
         self._tasks: list[asyncio.Task] = []
         self.vector: list[int] = []
         self.catch_up_slots = asyncio.Semaphore(CATCH_UP_SLOTS)
+        self.backlog_readers = BacklogReaders(settings)
 
     @property
     def settings(self) -> Settings:
@@ -127,6 +129,7 @@ class EventHub:
                 await task
         if self._consumer is not None:
             await self._consumer.stop()
+        await self.backlog_readers.close()
 
     async def end_offsets(self) -> list[int]:
         """The topic's current end offset per partition, asked of the broker now."""
