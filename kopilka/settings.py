@@ -75,9 +75,9 @@ class Settings(BaseSettings):
     normalize_batch: int = 200
     normalize_within_s: float = 0.005
     # A refund is keyed by its order, its purchase by the customer (schemas.routing): a refund
-    # that overtakes its purchase is put aside (holding up nothing else) and tried again for
-    # this long before it is refused as unknown_order.
-    refund_order_wait_s: float = 10.0
+    # that overtakes its purchase goes round webhooks.deferred (streams.deferral), tried again
+    # every second for this long before it is refused as unknown_order.
+    refund_order_wait_s: float = 60.0
     # The worker's table store: "rocksdb://" (on disk: a restart reads only what changed since)
     # or "memory://" (the whole changelog is read back at every start).
     worker_store: str = "rocksdb://"

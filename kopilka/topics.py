@@ -20,6 +20,11 @@ WEBHOOKS_AUDIT = TopicSpec(
 WEBHOOKS_DEAD = TopicSpec(
     "webhooks.dead", "tenant_id", "accepted requests the normaliser could not turn into commands"
 )
+WEBHOOKS_DEFERRED = TopicSpec(
+    "webhooks.deferred",
+    "as webhooks.raw",
+    "refunds that overtook their purchase, tried again until their order is claimed",
+)
 COMMANDS = TopicSpec("loyalty.commands", "tenant_id:customer_id", "canonical loyalty commands")
 EVENTS = TopicSpec("loyalty.events", "tenant_id:customer_id", "public loyalty events (JSON)")
 OUTCOMES = TopicSpec(
@@ -41,6 +46,7 @@ ALL = (
     WEBHOOKS_RAW,
     WEBHOOKS_AUDIT,
     WEBHOOKS_DEAD,
+    WEBHOOKS_DEFERRED,
     COMMANDS,
     EVENTS,
     OUTCOMES,

@@ -38,6 +38,9 @@ class RawEnvelope(Record):
     body: str = Field("", description="the body, when it is UTF-8 text")
     body_b64: str | None = Field(None, description="the body in base64, when it is not UTF-8")
     wait: bool = Field(False, description="someone waits for the outcomes (`Prefer: wait`)")
+    # on webhooks.deferred only (streams.deferral): a refund waiting for its purchase
+    deferred_until: datetime | None = Field(None, description="refused as unknown after this")
+    not_before: datetime | None = Field(None, description="tried again from this time on")
 
     @classmethod
     def wrap(cls, body: bytes, **fields) -> RawEnvelope:

@@ -9,16 +9,21 @@ write is idempotent on event_id, so a crash or a replay writes nothing twice.
 from __future__ import annotations
 
 import uuid
-from decimal import Decimal
 from functools import partial
 
 import asyncpg
-import orjson
 from faust.types import EventT
 
 from kopilka.logging import get_logger
-from schemas.events import Event, parse_event
+from schemas.events import parse_event
 from schemas.messages import AuditRecord
+from sinks.ledger_rows import (
+    LedgerRows,
+    merged_awards,
+    merged_moves,
+    newest_balances,
+    rows_of,
+)
 from streams.acks import held
 from streams.app import (
     app,
@@ -35,51 +40,6 @@ from streams.retry import until_done
 log = get_logger(__name__)
 
 
-_DELTA_SIGN = {
-    "bonus_awarded": 1,
-    "referral_awarded": 1,
-    "bonus_returned": 1,
-    "bonus_spent": -1,
-    "bonus_expired": -1,
-    "bonus_reversed": -1,
-}
-
-
-def describe(e: Event) -> str:
-    """The ledger line's reason, in words, for the read API and support staff."""
-    match e.type:
-        case "bonus_awarded":
-            return f"purchase {e.order_id}: {e.percent}% of {e.amount}"
-        case "referral_awarded":
-            return f"referral: {e.percent}% of order {e.order_id} by customer {e.referee_id}"
-        case "bonus_spent":
-            return f"spent on order {e.order_id}"
-        case "spend_rejected":
-            return f"spend on order {e.order_id} refused: {e.detail}"
-        case "bonus_expired":
-            return f"expired at {e.expired_at.isoformat()}"
-        case "bonus_reversed":
-            extra = f", {e.unrecovered} not recovered" if e.unrecovered else ""
-            return f"refund {e.refund_id} of order {e.order_id} ({e.refund_amount}){extra}"
-        case "bonus_returned":
-            return f"refund {e.refund_id} of order {e.order_id}: spent points returned"
-        case "level_changed":
-            return f"level {e.previous_level or '-'} -> {e.level or '-'}"
-        case "customer_registered":
-            return "registered" + (f", referred by {e.referrer_id}" if e.referrer_id else "")
-    return e.type
-
-
-def _lot_deltas(e: Event) -> list[tuple[str, int]]:
-    if e.type in ("bonus_spent", "bonus_reversed"):
-        return [(lot.lot_id, -lot.points) for lot in e.lots]
-    if e.type == "bonus_returned":
-        return [(lot.lot_id, lot.points) for lot in e.lots]
-    if e.type == "bonus_expired":
-        return [(e.lot_id, -e.points)]
-    return []
-
-
 class LedgerSink:
     """`loyalty.events` -> ledger_entries (one row per event), lots (what is left of each award)
     and balances (newest seq wins). Lot changes are applied only for events this flush newly
@@ -88,9 +48,11 @@ class LedgerSink:
     _INSERT_ENTRIES = """
     INSERT INTO ledger_entries (event_id, tenant_id, customer_id, type, order_id, amount, points,
                                 balance_after, expires_at, occurred_at, event, delta, reason)
-    SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[],
-                         $6::numeric[], $7::bigint[], $8::bigint[], $9::timestamptz[],
-                         $10::timestamptz[], $11::jsonb[], $12::bigint[], $13::text[])
+    SELECT e, t, c, y, o, a, p, b, x, w, v::jsonb, d, r
+      FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[],
+                  $6::numeric[], $7::bigint[], $8::bigint[], $9::timestamptz[],
+                  $10::timestamptz[], $11::text[], $12::bigint[], $13::text[])
+           AS u(e, t, c, y, o, a, p, b, x, w, v, d, r)
     ON CONFLICT (event_id) DO NOTHING
     RETURNING event_id
     """
@@ -120,11 +82,12 @@ class LedgerSink:
     """
 
     def __init__(self) -> None:
-        self.events: dict[str, tuple[Event, bytes]] = {}
+        self.events: dict[str, LedgerRows] = {}
 
     def add(self, raw: bytes) -> None:
         event = parse_event(raw)
-        self.events.setdefault(event.event_id, (event, raw))
+        if event.event_id not in self.events:
+            self.events[event.event_id] = rows_of(event, raw)
 
     def clear(self) -> None:
         self.events = {}
@@ -132,74 +95,20 @@ class LedgerSink:
     async def flush(self, pool: asyncpg.Pool) -> int:
         if not self.events:
             return 0
-        batch = [e for e, _ in self.events.values()]
-        entries = _columns(
-            (
-                uuid.UUID(e.event_id),
-                uuid.UUID(e.tenant_id),
-                uuid.UUID(e.customer.id),
-                e.type,
-                getattr(e, "order_id", None),
-                Decimal(getattr(e, "amount", None) or getattr(e, "refund_amount", "0")),
-                getattr(e, "points", 0),
-                e.balance_after,
-                getattr(e, "expires_at", None),
-                e.occurred_at,
-                orjson.loads(raw),
-                _DELTA_SIGN.get(e.type, 0) * getattr(e, "points", 0),
-                describe(e),
-            )
-            for e, raw in self.events.values()
-        )
-        newest: dict[tuple[str, str], Event] = {}
-        for e in batch:
-            key = (e.tenant_id, e.customer.id)
-            if key not in newest or newest[key].seq < e.seq:
-                newest[key] = e
-        balances = _columns(
-            (
-                uuid.UUID(e.tenant_id),
-                uuid.UUID(e.customer.id),
-                e.balance_after,
-                Decimal(e.lifetime_spend),
-                e.level,
-                e.seq,
-            )
-            for e in newest.values()
-        )
+        batch = list(self.events.values())
+        entries = _columns(r.entry for r in batch)
         async with pool.acquire() as conn, conn.transaction():
             inserted = {
                 str(r["event_id"]) for r in await conn.fetch(self._INSERT_ENTRIES, *entries)
             }
-            fresh = [e for e in batch if e.event_id in inserted]
-            awards: dict[str, list] = {}
-            for e in fresh:
-                if e.type in ("bonus_awarded", "referral_awarded") and e.points > 0:
-                    lot_id = e.lot_id or e.event_id
-                    if lot_id in awards:  # one row per lot per statement
-                        awards[lot_id][4] += e.points
-                    else:
-                        awards[lot_id] = [
-                            uuid.UUID(lot_id),
-                            uuid.UUID(e.tenant_id),
-                            uuid.UUID(e.customer.id),
-                            e.order_id,
-                            e.points,
-                            e.available_at,
-                            e.expires_at,
-                        ]
-            lots = _columns(awards.values())
+            fresh = [r for r in batch if r.event_id in inserted]
+            lots = _columns(merged_awards(fresh))
             if lots:
                 await conn.execute(self._INSERT_LOTS, *lots)
-            moves: dict[str, int] = {}
-            for e in fresh:
-                for lot_id, delta in _lot_deltas(e):
-                    moves[lot_id] = moves.get(lot_id, 0) + delta
+            moves = merged_moves(fresh)
             if moves:
-                await conn.execute(
-                    self._MOVE_LOTS, [uuid.UUID(k) for k in moves], list(moves.values())
-                )
-            await conn.execute(self._UPSERT_BALANCES, *balances)
+                await conn.execute(self._MOVE_LOTS, list(moves), list(moves.values()))
+            await conn.execute(self._UPSERT_BALANCES, *_columns(newest_balances(batch)))
         if len(inserted) < len(batch):
             log.info("ledger_events_already_recorded", count=len(batch) - len(inserted))
         written = len(self.events)

@@ -17,12 +17,18 @@ from faust.serializers import codecs
 
 from kopilka import db, topics
 from kopilka.settings import get_settings
+from streams.changelog_barrier import DurableTable, wait_for_changelog
+from streams.consumer import StreamConsumer
 
 settings = get_settings()
 
 
 class App(faust.App):
-    """faust.App with one repair for faust-streaming 0.15.
+    """faust.App with three repairs for faust-streaming 0.15.
+
+    Its consumer never skips a fetched record (streams.consumer). Its producer's flush, which
+    Faust awaits before committing offsets, also waits for every table changelog write
+    (streams.changelog_barrier): a commit never runs ahead of the state.
 
     While a rebalance or a table recovery seeks and suspends the flow, the fetcher can drop
     records it already fetched (its read offset and aiokafka's position move past them without
@@ -33,6 +39,24 @@ class App(faust.App):
     and resume: what was not committed is delivered again, which every stage here tolerates,
     being idempotent on derived ids.
     """
+
+    def _new_transport(self):
+        transport = super()._new_transport()
+        transport.Consumer = StreamConsumer
+        return transport
+
+    def _new_producer(self):
+        """The producer whose flush (what Faust awaits before each commit) also waits for every
+        table write to be on the broker: see streams.changelog_barrier."""
+        producer = super()._new_producer()
+        flush = producer.flush
+
+        async def flush_with_changelog() -> None:
+            await flush()
+            await wait_for_changelog()
+
+        producer.flush = flush_with_changelog
+        return producer
 
     def on_rebalance_end(self) -> None:
         super().on_rebalance_end()
@@ -92,6 +116,7 @@ app = App(
     broker_session_timeout=settings.worker_session_timeout_s,
     broker_heartbeat_interval=max(1.0, settings.worker_session_timeout_s / 3),
     web_enabled=False,
+    Table=DurableTable,  # commits wait for the table's changelog writes
     # Finish the in-flight event before a rebalance or shutdown (Faust's default).
     stream_wait_empty=True,
 )
@@ -118,6 +143,7 @@ def raw_topic(spec: topics.TopicSpec) -> faust.TopicT:
 webhooks_raw = raw_topic(topics.WEBHOOKS_RAW)
 webhooks_audit = raw_topic(topics.WEBHOOKS_AUDIT)
 webhooks_dead = raw_topic(topics.WEBHOOKS_DEAD)
+webhooks_deferred = raw_topic(topics.WEBHOOKS_DEFERRED)
 commands = raw_topic(topics.COMMANDS)
 events = raw_topic(topics.EVENTS)
 outcomes = raw_topic(topics.OUTCOMES)

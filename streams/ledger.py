@@ -48,16 +48,24 @@ _logged: dict[str, int] = {}
 
 def step(customer_key: str, cmd: Command) -> Result:
     """Load the states the command needs, apply it, store what changed: the customer entry
-    first, then the order entry (see streams.app: a lost order write is repaired on replay)."""
+    first, then the order entry (see streams.app: a lost order write is repaired on replay).
+
+    A replay writes its entries again, unchanged: after a kill -9 the local RocksDB store can
+    hold writes whose changelog records never left the process, and rewriting is what puts
+    them in the changelog, where the partition's next owner reads its state from."""
     state = CustomerState.from_bytes(ledger_table.get(f"c|{customer_key}"))
     okey = order_key(cmd)
     orders = {}
     if okey is not None:
         orders[okey] = OrderState.from_bytes(ledger_table.get(f"o|{customer_key}|{okey}"))
     result = apply(state, orders, cmd)
-    if result.state is not state:
+    if result.state is not state or result.replayed:
         ledger_table[f"c|{customer_key}"] = result.state.to_bytes()
-    if okey is not None and result.order is not None and result.order != orders[okey]:
+    if (
+        okey is not None
+        and result.order is not None
+        and (result.replayed or result.order != orders[okey])
+    ):
         ledger_table[f"o|{customer_key}|{okey}"] = result.order.to_bytes()
     return result
 

@@ -92,7 +92,14 @@ class WorkerSensor(Sensor):
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         self._per_agent: dict[int, tuple] = {}
+        self._children: dict[tuple, object] = {}  # (metric, labels) -> its child: .labels() locks
         self.next_offset: dict = {}  # TP -> the offset after the last one an agent finished
+
+    def _child(self, metric, *labels):
+        child = self._children.get((metric, labels))
+        if child is None:
+            child = self._children[(metric, labels)] = metric.labels(*labels)
+        return child
 
     def _agent_metrics(self, stream) -> tuple:
         children = self._per_agent.get(id(stream))
@@ -108,7 +115,7 @@ class WorkerSensor(Sensor):
         return children
 
     def on_message_in(self, tp, offset, message) -> None:
-        MESSAGES_IN.labels(tp.topic).inc()
+        self._child(MESSAGES_IN, tp.topic).inc()
 
     def on_stream_event_in(self, tp, offset, stream, event):
         self._agent_metrics(stream)[0].inc()
@@ -132,19 +139,19 @@ class WorkerSensor(Sensor):
         return {"topic": topic}
 
     def on_send_completed(self, producer, state, metadata) -> None:
-        SENT.labels(getattr(metadata, "topic", None) or _topic(state)).inc()
+        self._child(SENT, getattr(metadata, "topic", None) or _topic(state)).inc()
 
     def on_send_error(self, producer, exc, state) -> None:
-        SEND_ERRORS.labels(_topic(state)).inc()
+        self._child(SEND_ERRORS, _topic(state)).inc()
 
     def on_table_get(self, table, key) -> None:
-        TABLE_OPS.labels(table.name, "get").inc()
+        self._child(TABLE_OPS, table.name, "get").inc()
 
     def on_table_set(self, table, key, value) -> None:
-        TABLE_OPS.labels(table.name, "set").inc()
+        self._child(TABLE_OPS, table.name, "set").inc()
 
     def on_table_del(self, table, key) -> None:
-        TABLE_OPS.labels(table.name, "del").inc()
+        self._child(TABLE_OPS, table.name, "del").inc()
 
 
 def _topic(state) -> str:

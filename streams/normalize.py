@@ -51,10 +51,12 @@ from streams.app import (
     settings,
     webhooks_audit,
     webhooks_dead,
+    webhooks_deferred,
     webhooks_raw,
 )
 from streams.dead_letters import of_event
 from streams.dead_letters import send as send_dead_letter
+from streams.deferral import deferral, nap_until
 from streams.grouping import run_grouped
 from streams.retry import until_done
 
@@ -64,9 +66,11 @@ log = get_logger(__name__)
 class Refused(Exception):
     """This request (or item) cannot go ahead: `code` and `reason` say why."""
 
-    def __init__(self, code: str, reason: str, field: str | None = None) -> None:
+    def __init__(
+        self, code: str, reason: str, field: str | None = None, order_id: str | None = None
+    ) -> None:
         super().__init__(reason)
-        self.code, self.reason, self.field = code, reason, field
+        self.code, self.reason, self.field, self.order_id = code, reason, field, order_id
 
 
 @dataclass
@@ -75,6 +79,7 @@ class Normalized:
     refused: list[Outcome] = field(default_factory=list)
     dead: AuditRecord | None = None
     error: BaseException | None = None  # what made it dead, when it was an error
+    waiting_for: str | None = None  # a refund's order id not claimed (yet): it may come later
 
 
 class Normalizer:
@@ -148,6 +153,7 @@ class Normalizer:
         except Refused as exc:
             out = Normalized(dead=dead_letter(env, exc.code, exc.field, exc.reason))
             out.refused.append(refusal(env, 0, exc.code, exc.reason))
+            out.waiting_for = exc.order_id
             return out
 
     async def _purchases(
@@ -228,7 +234,11 @@ class Normalizer:
             r = parsed.refund
             owner = await self._order_owner(env.tenant_id, r.order_id)
             if owner is None:
-                raise Refused("unknown_order", f"no purchase or spend has orderId {r.order_id!r}")
+                raise Refused(
+                    "unknown_order",
+                    f"no purchase or spend has orderId {r.order_id!r}",
+                    order_id=r.order_id,
+                )
             refund_id = r.refund_id or refund_key(r.amount)
             out.commands.append(
                 RefundCommand(
@@ -359,21 +369,7 @@ async def _stop_rules(sender, **kwargs) -> None:
     await normalizer.rules.stop()
 
 
-@dataclass
-class _Deferred:
-    """A refund that overtook its purchase, kept unacknowledged until its order is claimed."""
-
-    event: EventT
-    until: float
-
-
-# A refund travels on its order's partition, its purchase on its customer's (schemas.routing):
-# a refund normalised before its purchase is put aside, not refused and not waited for, and
-# tried again with each batch (and every half second) until its order is claimed or
-# `refund_order_wait_s` has passed. Meanwhile its message holds one more reference, so its
-# offset is not committed; every other record goes on.
-_deferred: list[_Deferred] = []
-_batch_lock = asyncio.Lock()
+_batch_lock = asyncio.Lock()  # one batch at a time, whichever agent it comes from
 
 
 @app.agent(webhooks_raw)
@@ -384,28 +380,19 @@ async def normalize(stream):
                 await _normalize_batch(events)
 
 
-@app.timer(interval=0.5)
-async def _retry_deferred() -> None:
-    if not _deferred:
-        return
-    if app.rebalancing:  # let go: unacknowledged, they come again from the committed offset
-        _deferred.clear()  # (and a rebalance waits for unacked messages that are still held)
-        return
-    async with _batch_lock:
-        await _normalize_batch([])
+@app.agent(webhooks_deferred)
+async def normalize_deferred(stream):
+    """Refunds that overtook their purchase, each no sooner than its `not_before`."""
+    async for event in stream.events():
+        env = _envelope(event.key, event.value)
+        await nap_until(env.not_before if isinstance(env, RawEnvelope) else None)
+        async with _batch_lock:
+            with held([event]):
+                await _normalize_batch([event])
 
 
-@app.on_partitions_revoked.connect
-async def _forget_deferred(sender, revoked, **kwargs) -> None:
-    """Unacknowledged, they come again from the committed offset to whoever owns them now."""
-    _deferred.clear()
-
-
-async def _normalize_batch(new_events: list[EventT]) -> None:
+async def _normalize_batch(events: list[EventT]) -> None:
     """Commands, refusals and dead letters of a batch of raw records, sent in their order."""
-    waiting = {id(d.event): d for d in _deferred}
-    events = [d.event for d in _deferred] + list(new_events)
-    _deferred.clear()
     envs: list[RawEnvelope] = []
     sources: list[EventT] = []
     for event in events:
@@ -422,26 +409,23 @@ async def _normalize_batch(new_events: list[EventT]) -> None:
         log.exception("normalize_batch_failed", records=len(envs))
         results = [await _one_by_one(env) for env in envs]
     resolved = time.perf_counter()
-    now = time.monotonic()
+    now = datetime.now(UTC)
+    deferred = 0
     for event, env, result in zip(sources, envs, results, strict=True):
-        earlier = waiting.get(id(event))
-        if result.dead is not None and result.dead.code == "unknown_order":
-            until = earlier.until if earlier else now + settings.refund_order_wait_s
-            if now < until:
-                if earlier is None:
-                    event.message.incref()
-                _deferred.append(_Deferred(event, until))
+        if result.waiting_for is not None:  # a refund before its purchase: streams.deferral
+            again = deferral(env, settings.refund_order_wait_s, now)
+            if again is not None:
+                await webhooks_deferred.send(key=event.key, value=again.to_bytes())
+                deferred += 1
                 continue
         await _emit(event, env, result)
-        if earlier is not None:
-            event.message.decref()  # done: its offset may be committed now
     commands_sent = sum(len(r.commands) for r in results)
     if commands_sent > 100:
         log.info(
             "normalized",
             requests=len(envs),
             commands=commands_sent,
-            deferred=len(_deferred),
+            deferred=deferred,
             resolve_ms=round((resolved - started) * 1000),
             send_ms=round((time.perf_counter() - resolved) * 1000),
         )

@@ -207,6 +207,7 @@ class Result:
     status: str  # applied | duplicate | rejected
     followups: list[Command] = field(default_factory=list)
     reason: str | None = None
+    replayed: bool = False  # the same command again: what it did the first time, re-sent
 
 
 # --- applying one command ------------------------------------------------------------------
@@ -351,7 +352,9 @@ def apply(state: CustomerState, orders: Mapping[str, OrderState], cmd: Command) 
     seen = remembered(state, order, cmd.command_id)
     if seen is not None:  # a replay of the same input: the same events, nothing changes
         followups = [parse_command(f.encode()) for f in seen.followups]
-        return Result(state, order, list(seen.events), seen.status, followups, reason=seen.reason)
+        return Result(
+            state, order, list(seen.events), seen.status, followups, seen.reason, replayed=True
+        )
     result = _HANDLERS[type(cmd)](state, order or OrderState(), cmd)
     if result.status == "duplicate":
         return result

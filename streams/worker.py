@@ -13,7 +13,8 @@ import streams.ledger
 import streams.metrics  # Prometheus: the sensor, the sampler, the endpoint
 import streams.normalize
 import streams.outbound
-import streams.settlement  # noqa: F401 - these imports register the agents and the expiry timer
+import streams.settlement
+import streams.watchdog  # noqa: F401 - these imports register the agents and the expiry timer
 from kopilka.settings import get_settings
 from streams.app import app
 

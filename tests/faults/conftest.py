@@ -123,7 +123,7 @@ def fault_stack():
         "KOPILKA_RATE_LIMIT_PER_MINUTE": "1000000",
         # a refund travels on its order's partition, its purchase on the customer's: after a
         # kill the two partitions are replayed in any order, so give the purchase time to land
-        "KOPILKA_REFUND_ORDER_WAIT_S": "30",
+        "KOPILKA_REFUND_ORDER_WAIT_S": "60",
         # a killed worker's partitions move to a live one after this long
         "KOPILKA_WORKER_SESSION_TIMEOUT_S": "6",
     }

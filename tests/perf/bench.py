@@ -4,7 +4,8 @@ A fresh stack in .data/bench-stack (Kafka, durable Postgres, Redis, the ingress;
 free ports), then, in this order:
  1. a bare aiohttp POST handler (tests/perf/bare_server.py, 1 process) and then the ingress take
     the same wrk-like load (tests/perf/loadgen.py: standard purchases, C keep-alive connections,
-    S seconds after a warm-up), with no worker running: req/s, the ratio, CPU per request;
+    S seconds after a warm-up), with no worker running: req/s, the ratio, CPU per request; then
+    the worker's baseline, a naive Faust worker (tests/perf/naive_worker.py) on a backlog;
  2. the first worker starts and catches up the backlog step 1 left (figure: purchases/s);
  3. end to end with 1 worker, then with 2 workers, one shop each time: E purchases as fast as
     the ingress takes them, until every award is in Postgres; worker CPU per purchase (summed
@@ -15,7 +16,9 @@ free ports), then, in this order:
  6. the worker is restarted (SIGTERM, start again) and one purchase of a known customer sent at
     once: seconds until it is awarded, with N = every order the steps above put in its state;
     RSS of the empty worker and of the restarted one with that state;
- 7. the live event stream: 200 streams over 20 shops, 1,000 paced purchases, every event on every
+ 7. the read model is rebuilt from every event the steps above put on loyalty.events
+    (`kopilka replay events --into postgres`, tests/perf/events_replay_bench.py): events/s;
+ 8. the live event stream: 200 streams over 20 shops, 1,000 paced purchases, every event on every
     stream of its shop; latency webhook -> stream event p50/p99, ingress CPU (stream_bench.py).
 Prints the table and writes it, with every raw figure, to .data/bench/last.json. Figures are
 measured, never asserted; the machine is shared, so read them as one sample, not a verdict.
@@ -32,8 +35,10 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+import events_replay_bench
 import http_bench
 import loyalty_bench
+import naive_bench
 import stream_bench
 import worker_bench as wb
 from benchkit import Shop, new_shop, start_stack, start_worker, stop, workers
@@ -74,6 +79,14 @@ def measure(args: argparse.Namespace, stack, log, f: dict) -> None:
         )
     )
     stop(stack, bare)
+
+    naive_n = max(5_000, backlog)
+    log(f"   the worker baseline: a naive Faust worker on {naive_n} purchases, same broker")
+    f["naive"] = run(
+        naive_bench.naive_worker(
+            settings.bootstrap_list[0], dsn, stack.data_dir, naive_n, args.timeout
+        )
+    )
 
     log(f"2. worker 1 starts and catches up {backlog} purchases")
     stack.start_worker()
@@ -129,7 +142,9 @@ def measure(args: argparse.Namespace, stack, log, f: dict) -> None:
     f["worker_tables_on_disk_mb"] = round(on_disk / 2**20, 1)
     grown = f["worker_rss_restarted_mb"] - f["worker_rss_empty_mb"]
     f["worker_rss_mb_per_100k_orders"] = round(grown * 100_000 / orders, 1) if orders else None
-    log("7. live event stream: 200 streams, 1,000 purchases")
+    log("7. the read model rebuilt from loyalty.events")
+    f["events_rebuild"] = events_replay_bench.rebuild_rate(stack)
+    log("8. live event stream: 200 streams, 1,000 purchases")
     f["stream"] = run(stream_bench.measure(stack))
     f["machine"]["loadavg_end"] = os.getloadavg()
 
@@ -140,6 +155,10 @@ def _n(value, digits: int = 0) -> str:
     return f"{value:,.{digits}f}"
 
 
+def _ratio(a: float | None, b: float | None) -> str:
+    return f"{a / b:.1f}" if a and b else "n/a"
+
+
 def _e2e_note(e: dict) -> str:
     if not e["all_awarded"]:
         return f"TIMEOUT: {e['awarded']:,} of {e['accepted']:,} awarded in {e['e2e_s']} s"
@@ -147,7 +166,7 @@ def _e2e_note(e: dict) -> str:
 
 
 def table(f: dict, args: argparse.Namespace) -> list[tuple[str, str, str]]:
-    b, i, c, w = f["bare"], f["ingress"], f["catch_up"], f["wait"]
+    b, i, c, w, nv = f["bare"], f["ingress"], f["catch_up"], f["wait"], f["naive"]
     e1, e2, r, batch = f["e2e_1w"], f["e2e_2w"], f["restart"], f["batch"]
     load = f"{args.concurrency} conns, {args.seconds:.0f} s"
     split = "/".join(map(str, e2["worker_cpu_share_pct"]))
@@ -169,6 +188,11 @@ def table(f: dict, args: argparse.Namespace) -> list[tuple[str, str, str]]:
             f"bare: {b['server_cpu_ms_per_req']} ms",
         ),
         (
+            "naive Faust worker, the baseline (records/s)",
+            _n(nv["records_per_s"]),
+            f"{nv['done']:,} records, {nv['cpu_ms_per_record']} ms CPU each",
+        ),
+        (
             "1 worker catching up a backlog (purchases/s)",
             _n(c["catch_up_per_s"]),
             f"{c['backlog']:,} from step 1, nothing else running"
@@ -187,7 +211,8 @@ def table(f: dict, args: argparse.Namespace) -> list[tuple[str, str, str]]:
         (
             "worker CPU per purchase, 1 worker (ms)",
             _n(e1["worker_cpu_ms_per_purchase"], 3),
-            f"catching up: {c['worker_cpu_ms_per_purchase']} ms",
+            f"catching up: {c['worker_cpu_ms_per_purchase']} ms = "
+            f"{_ratio(c['worker_cpu_ms_per_purchase'], nv['cpu_ms_per_record'])} x the baseline",
         ),
         (
             "worker CPU per purchase, 2 workers (ms)",
@@ -219,6 +244,13 @@ def table(f: dict, args: argparse.Namespace) -> list[tuple[str, str, str]]:
             _n(r["awarded_s"], 1),
             f"N = orders of steps 1-5; 'Ready' after {r['ready_s']} s"
             + (f"; {left:,} awards still pending before it" if (left := drained["left"]) else ""),
+        ),
+        (
+            "read model rebuilt from loyalty.events (events/s)",
+            _n(f["events_rebuild"]["events_per_s"]),
+            f"{f['events_rebuild']['read']:,} events in {f['events_rebuild']['seconds']} s,"
+            f" CPU/event: replay {f['events_rebuild']['replay_cpu_us_per_event']} us,"
+            f" Postgres {f['events_rebuild']['postgres_cpu_us_per_event']} us",
         ),
     ]
     return rows + stream_bench.rows(f["stream"])

@@ -1,0 +1,38 @@
+"""A refund before its purchase goes round webhooks.deferred until its time is up."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from schemas.messages import RawEnvelope
+from streams.deferral import RETRY_EVERY, deferral
+
+T0 = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
+
+
+def _refund() -> RawEnvelope:
+    return RawEnvelope.wrap(
+        b'{"action":"refund","payload":{"orderId":"O-1","amount":"5"}}',
+        event_id="e-1",
+        tenant_id="t-1",
+        received_at=T0,
+        content_type="application/json",
+    )
+
+
+def test_first_time_round_it_gets_its_deadline_and_a_moment_before_the_next_try():
+    first = deferral(_refund(), 30, T0)
+    assert first.deferred_until == T0 + timedelta(seconds=30)
+    assert first.not_before == T0 + RETRY_EVERY
+    assert first.event_id == "e-1" and first.raw_body() == _refund().raw_body()
+    # and it reads back from the topic as it was sent
+    assert RawEnvelope.from_bytes(first.to_bytes()) == first
+
+
+def test_it_keeps_its_deadline_round_after_round_and_is_refused_after_it():
+    first = deferral(_refund(), 30, T0)
+    later = T0 + timedelta(seconds=12)
+    again = deferral(first, 30, later)
+    assert again.deferred_until == first.deferred_until
+    assert again.not_before == later + RETRY_EVERY
+    assert deferral(again, 30, T0 + timedelta(seconds=30)) is None
