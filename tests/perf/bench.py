@@ -17,7 +17,9 @@ free ports), then, in this order:
     once: seconds until it is awarded, with N = every order the steps above put in its state;
     RSS of the empty worker and of the restarted one with that state;
  7. the read model is rebuilt from every event the steps above put on loyalty.events
-    (`kopilka replay events --into postgres`, tests/perf/events_replay_bench.py): events/s.
+    (`kopilka replay events --into postgres`, tests/perf/events_replay_bench.py): events/s;
+ 8. the live event stream: 200 streams over 20 shops, 1,000 paced purchases, every event on every
+    stream of its shop; latency webhook -> stream event p50/p99, ingress CPU (stream_bench.py).
 Prints the table and writes it, with every raw figure, to .data/bench/last.json. Figures are
 measured, never asserted; the machine is shared, so read them as one sample, not a verdict.
 """
@@ -37,6 +39,7 @@ import events_replay_bench
 import http_bench
 import loyalty_bench
 import naive_bench
+import stream_bench
 import worker_bench as wb
 from benchkit import Shop, new_shop, start_stack, start_worker, stop, workers
 from loadgen import run
@@ -141,6 +144,8 @@ def measure(args: argparse.Namespace, stack, log, f: dict) -> None:
     f["worker_rss_mb_per_100k_orders"] = round(grown * 100_000 / orders, 1) if orders else None
     log("7. the read model rebuilt from loyalty.events")
     f["events_rebuild"] = events_replay_bench.rebuild_rate(stack)
+    log("8. live event stream: 200 streams, 1,000 purchases")
+    f["stream"] = run(stream_bench.measure(stack))
     f["machine"]["loadavg_end"] = os.getloadavg()
 
 
@@ -248,7 +253,7 @@ def table(f: dict, args: argparse.Namespace) -> list[tuple[str, str, str]]:
             f" Postgres {f['events_rebuild']['postgres_cpu_us_per_event']} us",
         ),
     ]
-    return rows
+    return rows + stream_bench.rows(f["stream"])
 
 
 def render(rows: list[tuple[str, str, str]]) -> str:
