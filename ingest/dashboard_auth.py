@@ -52,14 +52,16 @@ class KeyCheck:
 
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
-        self._cache: TTLCache[bytes, str | None] = TTLCache(100_000, CHECK_TTL_S)
+        # values wrapped in a tuple, so that a cached "no shop" (None) is told from a miss
+        self._cache: TTLCache[bytes, tuple[str | None]] = TTLCache(100_000, CHECK_TTL_S)
 
     async def tenant_of(self, key_digest: bytes) -> str | None:
-        if key_digest in self._cache:
-            return self._cache.get(key_digest)
+        hit = self._cache.get(key_digest)
+        if hit is not None:
+            return hit[0]
         tenant_id = await self.pool.fetchval(_VALID_KEY, key_digest)
         found = str(tenant_id) if tenant_id else None
-        self._cache.set(key_digest, found)
+        self._cache.set(key_digest, (found,))
         return found
 
 

@@ -156,8 +156,10 @@ async def _customer_panel(request: web.Request, view: View, query: str) -> tuple
             f"{e(t('level.next', name=nxt['name'], left=_num(nxt['spend_to_reach'])))}</label>"
             f'<progress id="level-progress" max="100" value="{done}">{done}%</progress>'
         )
-    else:
+    elif tenant.rules.levels:
         progress = f"<p>{e(t('level.top'))}</p>"
+    else:
+        progress = f"<p>{e(t('rules.no_levels'))}</p>"
     level_html = (
         definitions(
             [
