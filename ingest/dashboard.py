@@ -20,6 +20,7 @@ from ingest.attempts import FailedAttempts
 from ingest.context import LIMITER, POOL, SETTINGS
 from ingest.dashboard_html import BASE, STATIC
 from ingest.dashboard_session import LocalSessionStore, RedisSessionStore
+from ingest.event_stream import stream_response
 from ingest.openapi import Resp, document
 from ingest.ratelimit import Quota
 from kopilka.logging import get_logger
@@ -70,6 +71,13 @@ async def static_file(request: web.Request) -> web.StreamResponse:
     )
 
 
+@auth.authenticated
+async def live_events(request: web.Request, view) -> web.StreamResponse:
+    """The signed-in shop's events as Server-Sent Events (ingest.event_stream), for the
+    dashboard's live updates; resumes from Last-Event-ID like the API's stream."""
+    return await stream_response(request, view.tenant.id, None)
+
+
 _PAGE = {200: Resp("an HTML page", None, media="text/html")}
 _SIGNED_IN = {**_PAGE, 303: Resp("not signed in: to the sign-in form", None, media="text/html")}
 _POST = {
@@ -97,6 +105,15 @@ _DOCS = [
     (dashboard_pages.telegram, "Dashboard: the shop's Telegram chats", _SIGNED_IN),
     (dashboard_outbound.outbound, "Dashboard: endpoints, deliveries, attempts", _SIGNED_IN),
     (dashboard_outbound.redeliver, "Dashboard: send dead deliveries again", _POST),
+    (
+        live_events,
+        "Dashboard: the shop's events, live (Server-Sent Events, session cookie)",
+        {
+            200: Resp("an endless text/event-stream", None, media="text/event-stream"),
+            303: Resp("not signed in: to the sign-in form", None, media="text/html"),
+            422: Resp("Last-Event-ID is not a token of this stream", None),
+        },
+    ),
     (static_file, "Dashboard: its stylesheet and script", _PAGE),
 ]
 for _handler, _summary, _responses in _DOCS:
@@ -115,4 +132,5 @@ def add_routes(app: web.Application) -> None:
     r.add_get(f"{BASE}/telegram", dashboard_pages.telegram)
     r.add_get(f"{BASE}/outbound", dashboard_outbound.outbound)
     r.add_post(f"{BASE}/outbound/redeliver", dashboard_outbound.redeliver)
+    r.add_get(f"{BASE}/events", live_events)
     r.add_get(f"{STATIC}/{{name}}", static_file)

@@ -18,6 +18,7 @@ from ingest.context import POOL
 from ingest.dashboard_auth import authenticated
 from ingest.dashboard_html import BASE, View, definitions, e, table
 from ingest.read_api import customer_view, identity
+from schemas.events import EVENT_TYPES
 from sinks import subscriptions as subs
 
 LEDGER_ROWS = 100
@@ -106,7 +107,11 @@ async def customers(request: web.Request, view: View) -> web.Response:
         return web.Response(
             text=panel, status=status, content_type="text/html", headers=ui.SECURITY_HEADERS
         )
-    body = form + f'<div id="customer-panel" aria-live="polite">{panel}</div>'
+    types = " ".join(EVENT_TYPES)  # the live script listens to each (SSE named events)
+    body = form + (
+        f'<div id="customer-panel" data-event-types="{e(types)}"'
+        f' data-events="{BASE}/events">{panel}</div>'
+    )
     return ui.page(view, t("customers.title"), body, current="/customers", status=status, live=True)
 
 
@@ -197,7 +202,7 @@ async def _customer_panel(request: web.Request, view: View, query: str) -> tuple
         f'<div class="cards"><div class="card">{profile}</div>'
         f'<div class="card"><h3>{e(t("balance.title"))}</h3>{balance}</div>'
         f'<div class="card"><h3>{e(t("level.title"))}</h3>{level_html}</div></div>'
-        f'<h3>{e(t("ledger.title"))}</h3><p class="hint live-note" hidden>{e(t("ledger.live"))}</p>'
+        f'<p class="hint live-note" hidden>{e(t("ledger.live"))}</p>'
         f"{ledger}</section>",
         200,
     )
@@ -213,7 +218,8 @@ def _ledger_row(view: View, entry: dict) -> list[str]:
     delta = int(entry["delta"] or 0)
     css = "plus" if delta > 0 else "minus" if delta < 0 else ""
     return [
-        e(view.when(entry["occurred_at"])),
+        f'<time datetime="{e(entry["occurred_at"])}" data-event="{e(entry["event_id"])}">'
+        f"{e(view.when(entry['occurred_at']))}</time>",
         e(label),
         e(entry["order_id"] or t("common.none")),
         f'<span class="{css}">{delta:+d}</span>' if delta else "0",

@@ -1,7 +1,7 @@
 """The shop's dashboard in a real headless Chromium (Debian's `chromium` + `chromium-driver`,
 driven by Selenium) against the real stack: sign in, a wrong key refused, search a customer, a
-redelivery, English, the keyboard, and a phone's width. Screenshots are kept as test artifacts
-in .data/test-artifacts/dashboard/ (names in ARTIFACTS below).
+purchase appearing live (no reload), a redelivery, English, the keyboard, and a phone's width.
+Screenshots are kept as test artifacts in .data/test-artifacts/dashboard/ (01-… to 08-….png).
 
 Selenium's calls block, and the loopback receiver of outbound webhooks runs on this test's
 event loop, so every browser call goes through a thread (`Browser`).
@@ -172,6 +172,25 @@ async def test_sign_in_search_english_keyboard_and_phone_width(browser, api, mak
     assert "ORDER-1" in ledger and "purchase ORDER-1: 5% of 5000" in ledger and "+250" in ledger
     await browser.screenshot("03-customer.png")
 
+    # live: a purchase posted through the webhook appears without a reload
+    await browser.wait_for(
+        lambda: browser.js("return !document.querySelector('.live-note').hidden"),
+        "the event stream to open",
+    )
+    await browser.js("window.notReloaded = true")
+    status, _, _ = await api.post_webhook(
+        tenant["webhook_secret"], json=purchase("ORDER-2", 3000, email=email)
+    )
+    assert status == 202
+    await browser.wait_for(
+        lambda: _text_is(browser, "#balance-total", "400"), "the new balance, live", 30
+    )
+    fresh = await browser.text("#ledger tr.fresh")
+    assert "ORDER-2" in fresh and "+150" in fresh
+    assert await browser.js("return window.notReloaded === true")  # the same page, no reload
+    assert (await browser.text("#ledger tbody tr:first-child")).find("ORDER-2") >= 0
+    await browser.screenshot("04-live-update.png")
+
     # keyboard: the first Tab reaches the skip link, focus is visible
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.keys import Keys
@@ -193,7 +212,7 @@ async def test_sign_in_search_english_keyboard_and_phone_width(browser, api, mak
         "return [document.documentElement.scrollWidth, document.documentElement.clientWidth]"
     )
     assert width[0] <= width[1] <= 375, width
-    assert await browser.text("#balance-total") == "250"
+    assert await browser.text("#balance-total") == "400"
     await browser.screenshot("05-phone-375.png")
     await browser.run(browser.driver.set_window_size, 1280, 1000)
 
@@ -265,6 +284,10 @@ async def test_a_dead_delivery_is_redelivered_from_the_dashboard(
 
 async def _h1_is(browser: Browser, text: str) -> bool:
     return await browser.text("h1") == text
+
+
+async def _text_is(browser: Browser, css: str, text: str) -> bool:
+    return await browser.text(css) == text
 
 
 async def _delivery_status(db, endpoint_id: str, status: str, timeout_s: float = 30.0) -> None:
