@@ -8,7 +8,7 @@ a referrer's identity, and the two charts' series.
 from __future__ import annotations
 
 import uuid
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 
 import asyncpg
 
@@ -64,10 +64,8 @@ async def points_per_day(
     ]
 
 
-def _midnight_before(day: date):
-    # a day early in UTC covers the first local day in any zone; the GROUP BY drops the rest
-    from datetime import UTC, datetime, time
-
+def _midnight_before(day: date) -> datetime:
+    # a day early in UTC covers the first local day in any zone; the days before are dropped
     return datetime.combine(day - timedelta(days=1), time(), tzinfo=UTC)
 
 
