@@ -1,7 +1,7 @@
 """The shop's dashboard in a real headless Chromium (Debian's `chromium` + `chromium-driver`,
 driven by Selenium) against the real stack: sign in, a wrong key refused, search a customer, a
 purchase appearing live (no reload), a redelivery, English, the keyboard, and a phone's width.
-Screenshots are kept as test artifacts in .data/test-artifacts/dashboard/ (01-… to 08-….png).
+Screenshots are kept as test artifacts in .data/test-artifacts/dashboard/ (01-… to 09-….png).
 
 Selenium's calls block, and the loopback receiver of outbound webhooks runs on this test's
 event loop, so every browser call goes through a thread (`Browser`).
@@ -89,9 +89,16 @@ class Browser:
             await asyncio.sleep(0.1)
         raise AssertionError(f"{what}: never within {timeout_s}s (last: {last!r})")
 
-    async def screenshot(self, name: str) -> None:
+    async def screenshot(self, name: str, whole_page: bool = False) -> None:
+        """Save what is on screen; `whole_page`: the window is made as tall as the page first."""
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        size = await self.run(self.driver.get_window_size)
+        if whole_page:
+            height = await self.js("return document.documentElement.scrollHeight")
+            await self.run(self.driver.set_window_size, size["width"], min(height + 120, 6000))
         assert await self.run(self.driver.save_screenshot, str(ARTIFACTS / name))
+        if whole_page:
+            await self.run(self.driver.set_window_size, size["width"], size["height"])
 
     async def page_lang(self) -> str:
         return await self.js("return document.documentElement.lang")
@@ -213,7 +220,13 @@ async def test_sign_in_search_english_keyboard_and_phone_width(browser, api, mak
     )
     assert width[0] <= width[1] <= 375, width
     assert await browser.text("#balance-total") == "400"
-    await browser.screenshot("05-phone-375.png")
+    await browser.screenshot("05-phone-375.png", whole_page=True)
+    await browser.get(f"{base_url}/dashboard")
+    width = await browser.js(
+        "return [document.documentElement.scrollWidth, document.documentElement.clientWidth]"
+    )
+    assert width[0] <= width[1] <= 375, width
+    await browser.screenshot("09-phone-375-overview.png", whole_page=True)
     await browser.run(browser.driver.set_window_size, 1280, 1000)
 
     # English on request, remembered across pages
