@@ -9,7 +9,7 @@ import asyncpg
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest, multiprocess
 
-from ingest import admin_api, admin_outbound, openapi
+from ingest import admin_api, admin_outbound, dashboard, openapi
 from ingest.api_models import CustomerView, Health, Readiness
 from ingest.context import BACKGROUND, CUSTOMERS, OUTCOMES, POOL, PRODUCER, SETTINGS, TENANTS
 from ingest.event_stream import stream_events
@@ -151,6 +151,7 @@ def init_app(settings: Settings) -> web.Application:
     admin_api.add_routes(app)
     openapi.add_routes(app)
     admin_outbound.add_routes(app)
+    dashboard.add_routes(app)
     return app
 
 

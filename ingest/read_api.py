@@ -15,6 +15,7 @@ from aiohttp import web
 from ingest.context import POOL, TENANTS
 from ingest.responses import error, json_response
 from kopilka.logging import get_logger
+from kopilka.tenants import Tenant
 from schemas.identity import normalize_email, normalize_phone
 
 log = get_logger(__name__)
@@ -61,6 +62,61 @@ async def get_customer(request: web.Request) -> web.Response:
         return error(503, "unavailable", "the database is unavailable, retry later", headers=_RETRY)
 
 
+class MissingIdentity(Exception):
+    """Neither an email nor a phone was given."""
+
+
+def identity(email: str | None, phone: str | None, region: str) -> tuple[str, str]:
+    """(kind, normalised value) of the identity a query names; ValueError naming what is wrong,
+    MissingIdentity when neither is given."""
+    if email:
+        return "email", normalize_email(email)
+    if phone:
+        return "phone", normalize_phone(phone, region)
+    raise MissingIdentity
+
+
+async def customer_view(pool, tenant: Tenant, kind: str, value: str, limit: int) -> dict | None:
+    """The read API's answer for one customer of `tenant` (None when there is none): identity,
+    balance split, level with the progress to the next one, and the newest ledger entries.
+    Shared by `GET /api/v1/customers` and the shop's dashboard."""
+    tenant_id = uuid.UUID(tenant.id)
+    row = await pool.fetchrow(_CUSTOMER, tenant_id, kind, value)
+    if row is None:
+        return None
+    now = datetime.now(UTC)
+    split = await pool.fetchrow(_BALANCE, tenant_id, row["id"], now)
+    entries = await pool.fetch(_LEDGER, tenant_id, row["id"], limit)
+    lifetime = row["lifetime_spend"]
+    rules = tenant.rules
+    current = rules.level_for(lifetime)
+    upcoming = rules.next_level(lifetime)
+    customer_fields = ("id", "email", "phone", "name", "created_at", "referral_code", "referrer_id")
+    return {
+        "customer": {k: _plain(row[k]) for k in customer_fields},
+        "balance": {
+            "total": split["active"] + split["pending"],
+            "active": split["active"],
+            "pending": split["pending"],
+            "expiring_30d": split["expiring_30d"],
+            "next_expiry": _plain(split["next_expiry"]),
+        },
+        "level": {
+            "name": current.name if current else None,
+            "percent": _plain(rules.base_percent + (current.bonus_percent if current else 0)),
+            "lifetime_spend": _plain(lifetime),
+            "next": None
+            if upcoming is None
+            else {
+                "name": upcoming.name,
+                "min_lifetime_spend": _plain(upcoming.min_lifetime_spend),
+                "spend_to_reach": _plain(upcoming.min_lifetime_spend - lifetime),
+            },
+        },
+        "ledger": [{k: _plain(v) for k, v in entry.items()} for entry in entries],
+    }
+
+
 async def _get_customer(request: web.Request) -> web.Response:
     auth = request.headers.get("Authorization", "")
     scheme, _, key = auth.partition(" ")
@@ -77,12 +133,9 @@ async def _get_customer(request: web.Request) -> web.Response:
 
     email, phone = request.query.get("email"), request.query.get("phone")
     try:
-        if email:
-            kind, value = "email", normalize_email(email)
-        elif phone:
-            kind, value = "phone", normalize_phone(phone, tenant.phone_region)
-        else:
-            return error(400, "missing_field", "give ?email= or ?phone=", "email")
+        kind, value = identity(email, phone, tenant.phone_region)
+    except MissingIdentity:
+        return error(400, "missing_field", "give ?email= or ?phone=", "email")
     except ValueError as exc:
         return error(400, "invalid_field", str(exc), "email" if email else "phone")
     try:
@@ -90,41 +143,7 @@ async def _get_customer(request: web.Request) -> web.Response:
     except ValueError:
         return error(400, "invalid_field", "limit must be an integer", "limit")
 
-    pool = request.app[POOL]
-    tenant_id = uuid.UUID(tenant.id)
-    row = await pool.fetchrow(_CUSTOMER, tenant_id, kind, value)
-    if row is None:
+    view = await customer_view(request.app[POOL], tenant, kind, value, limit)
+    if view is None:
         return error(404, "customer_not_found", f"no customer with this {kind}", kind)
-    now = datetime.now(UTC)
-    split = await pool.fetchrow(_BALANCE, tenant_id, row["id"], now)
-    entries = await pool.fetch(_LEDGER, tenant_id, row["id"], limit)
-    lifetime = row["lifetime_spend"]
-    rules = tenant.rules
-    current = rules.level_for(lifetime)
-    upcoming = rules.next_level(lifetime)
-    customer_fields = ("id", "email", "phone", "name", "created_at", "referral_code", "referrer_id")
-    return json_response(
-        {
-            "customer": {k: _plain(row[k]) for k in customer_fields},
-            "balance": {
-                "total": split["active"] + split["pending"],
-                "active": split["active"],
-                "pending": split["pending"],
-                "expiring_30d": split["expiring_30d"],
-                "next_expiry": _plain(split["next_expiry"]),
-            },
-            "level": {
-                "name": current.name if current else None,
-                "percent": _plain(rules.base_percent + (current.bonus_percent if current else 0)),
-                "lifetime_spend": _plain(lifetime),
-                "next": None
-                if upcoming is None
-                else {
-                    "name": upcoming.name,
-                    "min_lifetime_spend": _plain(upcoming.min_lifetime_spend),
-                    "spend_to_reach": _plain(upcoming.min_lifetime_spend - lifetime),
-                },
-            },
-            "ledger": [{k: _plain(v) for k, v in entry.items()} for entry in entries],
-        }
-    )
+    return json_response(view)

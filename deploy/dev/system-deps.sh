@@ -3,7 +3,8 @@
 # fetch and run the Kafka broker), the PostgreSQL server, Redis (rate limits shared by ingress
 # processes), kcat (the tests read the public event topic with a non-Python Kafka client),
 # promtool (Debian's `prometheus` package: the alert rules and their unit tests are checked by
-# it) and docker-compose (validates deploy/compose/docker-compose.yml; needs no Docker daemon).
+# it), docker-compose (validates deploy/compose/docker-compose.yml; needs no Docker daemon) and
+# chromium with chromium-driver (tests/e2e/test_dashboard.py drives the dashboard in it).
 # As root, missing ones are installed from Debian's packages; otherwise we say what to install.
 set -euo pipefail
 
@@ -11,10 +12,13 @@ missing=()
 command -v java >/dev/null 2>&1 || missing+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null 2>&1 || missing+=(maven)
 command -v kcat >/dev/null 2>&1 || missing+=(kcat)
-# Only the deploy/ tests need these two: without root, their absence is said, not fatal.
+# Only some tests need these (deploy/, the dashboard's browser test): without root, their
+# absence is said, not fatal.
 checkers=()
 command -v promtool >/dev/null 2>&1 || checkers+=(prometheus)
 command -v docker-compose >/dev/null 2>&1 || checkers+=(docker-compose)
+command -v chromium >/dev/null 2>&1 || checkers+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || checkers+=(chromium-driver)
 if [ -z "${REDIS_URL:-}" ]; then
   command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 fi
@@ -23,7 +27,7 @@ if [ -z "${DATABASE_URL:-}" ] && ! ls /usr/lib/postgresql/*/bin/postgres >/dev/n
   missing+=(postgresql)
 fi
 if [ "$(id -u)" -ne 0 ] && [ ${#checkers[@]} -gt 0 ]; then
-  echo "the deploy/ tests need these Debian packages (they skip without): ${checkers[*]}" >&2
+  echo "some tests need these Debian packages (they skip without): ${checkers[*]}" >&2
   checkers=()
 fi
 missing+=("${checkers[@]}")
