@@ -11,12 +11,14 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from ingest import admin_api, admin_outbound, openapi
 from ingest.api_models import CustomerView, Health, Readiness
 from ingest.context import BACKGROUND, CUSTOMERS, OUTCOMES, POOL, PRODUCER, SETTINGS, TENANTS
+from ingest.event_stream import stream_events
 from ingest.limits import server_options
 from ingest.openapi import Param, Resp, document, documented, errors
 from ingest.outcomes import OutcomeWaiter
 from ingest.read_api import get_customer
 from ingest.responses import database_unavailable, json_errors, json_response
 from ingest.shared_state import edge_state
+from ingest.stream_hub import end_streams, event_hub
 from ingest.webhooks import receive_webhook
 from kopilka import db
 from kopilka.customers import CustomerDirectory
@@ -132,9 +134,11 @@ def init_app(settings: Settings) -> web.Application:
         client_max_size=settings.max_body_bytes, middlewares=[json_errors, database_unavailable]
     )
     app[SETTINGS] = settings
-    app.cleanup_ctx.extend([_database, _kafka, edge_state])
+    app.cleanup_ctx.extend([_database, _kafka, edge_state, event_hub])
+    app.on_shutdown.append(end_streams)
     app.router.add_post("/api/webhook/{secret}", receive_webhook)
     app.router.add_get("/api/v1/customers", get_customer)
+    app.router.add_get("/api/v1/events/stream", stream_events)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)

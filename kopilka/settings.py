@@ -93,6 +93,10 @@ class Settings(BaseSettings):
     # `Prefer: wait=N` is honoured up to this many seconds.
     max_prefer_wait_s: float = 10.0
 
+    # The live event stream (GET /api/v1/events/stream) sends a heartbeat comment this often, so
+    # proxies keep it open and a dead client is noticed.
+    event_stream_heartbeat_s: float = Field(15.0, gt=0)
+
     # Platform operators' bearer token for /api/admin/*; unset = the admin API answers 503.
     admin_token: SecretStr | None = None
 
