@@ -17,6 +17,7 @@ from kopilka_client import (
     AuthError,
     KopilkaClient,
     NotFound,
+    ReconnectPolicy,
     RetryPolicy,
     ValidationError,
     WebhookVerificationError,
@@ -25,6 +26,8 @@ from kopilka_client import (
 )
 from kopilka_client import payloads as sdk_payloads
 from outbound_fakes import Receiver, serve
+
+from kopilka import devservices
 
 
 def unique(prefix: str) -> str:
@@ -254,3 +257,124 @@ async def test_verify_accepts_a_real_kopilka_delivery_and_refuses_a_forged_one(a
         verify(delivery.headers, delivery.body.replace(b"250", b"999"), endpoint["secret"])
     with pytest.raises(WebhookVerificationError, match="no signature matches"):
         verify(delivery.headers, delivery.body, shop["signing_secret"])  # another secret
+
+
+# ------------------------------------------------------------------------ the live event stream
+
+# idle_timeout_s above twice the session ingress's heartbeat (15 s): a shorter one cuts a
+# connection while the server is still reading the backlog, and reconnects for ever
+FAST_RECONNECT = ReconnectPolicy(
+    backoff=RetryPolicy(base_delay_s=0.2, max_delay_s=1.0), idle_timeout_s=35.0
+)
+
+
+async def until(predicate, timeout_s: float = 60.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} not reached within {timeout_s}s")
+        await asyncio.sleep(0.05)
+
+
+async def follow(stream, into: list) -> None:
+    async for event in stream:
+        into.append(event)
+
+
+async def test_the_stream_iterators_resume_from_the_last_event_id(base_url, shop):
+    tag = unique("S")
+    async with client_for(base_url, shop) as kopilka:
+        stream = kopilka.events(types=["bonus_awarded", "bonus_spent"], policy=FAST_RECONNECT)
+        got: list = []
+        task = asyncio.create_task(follow(stream, got))
+        try:  # the first message tells the stream's position: from then on nothing is missed
+            await until(lambda: stream.last_event_id is not None, what="stream position")
+            first = [f"{tag}-{i}" for i in range(3)]
+            for order in first:
+                await kopilka.purchase(order_id=order, amount=1000, email=f"{tag}@example.com")
+            await until(lambda: len(got) == 3, what="3 events")
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            await stream.aclose()
+        token = stream.last_event_id
+        assert [(e.type, e.data["order_id"]) for e in got] == [("bonus_awarded", o) for o in first]
+        assert {e.data["tenant_id"] for e in got} == {shop["tenant_id"]}
+
+        later = [f"{tag}-{i}" for i in range(3, 5)]
+        for order in later:  # while nobody listens
+            await kopilka.purchase(order_id=order, amount=1000, email=f"{tag}@example.com")
+        await kopilka.spend(order_id=f"{tag}-pay", points=10, email=f"{tag}@example.com")
+        await kopilka.register_user(email=f"{tag}-other@example.com")  # filtered out
+
+    def resume() -> list:
+        with KopilkaClient(base_url, api_key=shop["api_key"]) as sync_client:
+            resumed = sync_client.events(
+                types=["bonus_awarded", "bonus_spent"], last_event_id=token, policy=FAST_RECONNECT
+            )
+            events = [next(resumed) for _ in range(3)]
+            resumed.close()
+            return events
+
+    rest = await asyncio.wait_for(asyncio.to_thread(resume), 60)
+    assert sorted((e.type, e.data["order_id"]) for e in rest) == sorted(
+        [("bonus_awarded", o) for o in later] + [("bonus_spent", f"{tag}-pay")]
+    )  # no gap, nothing from before the token
+
+
+@pytest.fixture
+def own_ingress(stack):
+    """An ingress of this test's own (heartbeat every 0.5 s) that it may stop and start on the
+    same port, on the session's Kafka, Postgres and Redis."""
+    port = devservices.free_port()
+    log_path = stack.data_dir / "logs" / "ingest-sdk.log"
+    env = {"KOPILKA_HTTP_PORT": str(port), "KOPILKA_EVENT_STREAM_HEARTBEAT_S": "0.5"}
+    procs = []
+
+    def start() -> str:
+        procs.append(stack.start_ingest(log_path, env=env))
+        return f"http://127.0.0.1:{port}"
+
+    def stop() -> None:
+        proc = procs.pop()
+        proc.stop()
+        stack.processes.remove(proc)
+
+    yield start, stop
+    while procs:
+        stop()
+
+
+async def test_the_iterator_reconnects_by_itself_across_an_ingress_restart(
+    base_url, shop, own_ingress
+):
+    start, stop = own_ingress
+    stream_base = start()
+    tag = unique("R")
+    orders = [f"{tag}-{i}" for i in range(5)]
+    async with (
+        client_for(base_url, shop) as sender,
+        client_for(stream_base, shop) as listener,
+    ):
+        stream = listener.events(policy=FAST_RECONNECT)
+        got: list = []
+        task = asyncio.create_task(follow(stream, got))
+        try:
+            await until(lambda: stream.last_event_id is not None, what="stream position")
+            for order in orders[:2]:
+                await sender.purchase(order_id=order, amount=1000, email=f"{tag}@example.com")
+            await until(lambda: len(got) == 2, what="2 events")
+            stop()  # the stream's ingress goes away; the iterator keeps trying
+            for order in orders[2:]:
+                await sender.purchase(order_id=order, amount=1000, email=f"{tag}@example.com")
+            await asyncio.sleep(1)
+            start()
+            await until(lambda: len(got) == 5, what="the 3 events sent while it was down")
+            await asyncio.sleep(1)  # nothing more may come: no repeat
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            await stream.aclose()
+    assert [e.data["order_id"] for e in got][:2] == orders[:2]
+    assert sorted(e.data["order_id"] for e in got) == orders
+    assert len({e.data["event_id"] for e in got}) == 5
