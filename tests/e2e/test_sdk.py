@@ -28,6 +28,7 @@ from kopilka_client import payloads as sdk_payloads
 from outbound_fakes import Receiver, serve
 
 from kopilka import devservices
+from kopilka.settings import PROJECT_ROOT
 
 
 def unique(prefix: str) -> str:
@@ -378,3 +379,26 @@ async def test_the_iterator_reconnects_by_itself_across_an_ingress_restart(
     assert [e.data["order_id"] for e in got][:2] == orders[:2]
     assert sorted(e.data["order_id"] for e in got) == orders
     assert len({e.data["event_id"] for e in got}) == 5
+
+
+async def test_the_readme_example_runs_as_written(base_url, shop):
+    """The five-minute example of sdk/python/README.md, with this shop's credentials."""
+    readme = (PROJECT_ROOT / "sdk" / "python" / "README.md").read_text()
+    code = readme.split("```python\n", 1)[1].split("```", 1)[0]
+    for placeholder, value in {
+        "http://127.0.0.1:8080": base_url,
+        "whk_…": shop["webhook_secret"],
+        "whsec_…": shop["signing_secret"],
+        "kpk_…": shop["api_key"],
+    }.items():
+        assert placeholder in code
+        code = code.replace(placeholder, value)
+    printed: list[tuple] = []
+    namespace = {"print": lambda *args: printed.append(args)}
+    await asyncio.to_thread(exec, compile(code, "sdk/python/README.md", "exec"), namespace)
+    namespace["kopilka"].close()
+    accepted, paid, balance, refused = printed
+    assert accepted[0] == "accepted"
+    assert paid == ("paid, balance now", 150)
+    assert balance[0] in (0, 250, 150) and balance[1] == "5"  # the read model catching up
+    assert refused == ("payload.amount", "must not be negative")
