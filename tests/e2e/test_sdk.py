@@ -30,6 +30,8 @@ from outbound_fakes import Receiver, serve
 from kopilka import devservices
 from kopilka.settings import PROJECT_ROOT
 
+WAIT_S = 10  # Prefer: wait, Kopilka's longest: a fresh stack on a loaded machine needs it
+
 
 def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
@@ -89,22 +91,63 @@ async def test_a_signed_purchase_lands_in_the_ledger_and_a_resend_is_a_duplicate
 async def test_spend_with_wait_returns_the_outcome(base_url, shop):
     email = f"{unique('spend')}@example.com"
     async with client_for(base_url, shop) as kopilka:
-        bought = await kopilka.purchase(order_id=unique("BUY"), amount=5000, email=email, wait=5)
+        bought = await kopilka.purchase(
+            order_id=unique("BUY"), amount=5000, email=email, wait=WAIT_S
+        )
         assert bought.processed and bought.outcome.applied and bought.outcome.balance_after == 250
 
         spent = await kopilka.spend(
-            order_id=unique("PAY"), points=100, email=email, order_amount=1000, wait=5
+            order_id=unique("PAY"), points=100, email=email, order_amount=1000, wait=WAIT_S
         )
         assert spent.processed, spent
         outcome = spent.outcome
         assert (outcome.status, outcome.balance_after) == ("applied", 150)
         assert [e["type"] for e in outcome.events] == ["bonus_spent"]
 
-        refused = await kopilka.spend(order_id=unique("PAY"), points=1000, email=email, wait=5)
+        refused = await kopilka.spend(order_id=unique("PAY"), points=1000, email=email, wait=WAIT_S)
         assert (refused.outcome.status, refused.outcome.reason) == (
             "rejected",
             "insufficient_balance",
         )
+
+
+async def test_registration_referral_batch_and_refund_through_the_sdk(base_url, make_tenant):
+    shop = await make_tenant("SDK referral shop", referral_percent="10")
+    tag = unique("act")
+    referrer, referee = f"{tag}-ref@example.com", f"{tag}-new@example.com"
+    async with client_for(base_url, shop) as kopilka:  # this shop takes unsigned webhooks
+        joined = await kopilka.register_user(email=referrer, name="Ref")
+        assert joined.status == "accepted" and joined.action == "register_user"
+        code = (
+            await customer_when(kopilka, lambda c: c.referral_code, email=referrer)
+        ).referral_code
+        second = await kopilka.register_user(email=referee, referral_code=code, wait=WAIT_S)
+        [registered] = second.outcome.events
+        assert registered["type"] == "customer_registered"
+        referrer_id = (await kopilka.get_customer(email=referrer)).id
+        assert registered["referrer_id"] == referrer_id
+
+        batch = await kopilka.batch_purchase(
+            [
+                {"order_id": f"{tag}-1", "amount": 1000, "email": referee},
+                {"order_id": f"{tag}-2", "amount": "2000.00", "email": referee},
+                {"order_id": f"{tag}-3", "amount": "-1", "email": referee},
+            ],
+            wait=WAIT_S,
+        )
+        assert [a["order_id"] for a in batch.accepted] == [f"{tag}-1", f"{tag}-2"]
+        [bad] = batch.rejected
+        assert (bad["index"], bad["field"]) == (2, "payload.purchases[2].amount")
+        assert [o.status for o in batch.outcomes] == ["applied", "applied"]
+        kinds = [e["type"] for o in batch.outcomes for e in o.events]
+        assert kinds == ["bonus_awarded", "bonus_awarded"]
+        # the referrer's award is its own command, on its own customer: read it back
+        await customer_when(kopilka, lambda c: c.balance.total == 100, email=referrer)
+
+        refunded = await kopilka.refund(order_id=f"{tag}-2", amount=1000, wait=WAIT_S)
+        assert refunded.outcome.applied
+        [reversed_] = refunded.outcome.events
+        assert (reversed_["type"], reversed_["points"]) == ("bonus_reversed", 50)
 
 
 async def test_refusals_surface_as_typed_errors_naming_the_field(base_url, shop):
@@ -219,7 +262,7 @@ async def test_the_sync_client_sends_and_reads(base_url, shop):
             api_key=shop["api_key"],
         ) as kopilka:
             receipt = kopilka.purchase(
-                order_id=order, amount=1000, phone="+7 999 555-12-34", wait=5
+                order_id=order, amount=1000, phone="+7 999 555-12-34", wait=WAIT_S
             )
             deadline = time.monotonic() + 30  # the outcome comes from the worker; the read
             while True:  # API from Postgres, a moment later
