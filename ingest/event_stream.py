@@ -237,7 +237,11 @@ class _Stream:
         transport = self.request.transport
         if transport is None or transport.is_closing():
             raise _Gone
-        await self.resp.write(data)
+        self.sub.abort, self.sub.writing = transport.abort, True
+        try:
+            await self.resp.write(data)
+        finally:
+            self.sub.writing = False
 
 
 def _max(a, b) -> list[int]:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import orjson
@@ -62,6 +63,10 @@ class Subscriber:
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     heartbeat_due: bool = False
     ended: str | None = None  # why the hub stopped feeding it: "too_slow", "shutdown"
+    # set by the stream while a write waits for the client to read (aiohttp's drain), and how
+    # to cut the connection then: a client that stopped reading must not hold its stream open
+    writing: bool = False
+    abort: Callable[[], None] | None = None
 
     def drain(self) -> list[Item]:
         items = list(self.items)
@@ -72,6 +77,8 @@ class Subscriber:
     def end(self, reason: str) -> None:
         self.ended = reason
         self.wake.set()
+        if self.writing and self.abort is not None:
+            self.abort()
 
 
 class EventHub:
@@ -93,7 +100,9 @@ class EventHub:
             enable_auto_commit=False,
             group_id=None,
             client_id=f"{self._settings.worker_id}-ingest-events",
-            fetch_max_wait_ms=100,
+            # the broker answers a fetch as soon as a record is there: a long wait costs no
+            # latency, only fewer empty round trips while nothing happens
+            fetch_max_wait_ms=500,
         )
         await consumer.start()
         try:

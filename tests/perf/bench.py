@@ -14,7 +14,9 @@ free ports), then, in this order:
  5. optionally (--preload N) N more orders as 10,000-item batches, to have more state;
  6. the worker is restarted (SIGTERM, start again) and one purchase of a known customer sent at
     once: seconds until it is awarded, with N = every order the steps above put in its state;
-    RSS of the empty worker and of the restarted one with that state.
+    RSS of the empty worker and of the restarted one with that state;
+ 7. the live event stream: 200 streams over 20 shops, 1,000 paced purchases, every event on every
+    stream of its shop; latency webhook -> stream event p50/p99, ingress CPU (stream_bench.py).
 Prints the table and writes it, with every raw figure, to .data/bench/last.json. Figures are
 measured, never asserted; the machine is shared, so read them as one sample, not a verdict.
 """
@@ -32,6 +34,7 @@ from pathlib import Path
 
 import http_bench
 import loyalty_bench
+import stream_bench
 import worker_bench as wb
 from benchkit import Shop, new_shop, start_stack, start_worker, stop, workers
 from loadgen import run
@@ -126,6 +129,8 @@ def measure(args: argparse.Namespace, stack, log, f: dict) -> None:
     f["worker_tables_on_disk_mb"] = round(on_disk / 2**20, 1)
     grown = f["worker_rss_restarted_mb"] - f["worker_rss_empty_mb"]
     f["worker_rss_mb_per_100k_orders"] = round(grown * 100_000 / orders, 1) if orders else None
+    log("7. live event stream: 200 streams, 1,000 purchases")
+    f["stream"] = run(stream_bench.measure(stack))
     f["machine"]["loadavg_end"] = os.getloadavg()
 
 
@@ -216,7 +221,7 @@ def table(f: dict, args: argparse.Namespace) -> list[tuple[str, str, str]]:
             + (f"; {left:,} awards still pending before it" if (left := drained["left"]) else ""),
         ),
     ]
-    return rows
+    return rows + stream_bench.rows(f["stream"])
 
 
 def render(rows: list[tuple[str, str, str]]) -> str:
