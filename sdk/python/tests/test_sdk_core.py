@@ -166,6 +166,8 @@ def test_without_a_signing_secret_nothing_is_signed():
     steps, msg_id = Calls(cfg).webhook(PURCHASE, wait=None, webhook_id=None)
     request = next(steps)
     assert msg_id is None and "webhook-signature" not in request.headers
+    with pytest.raises(ValueError, match="signing_secret"):
+        Calls(cfg).webhook(PURCHASE, wait=None, webhook_id="mine")
 
 
 def test_the_read_api_request_and_its_answer():

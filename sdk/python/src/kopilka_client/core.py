@@ -180,6 +180,8 @@ class Calls:
         msg_id = None
         if cfg.signing_secret:
             msg_id = webhook_id or payloads.delivery_id(body)
+        elif webhook_id:  # Kopilka reads a webhook-id only from a signed request
+            raise ValueError("webhook_id needs signing_secret: unsigned requests carry no id")
 
         def build() -> httpx.Request:
             signed = dict(headers)
