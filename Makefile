@@ -2,16 +2,17 @@
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml deploy/dev/system-deps.sh | cksum | cut -d' ' -f1)
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml sdk/python/pyproject.toml deploy/dev/system-deps.sh | cksum | cut -d' ' -f1)
 
 .PHONY: run test unit lint format bench bench-ingest bench-outbound profile-worker profile-ingress clean
 
-$(STAMP): pyproject.toml deploy/dev/system-deps.sh
+$(STAMP): pyproject.toml sdk/python/pyproject.toml deploy/dev/system-deps.sh
 	@deploy/dev/system-deps.sh
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@echo "installing Python packages into $(VENV) ..."
 	@$(BIN)/pip install -q --upgrade pip >/dev/null
 	@$(BIN)/pip install -q -e '.[dev]'
+	@$(BIN)/pip install -q -e sdk/python  # the Python SDK, tested in the same run
 	@rm -f $(VENV)/.installed-*
 	@touch $(STAMP)
 
