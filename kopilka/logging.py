@@ -1,4 +1,10 @@
-"""Structured logging (structlog) for every Kopilka process.
+"""Structured logging (structlog) for every Kopilka process, through one configuration.
+
+Our own lines come from structlog; the standard library's (Faust, aiokafka, asyncpg, aiohttp)
+go through the root handler, whose formatter renders them the same way: one JSON object per
+line with `event`, `level`, `logger` and `timestamp`. The Faust worker installs its logging
+itself, from `dict_config()` (`streams.worker`), so its banner and its rebalance messages are
+JSON too.
 
 Secrets never reach a log line: callers log tenant ids, never webhook secrets or API keys, and
 `_redact` masks any key that looks like one as a second line of defence.
@@ -7,6 +13,7 @@ Secrets never reach a log line: callers log tenant ids, never webhook secrets or
 from __future__ import annotations
 
 import logging
+import logging.config
 import sys
 
 import structlog
@@ -21,12 +28,49 @@ def _redact(_logger, _name, event_dict):
     return event_dict
 
 
-def configure(level: str = "INFO", fmt: str = "json") -> None:
-    renderer = (
-        structlog.dev.ConsoleRenderer(colors=False)
-        if fmt == "console"
-        else structlog.processors.JSONRenderer()
+def _renderer(fmt: str):
+    if fmt == "console":
+        return structlog.dev.ConsoleRenderer(colors=False)
+    return structlog.processors.JSONRenderer()
+
+
+def stdlib_formatter(fmt: str = "json") -> logging.Formatter:
+    """The standard library's log records rendered like our own lines."""
+    return structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=[
+            structlog.stdlib.add_log_level,
+            structlog.stdlib.add_logger_name,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            _redact,
+        ],
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            structlog.processors.format_exc_info,
+            _renderer(fmt),
+        ],
     )
+
+
+def dict_config(level: str = "INFO", fmt: str = "json") -> dict:
+    """`logging.config.dictConfig` form of the same setup (what Faust's worker takes)."""
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"kopilka": {"()": stdlib_formatter, "fmt": fmt}},
+        "handlers": {
+            "stderr": {
+                "class": "logging.StreamHandler",
+                "formatter": "kopilka",
+                "stream": "ext://sys.stderr",
+            }
+        },
+        "root": {"level": level.upper(), "handlers": ["stderr"]},
+        # aiohttp's access log duplicates our own request log line.
+        "loggers": {"aiohttp.access": {"level": "WARNING"}},
+    }
+
+
+def configure(level: str = "INFO", fmt: str = "json") -> None:
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
@@ -34,7 +78,7 @@ def configure(level: str = "INFO", fmt: str = "json") -> None:
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             _redact,
             structlog.processors.format_exc_info,
-            renderer,
+            _renderer(fmt),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(
             logging.getLevelNamesMapping().get(level.upper(), logging.INFO)
@@ -42,11 +86,8 @@ def configure(level: str = "INFO", fmt: str = "json") -> None:
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=True,
     )
-    logging.basicConfig(
-        level=level.upper(), stream=sys.stderr, format="%(levelname)s %(name)s %(message)s"
-    )
-    # aiohttp's access log duplicates our own request log line.
-    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    logging.config.dictConfig(dict_config(level, fmt))
+    logging.captureWarnings(True)  # a library's warning is a log line too, not stray text
 
 
 def get_logger(name: str):

@@ -15,6 +15,7 @@ import streams.normalize
 import streams.outbound
 import streams.settlement
 import streams.watchdog  # noqa: F401 - these imports register the agents and the expiry timer
+from kopilka.logging import dict_config
 from kopilka.settings import get_settings
 from streams.app import app
 
@@ -22,5 +23,11 @@ from streams.app import app
 def run() -> None:
     settings = get_settings()
     Path(app.conf.datadir).mkdir(parents=True, exist_ok=True)
-    worker = faust.Worker(app, loglevel=settings.log_level.lower(), quiet=True)
+    worker = faust.Worker(
+        app,
+        loglevel=settings.log_level.lower(),
+        quiet=True,
+        # Faust's and aiokafka's lines as JSON, like ours (kopilka.logging)
+        logging_config=dict_config(settings.log_level, settings.log_format),
+    )
     worker.execute_from_commandline()

@@ -7,6 +7,7 @@ session created or rotated is looked for verbatim, and so is anything shaped lik
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -27,3 +28,22 @@ def test_no_issued_secret_appears_in_any_log(stack):
         found += [(path.name, s[:8] + "…") for s in SECRETS if s.encode() in text]
         found += [(path.name, m.group()[:8] + b"...") for m in _SHAPED_LIKE_A_SECRET.finditer(text)]
     assert not found, found
+
+
+@pytest.mark.logs_audit
+def test_every_kopilka_process_logs_json_lines_faust_and_aiokafka_included(stack):
+    """One configuration (kopilka.logging) for every line a Kopilka process writes: ours, and
+    the standard library's loggers (Faust's banner and rebalances, aiokafka, aiohttp)."""
+    logs = [stack.data_dir / "logs" / name for name in ("ingest.log", "worker.log", "dispatch.log")]
+    loggers: set[str] = set()
+    for path in logs:
+        for n, line in enumerate(path.read_bytes().splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except ValueError:
+                raise AssertionError(f"{path.name}:{n} is not JSON: {line[:200]!r}") from None
+            assert {"event", "level", "timestamp"} <= record.keys(), (path.name, n, record)
+            loggers.add(str(record.get("logger", "")).split(".")[0])
+    assert {"faust", "aiokafka"} <= loggers, loggers
