@@ -7,7 +7,7 @@ COPYs them into Postgres. No identities, no rules, no dead letters, no exactly-r
 what Faust + aiokafka + asyncpg cost per record on this machine and broker, so `make bench`
 can state Kopilka's worker as a ratio of it.
 
-    python tests/perf/naive_worker.py worker -l warning   (env: KAFKA, DSN, DATADIR)
+    python tests/perf/naive_worker.py worker -l warn   (env: KAFKA, DSN, DATADIR)
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import orjson
 app = faust.App(
     "kopilka-naive-baseline",
     broker=f"kafka://{os.environ['KAFKA']}",
-    store="rocksdb://",
+    store=os.environ.get("NAIVE_STORE", "rocksdb://"),
     datadir=os.environ["DATADIR"],
     topic_partitions=8,
     consumer_auto_offset_reset="earliest",
