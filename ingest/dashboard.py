@@ -21,7 +21,7 @@ from ingest.context import LIMITER, POOL, SETTINGS
 from ingest.dashboard_html import BASE, STATIC
 from ingest.dashboard_session import LocalSessionStore, RedisSessionStore
 from ingest.event_stream import stream_response
-from ingest.openapi import Resp, document
+from ingest.openapi import Param, Resp, document, errors
 from ingest.ratelimit import Quota
 from kopilka.logging import get_logger
 
@@ -79,6 +79,7 @@ async def live_events(request: web.Request, view) -> web.StreamResponse:
 
 
 _PAGE = {200: Resp("an HTML page", None, media="text/html")}
+_STATIC_NAME = {"type": "string", "enum": sorted(_STATIC_FILES)}
 _SIGNED_IN = {**_PAGE, 303: Resp("not signed in: to the sign-in form", None, media="text/html")}
 _POST = {
     303: Resp("done: to the page that shows the result", None, media="text/html"),
@@ -114,10 +115,24 @@ _DOCS = [
             422: Resp("Last-Event-ID is not a token of this stream", None),
         },
     ),
-    (static_file, "Dashboard: its stylesheet and script", _PAGE),
+    (
+        static_file,
+        "Dashboard: its stylesheet and script",
+        {
+            200: Resp("the file", None, media="text/css, text/javascript"),
+            **errors(404),
+        },
+        [Param("name", "path", "the file's name", required=True, schema=_STATIC_NAME)],
+    ),
 ]
-for _handler, _summary, _responses in _DOCS:
-    document(_handler, _summary, tags=["dashboard"], responses=_responses)
+for _handler, _summary, _responses, *_params in _DOCS:
+    document(
+        _handler,
+        _summary,
+        tags=["dashboard"],
+        responses=_responses,
+        parameters=_params[0] if _params else (),
+    )
 
 
 def add_routes(app: web.Application) -> None:

@@ -107,7 +107,7 @@ async def sign_in(request: web.Request) -> web.Response:
     wait = failures.blocked(ip)
     if wait is not None:
         return _refused(view, wait)
-    form = await request.post()
+    form = await ui.form(request)
     given, expected = str(form.get("csrf", "")), request.cookies.get(PRE_COOKIE, "")
     if not (given and expected and hmac.compare_digest(given.encode(), expected.encode())):
         return _sign_in_page(view, status=403, message=t("sign_in.expired_form"))
@@ -172,7 +172,7 @@ def authenticated(handler):
                 return ui.redirect(view_of(request), SIGN_IN)
             return _sign_in_page(view_of(request), status=401)
         if request.method == "POST":
-            form = await request.post()
+            form = await ui.form(request)
             if not view.session.csrf_ok(str(form.get("csrf", ""))):
                 log.warning("dashboard_csrf_refused", tenant_id=view.tenant.id)
                 return ui.page(view, view.t("csrf.refused"), "", current="", status=403)

@@ -15,6 +15,7 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from aiohttp import web
+from multidict import MultiDict, MultiDictProxy
 
 from ingest import dashboard_i18n as i18n
 from ingest.context import SETTINGS
@@ -186,9 +187,26 @@ def page(
     return response
 
 
+async def form(request: web.Request):
+    """The posted form; an unreadable one (a broken multipart body, a bad charset) reads as
+    empty, so it fails its CSRF check (403) instead of answering 500."""
+    try:
+        return await request.post()
+    except web.HTTPException:
+        raise  # e.g. 413: aiohttp's own answer
+    except Exception:  # whatever the body made the parser raise
+        return MultiDictProxy(MultiDict())
+
+
 def redirect(view: View, location: str) -> web.Response:
     """303 See Other (a POST answered with a GET of `location`)."""
-    response = web.Response(status=303, headers={"Location": location, **SECURITY_HEADERS})
+    response = web.Response(
+        status=303,
+        text=f'<!doctype html><a href="{html.escape(location)}">{html.escape(location)}</a>',
+        content_type="text/html",
+        charset="utf-8",
+        headers={"Location": location, **SECURITY_HEADERS},
+    )
     if view.lang_asked:
         i18n.remember(response, view.lang, secure=view.secure)
     return response

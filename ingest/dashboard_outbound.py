@@ -135,7 +135,7 @@ def _delivery_row(view: View, d: dict, attempts: list[dict], urls: dict[str, str
 
 @authenticated
 async def redeliver(request: web.Request, view: View) -> web.Response:
-    form = await request.post()
+    form = await ui.form(request)
     one = str(form.get("delivery_id", "")).strip()
     try:
         result = await subs.redeliver(

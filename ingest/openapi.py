@@ -227,7 +227,8 @@ def _response(resp: Resp, schema: Callable) -> dict[str, Any]:
         out["content"] = {resp.media: {"schema": schema(resp.model, "serialization")}}
     else:
         plain = {"type": "object"} if resp.media == "application/json" else {"type": "string"}
-        out["content"] = {resp.media: {"schema": plain}}
+        # a body with no model may come as one of several types: "text/css, text/javascript"
+        out["content"] = {media.strip(): {"schema": plain} for media in resp.media.split(",")}
     if resp.headers:
         out["headers"] = {
             name: {**HEADERS[name], "required": required} for name, required in resp.headers.items()
