@@ -92,13 +92,13 @@ class WorkerSensor(Sensor):
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         self._per_agent: dict[int, tuple] = {}
-        self._children: dict[tuple, object] = {}  # (metric, labels) -> its child: .labels() locks
+        self._label_children: dict[tuple, object] = {}  # (metric, labels) -> child: .labels() locks
         self.next_offset: dict = {}  # TP -> the offset after the last one an agent finished
 
     def _child(self, metric, *labels):
-        child = self._children.get((metric, labels))
+        child = self._label_children.get((metric, labels))
         if child is None:
-            child = self._children[(metric, labels)] = metric.labels(*labels)
+            child = self._label_children[(metric, labels)] = metric.labels(*labels)
         return child
 
     def _agent_metrics(self, stream) -> tuple:

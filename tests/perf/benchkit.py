@@ -70,7 +70,7 @@ def start_worker(stack: Stack, name: str, wait_ready: bool = True) -> ManagedPro
 
 
 def workers(stack: Stack) -> list[ManagedProcess]:
-    return [p for p in stack.processes if p.name == "worker" and p.alive()]
+    return [p for p in stack.processes if p.name.startswith("worker") and p.alive()]
 
 
 def pids(procs: list[ManagedProcess]) -> list[int]:
