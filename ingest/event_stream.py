@@ -45,8 +45,8 @@ import orjson
 from aiohttp import web
 
 from ingest import stream_token
-from ingest.context import TENANTS
 from ingest.openapi import Param, Resp, documented, errors
+from ingest.read_api import bearer_tenant
 from ingest.responses import error
 from ingest.stream_catchup import read_backlog
 from ingest.stream_hub import EVENT_HUB, EventHub, Item, Subscriber
@@ -86,17 +86,9 @@ class _Gone(Exception):
     security="apiKey",
 )
 async def stream_events(request: web.Request) -> web.StreamResponse:
-    scheme, _, key = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not key.strip():
-        return error(
-            401,
-            "unauthorized",
-            "send the tenant's API key as 'Authorization: Bearer <key>'",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
-    tenant = await request.app[TENANTS].by_api_key(key.strip())
-    if tenant is None:
-        return error(401, "unauthorized", "unknown API key", headers={"WWW-Authenticate": "Bearer"})
+    tenant = await bearer_tenant(request)
+    if isinstance(tenant, web.Response):
+        return tenant
     types = None
     if "types" in request.query:
         names = {t.strip() for t in request.query["types"].split(",") if t.strip()}

@@ -117,9 +117,10 @@ async def customer_view(pool, tenant: Tenant, kind: str, value: str, limit: int)
     }
 
 
-async def _get_customer(request: web.Request) -> web.Response:
-    auth = request.headers.get("Authorization", "")
-    scheme, _, key = auth.partition(" ")
+async def bearer_tenant(request: web.Request):
+    """The tenant whose API key the request carries (`Authorization: Bearer …`), or the 401 to
+    answer: the read API's and the event stream's one check."""
+    scheme, _, key = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not key.strip():
         return error(
             401,
@@ -130,6 +131,13 @@ async def _get_customer(request: web.Request) -> web.Response:
     tenant = await request.app[TENANTS].by_api_key(key.strip())
     if tenant is None:
         return error(401, "unauthorized", "unknown API key", headers={"WWW-Authenticate": "Bearer"})
+    return tenant
+
+
+async def _get_customer(request: web.Request) -> web.Response:
+    tenant = await bearer_tenant(request)
+    if isinstance(tenant, web.Response):
+        return tenant
 
     email, phone = request.query.get("email"), request.query.get("phone")
     try:
