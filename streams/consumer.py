@@ -12,8 +12,12 @@ stop, i.e. around every rebalance and table recovery:
   rest of a batch fetched before that seek, still move the read offset forward, so the records
   the seek wanted again are then dropped as old: a hole no agent acknowledges, and the
   partition never commits again (the watchdog's `partition_commits_gap`).
+- a stream that takes a record from its queue while the flow is suspended (a rebalance) or of
+  an older consumer generation skips it, and Faust *acknowledges* what it skips: when that record
+  was the next one to commit (a worker keeping up has nothing else in flight), the commit that
+  ends the rebalance moves past it, and no agent ever sees it.
 The fault suite's kill -9 scenarios ended with partitions that never committed again and with
-actions missing from the ledger.
+actions missing from the ledger (raw records committed with no command sent for them).
 
 `StreamConsumer` discards what was fetched before the latest seek, and keeps, per partition,
 the offset the stream needs next: the one after the last
@@ -21,6 +25,8 @@ record handed over, or where a seek put the partition. Whenever a batch ends wit
 handed over, or the flow stopped, every partition is put back to that offset before the next
 fetch (under the same lock as Faust's own seeks, so neither undoes the other). Records may come
 twice that way, never not at all; every stage here is idempotent on ids derived from its input.
+An acknowledgement that comes while the flow is suspended, or for a record of an older
+generation, releases the record but does not count towards the committed offset (`ack`).
 """
 
 from __future__ import annotations
@@ -29,7 +35,9 @@ import asyncio
 import contextlib
 
 from faust.transport.drivers import aiokafka as faust_aiokafka
-from faust.types import TP
+from faust.types import TP, Message
+from faust.types.tuples import ack_lock
+from mode.utils.futures import notify
 
 from kopilka.logging import get_logger
 
@@ -77,6 +85,25 @@ class StreamConsumer(faust_aiokafka.Consumer):
                     self._next_offset.pop(tp, None)  # nothing committed: the reset policy's
                 else:
                     self._next_offset[tp] = offset
+
+    def ack(self, message: Message) -> bool:
+        """Count a record as done only if no rebalance came between its delivery and now.
+
+        Faust's streams acknowledge the records they skip (taken from the queue while the flow
+        is suspended, or fetched in an older generation) as if processed. Such an ack, and the
+        ack of a record finished while a rebalance runs, is not counted: the record stays
+        uncommitted and comes again after the re-seek (or to the partition's next owner). It
+        still leaves the set of records in flight, so a rebalance waiting for the streams to
+        empty is not held up."""
+        app = self.app
+        if message.generation_id == app.consumer_generation_id and app.flow_control.is_active():
+            return super().ack(message)
+        with ack_lock:
+            if not message.acked:
+                message.acked = True
+                self._unacked_messages.discard(message)
+                notify(self._waiting_for_ack)
+        return False
 
     def _hole(self, tp: TP, first: int, end: int) -> None:
         """Offsets [first, end) hold no record (deleted by retention before they were read):

@@ -1,0 +1,65 @@
+"""StreamConsumer's acknowledgements: a record skipped or finished across a rebalance is released
+but never counted towards the committed offset (streams/consumer.py)."""
+
+from __future__ import annotations
+
+import faust
+import pytest
+from faust.types import TP
+from faust.types.tuples import Message
+
+from streams.consumer import StreamConsumer
+
+TOPIC = TP("webhooks.raw", 0)
+
+
+@pytest.fixture
+def consumer():
+    app = faust.App("consumer-test", broker="kafka://127.0.0.1:1", store="memory://")
+    app.consumer_generation_id = 3
+    app.flow_control.resume()
+    app.topics._acking_topics.add(TOPIC.topic)  # what subscribing an agent to it does
+    consumer = StreamConsumer(
+        app.transport,
+        callback=lambda message: None,
+        on_partitions_revoked=lambda revoked: None,
+        on_partitions_assigned=lambda assigned: None,
+    )
+    consumer._committed_offset[TOPIC] = 10
+    return consumer
+
+
+def delivered(consumer: StreamConsumer, offset: int, generation: int = 3) -> Message:
+    message = Message(
+        TOPIC.topic, TOPIC.partition, offset, 0.0, 0, None, b"k", b"v", None,
+        tp=TOPIC, generation_id=generation,
+    )  # fmt: skip
+    consumer._unacked_messages.add(message)
+    return message
+
+
+def test_a_record_processed_in_its_generation_counts(consumer):
+    assert consumer.ack(delivered(consumer, 10))
+    assert consumer.ack(delivered(consumer, 11))
+    assert consumer._new_offset(TOPIC) == 12
+
+
+def test_a_record_of_an_older_generation_is_released_but_not_counted(consumer):
+    consumer.ack(delivered(consumer, 10))
+    stale = delivered(consumer, 11, generation=2)
+    assert not consumer.ack(stale)
+    assert stale.acked and stale not in consumer._unacked_messages  # a rebalance can go on
+    assert consumer.ack(delivered(consumer, 12))
+    assert consumer._new_offset(TOPIC) == 11  # never past the record that was skipped
+
+
+def test_a_record_skipped_while_the_flow_is_suspended_is_not_committed(consumer):
+    consumer.app.flow_control.suspend()
+    skipped = delivered(consumer, 10)
+    assert not consumer.ack(skipped)
+    assert skipped not in consumer._unacked_messages
+    consumer.app.flow_control.resume()
+    assert consumer.ack(delivered(consumer, 11))
+    assert consumer._new_offset(TOPIC) is None  # offset 10 comes again after the re-seek
+    assert consumer.ack(delivered(consumer, 10))  # ... and counts then
+    assert consumer._new_offset(TOPIC) == 12
