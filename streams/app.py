@@ -70,11 +70,7 @@ class App(faust.App):
             await consumer.wait_for_stopped_flow()
             if self.consumer_generation_id != generation or self.rebalancing:
                 return
-            await consumer.perform_seek()
-            changelogs = self.tables.changelog_topics
-            for tp in consumer.assignment():
-                if tp.topic not in changelogs and consumer._committed_offset.get(tp) is None:
-                    await consumer.seek(tp, 0)
+            await consumer.perform_seek()  # and the never-committed ones to their start
             self.log.info("Re-seeked stream partitions to committed offsets after rebalance")
         finally:
             if not self.rebalancing:

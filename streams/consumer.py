@@ -54,7 +54,7 @@ class StreamConsumer(faust_aiokafka.Consumer):
         self._next_offset: dict[TP, int] = {}
         self._reposition = False
         self._seeks = 0  # how many seeks so far: a batch fetched before a seek is stale
-        # where a partition without a committed offset started: its first record handed over
+        # where a partition without a committed offset starts: the first record its log holds
         self._first_offset: dict[TP, int] = {}
         # (offset needed, offset fetched instead, how many times in a row)
         self._jumped: dict[TP, tuple[int, int, int]] = {}
@@ -76,15 +76,34 @@ class StreamConsumer(faust_aiokafka.Consumer):
             self._next_offset[partition] = offset
 
     async def perform_seek(self) -> None:
+        """Faust's seek to the committed offsets, and, for a partition nothing was ever
+        committed for, a seek to the first record its log holds. Faust left such a partition
+        wherever the fetcher was: after records fetched while the flow was stopped (and never
+        handed over) that was past them, and the next worker started there."""
         async with self._lock():
             self._seeks += 1
             await super().perform_seek()
+            changelogs = self.app.tables.changelog_topics
+            fresh = []
             for tp in self.assignment():
+                if tp.topic in changelogs:
+                    continue
                 offset = self._read_offset.get(tp)
                 if offset is None:
-                    self._next_offset.pop(tp, None)  # nothing committed: the reset policy's
+                    fresh.append(tp)
                 else:
                     self._next_offset[tp] = offset
+            if fresh:
+                await self._from_the_start(fresh)
+
+    async def _from_the_start(self, tps: list[TP]) -> None:
+        earliest = await self.earliest_offsets(*tps)
+        for tp in tps:
+            start = earliest.get(tp) or 0
+            await self._seek(tp, start)
+            self._read_offset[tp] = start or None
+            self._next_offset[tp] = start
+            self._first_offset[tp] = start
 
     def ack(self, message: Message) -> bool:
         """Count a record as done only if no rebalance came between its delivery and now.
@@ -119,15 +138,25 @@ class StreamConsumer(faust_aiokafka.Consumer):
         """Faust's, without its tolerance of one missing offset: it let the offset *at* the
         committed position be skipped (`min(acked) - committed > 1`, but `committed` is the
         next offset to read), so a record still held (a refund waiting for its purchase)
-        was committed past, and lost with a kill -9."""
+        was committed past, and lost with a kill -9. A partition nothing was committed for
+        commits only from the first record its log holds (`perform_seek`), never from
+        whichever record happened to be handed over first."""
         acked = self._acked[tp]
         committed = self._committed_offset[tp]
-        if committed is None:  # nothing committed yet: from the first record handed over
+        if committed is None:
             committed = self._first_offset.get(tp)
-        if acked and committed is not None and min(acked) > committed:
+            if committed is None:
+                return None
+        if acked and min(acked) > committed:
             if not self._gap[tp].overlaps(committed):
                 return None
         return super()._new_offset(tp)
+
+    def _not_handed(self, tp: TP, offset: int) -> None:
+        """A fetched record the stream did not get: the partition goes back to it (or to
+        an earlier record the stream needs) before the next fetch."""
+        self._reposition = True
+        self._next_offset.setdefault(tp, offset)
 
     async def _put_back(self) -> None:
         """Every partition back to the offset its stream needs next."""
@@ -165,7 +194,7 @@ class StreamConsumer(faust_aiokafka.Consumer):
                     if self._seeks != seeks:
                         continue  # fetched before a seek: the seek decides what comes next
                     if not self.flow_active or self.suspend_flow.is_set():
-                        self._reposition = True
+                        self._not_handed(tp, message.offset)
                         continue
                     offset = message.offset
                     last = read[tp]
@@ -195,13 +224,12 @@ class StreamConsumer(faust_aiokafka.Consumer):
                     handing = deliver(message)
                     outcome = await self.wait_first(handing, self.suspend_flow.wait())
                     if handing not in outcome.done:
-                        self._reposition = True
+                        self._not_handed(tp, offset)
                         continue
                     if self._seeks != seeks:
                         continue  # handed over, but a seek meanwhile says where to go on from
                     read[tp] = offset
                     self._next_offset[tp] = offset + 1
-                    self._first_offset.setdefault(tp, offset)
                     handed += 1
                     if handed % 100 == 0:
                         await asyncio.sleep(0)

@@ -128,12 +128,16 @@ class Checker:
         self.dsn, self.bootstrap, self.base_url = dsn, bootstrap, base_url
         self.tenant, self.rules, self.group = tenant, rules, group
         self.tenant_id = tenant["tenant_id"]
+        self.positions: dict[str, str] = {}  # event id -> "raw <partition>@<offset>"
 
     async def stored_inputs(self) -> list[RawEnvelope]:
         records = await read_topic(self.bootstrap, "webhooks.raw")
-        stored = [
-            RawEnvelope.from_bytes(r.value) for r in records if tenant_of(r.key) == self.tenant_id
-        ]
+        stored = []
+        for r in records:
+            if tenant_of(r.key) == self.tenant_id:
+                env = RawEnvelope.from_bytes(r.value)
+                self.positions[env.event_id] = f"raw {r.partition}@{r.offset}"
+                stored.append(env)
         # One shop's requests are spread over the partitions (schemas.routing); each customer's
         # follow one another (the load sends them one by one), so arrival order is their order.
         return sorted(stored, key=lambda env: (env.received_at, env.event_id))
@@ -295,7 +299,7 @@ class Checker:
                 stage = "command sent" if action.event_id in commanded else "no command"
                 lost.append(
                     f"#{action.n} {action.kind} {action.order_id or action.email}: {types}"
-                    f" ({stage})"
+                    f" ({stage}; {self.positions.get(action.event_id)} {action.event_id})"
                 )
 
         keys = want.keys

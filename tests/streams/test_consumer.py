@@ -63,3 +63,34 @@ def test_a_record_skipped_while_the_flow_is_suspended_is_not_committed(consumer)
     assert consumer._new_offset(TOPIC) is None  # offset 10 comes again after the re-seek
     assert consumer.ack(delivered(consumer, 10))  # ... and counts then
     assert consumer._new_offset(TOPIC) == 12
+
+
+async def test_a_partition_never_committed_commits_only_from_the_start_of_its_log(
+    consumer, monkeypatch
+):
+    consumer._committed_offset[TOPIC] = None
+    assert consumer.ack(delivered(consumer, 5))  # the first record this worker was handed
+    assert consumer._new_offset(TOPIC) is None  # where its log starts is not known yet
+
+    async def earliest_offsets(*tps):
+        return {tp: 0 for tp in tps}
+
+    seeks = []
+
+    async def seek(tp, offset):
+        seeks.append((tp, offset))
+
+    monkeypatch.setattr(consumer, "earliest_offsets", earliest_offsets)
+    monkeypatch.setattr(consumer, "_seek", seek)
+    await consumer._from_the_start([TOPIC])
+    assert seeks == [(TOPIC, 0)]
+    assert consumer._new_offset(TOPIC) is None  # records 0-4 are not done: nothing commits
+    for offset in range(5):
+        consumer.ack(delivered(consumer, offset))
+    assert consumer._new_offset(TOPIC) == 6
+
+
+def test_a_record_not_handed_over_is_where_its_partition_goes_back_to(consumer):
+    consumer._not_handed(TOPIC, 7)
+    consumer._not_handed(TOPIC, 8)
+    assert consumer._next_offset[TOPIC] == 7 and consumer._reposition
