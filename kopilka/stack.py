@@ -242,13 +242,16 @@ class Stack:
             "the Faust worker reporting Ready",
         )
 
-    def start_dispatch(self, log_path: Path | None = None) -> ManagedProcess:
-        """`kopilka dispatch`: outbound webhooks and Telegram notifications."""
-        proc = self._spawn_kopilka("dispatch", log_path)
+    def start_dispatch(
+        self, log_path: Path | None = None, env: dict[str, str] | None = None
+    ) -> ManagedProcess:
+        """`kopilka dispatch`: outbound webhooks and Telegram notifications; `env` overrides
+        settings for this process only (e.g. where the Bot API is)."""
+        proc = self._spawn_kopilka("dispatch", log_path, env)
         self._wait_for_log(
             proc, b"dispatch_ready", self.ready_timeout_s, "the dispatcher reporting dispatch_ready"
         )
-        self._starters["dispatch"] = partial(self.start_dispatch, log_path)
+        self._starters["dispatch"] = partial(self.start_dispatch, log_path, env)
         return proc
 
     @staticmethod
