@@ -85,13 +85,16 @@ class Stack:
         )
         return kafka
 
-    def start_kafka_cluster(self, n: int = 3) -> devservices.KafkaCluster:
+    def start_kafka_cluster(self, n: int = 3, heap: str = "256m") -> devservices.KafkaCluster:
         """Kafka as an `n`-broker local cluster instead of one broker; call it before
         `start_services()`. Kopilka's topics get replication factor `n` (unless
         KOPILKA_TOPIC_REPLICATION_FACTOR is in `env`) and the brokers' min.insync.replicas 2;
-        the brokers are processes `kafka-1` ... `kafka-<n>` (kill_process / restart them)."""
+        the brokers are processes `kafka-1` ... `kafka-<n>` (kill_process / restart them), each
+        with a `heap` of its own."""
         t0 = time.monotonic()
-        cluster = devservices.start_kafka_cluster(self.data_dir / "kafka-cluster", n, out=self.out)
+        cluster = devservices.start_kafka_cluster(
+            self.data_dir / "kafka-cluster", n, heap=heap, out=self.out
+        )
         for node, proc in enumerate(cluster.brokers, 1):
             self.adopt(proc, partial(cluster.restart, node), service=True)
         self.kafka_cluster = cluster
