@@ -41,14 +41,19 @@ class Outbound:
     unknown: int = 0  # not sent again after a crash cut their send off
     unknown_posted: int = 0  # of those, the Bot API had got anyway
     not_posted: list[str] = field(default_factory=list)  # neither posted nor unknown
+    settled_at: float | None = None  # monotonic: when the last thing due first arrived
 
     def clean(self) -> bool:
         webhooks = self.missing or self.mixed_ids or self.shared_ids or self.unsigned
         return not (webhooks or self.posted_twice or self.not_posted)
 
-    def line(self, scenario: str) -> str:
+    def line(self, scenario: str, fault_end: float | None = None) -> str:
+        recover = "never"
+        if self.settled_at is not None and fault_end is not None:
+            recover = f"{max(0.0, self.settled_at - fault_end):.1f}"
         return (
-            f"{scenario} (outbound) | webhooks: {self.delivered}/{self.events} events delivered,"
+            f"{scenario} (outbound) | recover_s {recover} |"
+            f" webhooks: {self.delivered}/{self.events} events delivered,"
             f" {self.redelivered} redelivered, {len(self.mixed_ids)} with two webhook-ids |"
             f" telegram: {self.posted}/{self.messages} posted, {len(self.posted_twice)} twice,"
             f" {self.unknown} cut off by a kill ({self.unknown_posted} of them had arrived)"
@@ -98,6 +103,11 @@ async def check_outbound(
         events_of[d.webhook_id].add(d.event_id)
         times[d.event_id] += 1
         out.unsigned += not d.signed
+    firsts = {}
+    for d in endpoint.deliveries:
+        firsts.setdefault(d.event_id, d.at)
+    for m in bot.messages:
+        firsts.setdefault((m.chat_id, m.text.split(" ", 1)[0]), m.at)
     out.delivered = len(ids_of)
     out.redelivered = sum(1 for n in times.values() if n > 1)
     out.missing = [f"{events[e]['type']} {e}" for e in events if e not in ids_of]
@@ -125,4 +135,8 @@ async def check_outbound(
         for chat_id, types in chats.items():
             if event["type"] in types and (chat_id, event_id) not in queued:
                 out.not_posted.append(f"chat {chat_id} event {event_id}: never queued")
+    if not out.missing and not out.not_posted:  # everything out: when the last of it arrived
+        due = [firsts.get(e) for e in events]
+        due += [firsts.get((r["chat_id"], str(r["event_id"]))) for r in outbox]
+        out.settled_at = max((t for t in due if t is not None), default=None)
     return out

@@ -62,6 +62,7 @@ async def _in_flight(endpoint: Endpoint, bot: BotApi, timeout_s: float = 20.0) -
     while not (endpoint.in_flight and bot.in_flight):
         if time.monotonic() > deadline and (endpoint.in_flight or bot.in_flight):
             break
+        assert time.monotonic() < deadline + 60, "nothing in flight: the dispatcher sends nothing"
         await asyncio.sleep(0.01)
     return f"{endpoint.in_flight} deliveries and {bot.in_flight} Telegram sends in flight"
 
@@ -75,6 +76,7 @@ async def test_dispatcher_killed_mid_delivery(fault_stack):
     env = _dispatch_env(await bot.start())
     chats = {7_000_000_000 + uuid.uuid4().int % 10**9: types for types in CHAT_TYPES}
     made: dict = {}
+    fault_end: list[float] = []  # when the last restarted dispatcher was ready
 
     async def start_dispatch() -> None:
         await asyncio.to_thread(fs.stack.start_dispatch, None, env)
@@ -105,6 +107,7 @@ async def test_dispatcher_killed_mid_delivery(fault_stack):
             t.note("dispatch ready")
             await asyncio.sleep(rng.uniform(1.0, 3.0))
         t.end = time.monotonic()
+        fault_end.append(t.end)
 
     name = f"dispatcher kill -9 x{KILLS}"
     try:
@@ -122,8 +125,9 @@ async def test_dispatcher_killed_mid_delivery(fault_stack):
             await fs.stop(proc.name)
         await endpoint.stop()
         await bot.stop()
-    TABLE.append(outbound.line(name))
-    print(outbound.line(name))
+    line = outbound.line(name, fault_end[0] if fault_end else None)
+    TABLE.append(line)
+    print(line)
     print(outbound)
     assert_clean(report)
     assert outbound.clean(), outbound
