@@ -85,13 +85,16 @@ class Stack:
         )
         return kafka
 
-    def start_kafka_cluster(self, n: int = 3) -> devservices.KafkaCluster:
+    def start_kafka_cluster(self, n: int = 3, heap: str = "256m") -> devservices.KafkaCluster:
         """Kafka as an `n`-broker local cluster instead of one broker; call it before
         `start_services()`. Kopilka's topics get replication factor `n` (unless
         KOPILKA_TOPIC_REPLICATION_FACTOR is in `env`) and the brokers' min.insync.replicas 2;
-        the brokers are processes `kafka-1` ... `kafka-<n>` (kill_process / restart them)."""
+        the brokers are processes `kafka-1` ... `kafka-<n>` (kill_process / restart them), each
+        with a `heap` of its own."""
         t0 = time.monotonic()
-        cluster = devservices.start_kafka_cluster(self.data_dir / "kafka-cluster", n, out=self.out)
+        cluster = devservices.start_kafka_cluster(
+            self.data_dir / "kafka-cluster", n, heap=heap, out=self.out
+        )
         for node, proc in enumerate(cluster.brokers, 1):
             self.adopt(proc, partial(cluster.restart, node), service=True)
         self.kafka_cluster = cluster
@@ -242,13 +245,16 @@ class Stack:
             "the Faust worker reporting Ready",
         )
 
-    def start_dispatch(self, log_path: Path | None = None) -> ManagedProcess:
-        """`kopilka dispatch`: outbound webhooks and Telegram notifications."""
-        proc = self._spawn_kopilka("dispatch", log_path)
+    def start_dispatch(
+        self, log_path: Path | None = None, env: dict[str, str] | None = None
+    ) -> ManagedProcess:
+        """`kopilka dispatch`: outbound webhooks and Telegram notifications; `env` overrides
+        settings for this process only (e.g. where the Bot API is)."""
+        proc = self._spawn_kopilka("dispatch", log_path, env)
         self._wait_for_log(
             proc, b"dispatch_ready", self.ready_timeout_s, "the dispatcher reporting dispatch_ready"
         )
-        self._starters["dispatch"] = partial(self.start_dispatch, log_path)
+        self._starters["dispatch"] = partial(self.start_dispatch, log_path, env)
         return proc
 
     @staticmethod

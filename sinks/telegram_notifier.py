@@ -17,7 +17,13 @@ for `telegram_lease_s`) before sending it. When the lock connection is gone (Pos
 the backend terminated), the claim fails, the sender stops and goes back to waiting for the lock,
 and whoever holds it now never sees a message claimed before as due until its lease ran out.
 Outcomes are written only while the token is still the message's (`telegram_lease_lost` else).
-A message whose outcome could not be written at all goes again after its lease: at least once.
+
+No message twice: Telegram has no idempotency key, so a message whose lease ran out with no
+outcome written (the sender was killed, or lost the database, mid-send) may well have been
+posted. It is never sent again: the lock holder marks it `failed` ("outcome unknown ...",
+`telegram_outcome_unknown` in the log) and the chat goes on with its next message. The token is
+kept, so a sender that was only slow can still write what really happened. The claim is taken
+just before the request, so what a crash cuts off is at most the sends in flight at that moment.
 """
 
 from __future__ import annotations
@@ -52,6 +58,9 @@ log = get_logger(__name__)
 TELEGRAM_WAKE = "kopilka_telegram"  # NOTIFY channel: new messages in the outbox
 _SENDER_LOCK = 0x6B6F70746731  # one active sender: the per-bot rate limit is global
 MAX_BACKOFF_S = 60.0
+# last_error of a message whose send a crash cut off: it may have been posted, so it is not sent
+# again (no message twice); the dispatcher fault scenario counts these
+UNKNOWN_OUTCOME = "outcome unknown"
 _LOCK_ERRORS = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
 # Is the sender lock still held by this session? (a bigint key shows as classid:objid)
 _HOLDS = """
@@ -61,8 +70,14 @@ SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted
 """
 _CLAIM = """
 UPDATE telegram_messages SET lease_token = $2, next_attempt_at = now() + make_interval(secs => $3)
- WHERE id = $1 AND status = 'pending' AND next_attempt_at <= now()
+ WHERE id = $1 AND status = 'pending' AND next_attempt_at <= now() AND lease_token IS NULL
 RETURNING lease_token
+"""
+# Claimed, never answered for, lease over: perhaps posted, so never sent again (see above).
+_CUT_OFF = """
+UPDATE telegram_messages SET status = 'failed', attempts = attempts + 1, last_error = $1
+ WHERE status = 'pending' AND lease_token IS NOT NULL AND next_attempt_at <= now()
+RETURNING id, tenant_id, chat_id
 """
 
 
@@ -185,8 +200,26 @@ class TelegramSender:
         except Exception as exc:  # see holds()
             raise LockLost from exc
 
+    async def cut_off(self, lock: asyncpg.Connection) -> int:
+        """Close the messages whose send a crash cut off (see the module's docstring), on the
+        lock's own session: only the active sender decides. Returns how many."""
+        reason = f"{UNKNOWN_OUTCOME}: the send was cut off; not sent again (it may have been)"
+        try:
+            rows = await asyncio.wait_for(lock.fetch(_CUT_OFF, reason), 10)
+        except Exception as exc:  # see holds()
+            raise LockLost from exc
+        for row in rows:
+            log.warning(
+                "telegram_outcome_unknown",
+                message_id=str(row["id"]),
+                tenant_id=str(row["tenant_id"]),
+                chat_id=row["chat_id"],
+            )
+        return len(rows)
+
     async def send_due(self, tasks: set[asyncio.Task], lock: asyncpg.Connection) -> float:
         """Start sending what may go now; return the seconds until more may go."""
+        await self.cut_off(lock)
         rows = await self.pool.fetch(
             "SELECT DISTINCT ON (chat_id) id, tenant_id, chat_id, text, attempts,"
             " next_attempt_at, created_at FROM telegram_messages WHERE status = 'pending'"

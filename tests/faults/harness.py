@@ -78,7 +78,10 @@ async def run_scenario(
     post_s: float = 4.0,
     give_up_after_s: float = 60.0,
     settle_timeout_s: float | None = None,
+    prepare: Callable[[dict], Awaitable[None]] | None = None,
 ) -> Report:
+    """`prepare(tenant)`, when given, runs once the shop exists and before it sends anything
+    (e.g. to subscribe an endpoint to its events)."""
     if settle_timeout_s is None:
         settle_timeout_s = float(os.environ.get("KOPILKA_FAULT_SETTLE_S", "240"))
     healed = await fs.heal()
@@ -86,6 +89,8 @@ async def run_scenario(
         print(f"{name}: the stack was not whole before the scenario: {healed}")
     run_id = f"{re.sub(r'[^a-z0-9]+', '-', name.lower())[:16]}-{uuid.uuid4().hex[:6]}"
     tenant = await fs.make_tenant(f"faults {name}", RULES)
+    if prepare is not None:
+        await prepare(tenant)
     rules = TenantRules.model_validate(RULES)
     referrers = [f"{run_id}-ref{i}@faults.example" for i in range(REFERRERS)]
     shop = Shop(
