@@ -6,6 +6,11 @@ line with `event`, `level`, `logger` and `timestamp`. The Faust worker installs 
 itself, from `dict_config()` (`streams.worker`), so its banner and its rebalance messages are
 JSON too.
 
+At DEBUG every stage logs one `request_trace` line per webhook it handles (ingress,
+normalize, ledger, the Postgres sink, outbound delivery), each with the webhook's `request_id`
+(the `event_id` its 202 returned), so `grep <request_id>` over the logs tells a webhook's whole
+story; the libraries stay at INFO then, their DEBUG output being noise of another kind.
+
 Secrets never reach a log line: callers log tenant ids, never webhook secrets or API keys, and
 `_redact` masks any key that looks like one as a second line of defence.
 """
@@ -18,6 +23,8 @@ import sys
 
 import structlog
 
+# Libraries whose DEBUG lines are not about our requests: they stay at INFO under DEBUG.
+_LIBRARIES = ("aiokafka", "faust", "mode", "asyncio", "aiohttp", "asyncpg", "aiogram", "urllib3")
 _SECRET_KEYS = ("secret", "api_key", "password", "authorization", "token", "dsn")
 
 
@@ -53,6 +60,7 @@ def stdlib_formatter(fmt: str = "json") -> logging.Formatter:
 
 def dict_config(level: str = "INFO", fmt: str = "json") -> dict:
     """`logging.config.dictConfig` form of the same setup (what Faust's worker takes)."""
+    libraries = "INFO" if level.upper() == "DEBUG" else level.upper()
     return {
         "version": 1,
         "disable_existing_loggers": False,
@@ -66,7 +74,10 @@ def dict_config(level: str = "INFO", fmt: str = "json") -> dict:
         },
         "root": {"level": level.upper(), "handlers": ["stderr"]},
         # aiohttp's access log duplicates our own request log line.
-        "loggers": {"aiohttp.access": {"level": "WARNING"}},
+        "loggers": {
+            **{name: {"level": libraries} for name in _LIBRARIES},
+            "aiohttp.access": {"level": "WARNING"},
+        },
     }
 
 
