@@ -25,6 +25,10 @@ record handed over, or where a seek put the partition. Whenever a batch ends wit
 handed over, or the flow stopped, every partition is put back to that offset before the next
 fetch (under the same lock as Faust's own seeks, so neither undoes the other). Records may come
 twice that way, never not at all; every stage here is idempotent on ids derived from its input.
+After an assignment, nothing of a stream partition is handed over before `perform_seek` has put
+it at its committed offset (or the start of its log): Faust resumes the fetcher first, and on
+a slow start records fetched from wherever aiokafka's position was were processed for seconds
+before that seek, out of order (a spend before the purchase it needed, after a kill -9).
 An acknowledgement that comes while the flow is suspended, or for a record of an older
 generation, releases the record but does not count towards the committed offset (`ack`).
 """
@@ -59,6 +63,9 @@ class StreamConsumer(faust_aiokafka.Consumer):
         # (offset needed, offset fetched instead, how many times in a row)
         self._jumped: dict[TP, tuple[int, int, int]] = {}
         self._position_lock: asyncio.Lock | None = None
+        # the generation in which a seek of ours last put each partition where its stream
+        # needs to go on from: until then (after an assignment) nothing of it is handed over
+        self._positioned: dict[TP, int] = {}
 
     def _lock(self) -> asyncio.Lock:
         if self._position_lock is None:
@@ -73,7 +80,7 @@ class StreamConsumer(faust_aiokafka.Consumer):
         async with self._lock():
             self._seeks += 1
             await super().seek(partition, offset)
-            self._next_offset[partition] = offset
+            self._position(partition, offset)
 
     async def perform_seek(self) -> None:
         """Faust's seek to the committed offsets, and, for a partition nothing was ever
@@ -92,7 +99,7 @@ class StreamConsumer(faust_aiokafka.Consumer):
                 if offset is None:
                     fresh.append(tp)
                 else:
-                    self._next_offset[tp] = offset
+                    self._position(tp, offset)
             if fresh:
                 await self._from_the_start(fresh)
 
@@ -102,8 +109,13 @@ class StreamConsumer(faust_aiokafka.Consumer):
             start = earliest.get(tp) or 0
             await self._seek(tp, start)
             self._read_offset[tp] = start or None
-            self._next_offset[tp] = start
             self._first_offset[tp] = start
+            self._position(tp, start)
+
+    def _position(self, tp: TP, offset: int) -> None:
+        """The stream needs `offset` next: set by a seek of ours, in this generation."""
+        self._next_offset[tp] = offset
+        self._positioned[tp] = self.app.consumer_generation_id
 
     def ack(self, message: Message) -> bool:
         """Count a record as done only if no rebalance came between its delivery and now.
@@ -193,6 +205,9 @@ class StreamConsumer(faust_aiokafka.Consumer):
                 async for tp, message in batch:
                     if self._seeks != seeks:
                         continue  # fetched before a seek: the seek decides what comes next
+                    acking = acks_enabled_for(tp.topic)
+                    if acking and self._positioned.get(tp) != generation:
+                        continue  # assigned, not yet seeked to its committed offset: see below
                     if not self.flow_active or self.suspend_flow.is_set():
                         self._not_handed(tp, message.offset)
                         continue
@@ -201,7 +216,7 @@ class StreamConsumer(faust_aiokafka.Consumer):
                     if last is not None and offset < last:
                         continue  # before the stream's position: it had this one
                     expected = self._next_offset.get(tp)
-                    if expected is not None and offset > expected and acks_enabled_for(tp.topic):
+                    if expected is not None and offset > expected and acking:
                         seen = self._jumped.get(tp)
                         times = seen[2] + 1 if seen and seen[:2] == (expected, offset) else 1
                         self._jumped[tp] = (expected, offset, times)

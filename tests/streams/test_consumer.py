@@ -84,6 +84,7 @@ async def test_a_partition_never_committed_commits_only_from_the_start_of_its_lo
     monkeypatch.setattr(consumer, "_seek", seek)
     await consumer._from_the_start([TOPIC])
     assert seeks == [(TOPIC, 0)]
+    assert consumer._positioned[TOPIC] == 3  # its records may be handed over from now on
     assert consumer._new_offset(TOPIC) is None  # records 0-4 are not done: nothing commits
     for offset in range(5):
         consumer.ack(delivered(consumer, offset))
