@@ -8,10 +8,16 @@ this is a courtesy, the worker is the authority.
 
 from __future__ import annotations
 
+import asyncio
+
 from kopilka.customers import CustomerDirectory, ReferralRefused
-from kopilka.tenants import Tenant
+from kopilka.logging import get_logger
+from kopilka.tenants import DATABASE_DOWN, Tenant
 from schemas.identity import normalize_phone
 from schemas.inbound import InboundError, ParsedWebhook
+from schemas.messages import CustomerRef
+
+log = get_logger(__name__)
 
 
 def needed(parsed: ParsedWebhook) -> bool:
@@ -39,3 +45,20 @@ async def check(directory: CustomerDirectory, tenant: Tenant, parsed: ParsedWebh
         await directory.check_referrer(tenant.id, customer, reg.referrer_kind, value)
     except ReferralRefused as exc:
         raise InboundError(422, exc.code, exc.reason, "referrer") from None
+
+
+async def refund_owner(
+    directory: CustomerDirectory, tenant: Tenant, parsed: ParsedWebhook, timeout_s: float
+) -> CustomerRef | None:
+    """Who owns the refunded order, so the refund is keyed like that customer's requests and
+    cannot overtake their spend (schemas.routing). None when the order is not claimed yet or
+    the database does not answer in time: the refund is accepted all the same, keyed by its
+    order, and the worker waits for the order (streams.deferral)."""
+    if parsed.refund is None:
+        return None
+    try:
+        async with asyncio.timeout(timeout_s):
+            return await directory.order_owner(tenant.id, parsed.refund.order_id)
+    except DATABASE_DOWN as exc:
+        log.warning("refund_owner_unavailable", tenant_id=tenant.id, error=type(exc).__name__)
+        return None

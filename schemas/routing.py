@@ -6,8 +6,11 @@ requests spread over every partition while one customer's requests (a registrati
 referrer, the purchases that follow, a spend) stay in the order the shop sent them:
 
 - a request naming an email or a phone: `tenant:` + a digest of the email (else the phone);
-- a refund (it names only an order): `tenant:` + a digest of the order id; the normaliser waits
-  a bounded while for an order that is still being claimed on another partition;
+- a refund (it names only an order): the key of the customer who owns the order, when the
+  ingress can tell (`owner`: the order is claimed already), so the refund travels behind that
+  customer's earlier requests (a spend sent before the refund is applied before it); else
+  `tenant:` + a digest of the order id, and the normaliser waits a bounded while for an order
+  that is still being claimed on another partition;
 - a batch (many customers): `tenant:` + a digest of its event id; its items become commands keyed
   `tenant:customer` like every other command, so the ledger keeps each customer's order.
 
@@ -20,16 +23,21 @@ from __future__ import annotations
 import hashlib
 
 from schemas.inbound import ParsedWebhook
+from schemas.messages import CustomerRef
 
 
 def _digest(*parts: str) -> str:
     return hashlib.blake2b("\x1f".join(parts).encode(), digest_size=12).hexdigest()
 
 
-def raw_key(tenant_id: str, parsed: ParsedWebhook, event_id: str) -> bytes:
+def raw_key(
+    tenant_id: str, parsed: ParsedWebhook, event_id: str, owner: CustomerRef | None = None
+) -> bytes:
     who = parsed.registration or parsed.spend
     if who is None and len(parsed.purchases) == 1:
         who = parsed.purchases[0]
+    if who is None and parsed.refund is not None:
+        who = owner
     if who is not None and (who.email or who.phone):
         kind, value = ("email", who.email) if who.email else ("phone", who.phone)
         return f"{tenant_id}:{_digest(kind, value)}".encode()

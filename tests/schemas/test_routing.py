@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from schemas.inbound import parse_webhook
+from schemas.messages import CustomerRef
 from schemas.routing import raw_key, tenant_of
 
 T = "7d1c2a8e-4d0b-4c7e-9a33-2b8f0e5d7c41"
@@ -59,3 +60,16 @@ def test_tenant_of_reads_old_and_new_keys():
     assert tenant_of(T.encode()) == T
     assert tenant_of(f"{T}:abc".encode()) == T
     assert tenant_of(None) == ""
+
+
+def test_a_refund_of_a_claimed_order_travels_with_its_customers_requests():
+    who = {"email": "ann@example.com"}
+    spend = raw_key(T, _parsed("spend_bonuses", {**who, "orderId": "3", "points": 5}), "e1")
+    refund = _parsed("refund", {"orderId": "A-1"})
+    owner = CustomerRef(id="c-1", email="ann@example.com")
+    assert raw_key(T, refund, "e2", owner) == spend  # behind the spend the shop sent before it
+    by_phone = CustomerRef(id="c-2", phone="+79991112233")
+    assert raw_key(T, refund, "e2", by_phone) == raw_key(
+        T, _parsed("purchase", {"phone": "+79991112233", "orderId": "9", "amount": 1}), "e3"
+    )
+    assert raw_key(T, refund, "e2", None) == raw_key(T, refund, "e4")  # not claimed yet
