@@ -207,7 +207,7 @@ class StreamConsumer(faust_aiokafka.Consumer):
                         continue  # fetched before a seek: the seek decides what comes next
                     acking = acks_enabled_for(tp.topic)
                     if acking and self._positioned.get(tp) != generation:
-                        continue  # assigned, not yet seeked to its committed offset: see below
+                        continue  # assigned but not yet seeked where its stream goes on: module doc
                     if not self.flow_active or self.suspend_flow.is_set():
                         self._not_handed(tp, message.offset)
                         continue
