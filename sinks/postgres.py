@@ -8,6 +8,7 @@ write is idempotent on event_id, so a crash or a replay writes nothing twice.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from functools import partial
 
@@ -83,14 +84,19 @@ class LedgerSink:
 
     def __init__(self) -> None:
         self.events: dict[str, LedgerRows] = {}
+        self.tracing = log.is_enabled_for(logging.DEBUG)  # a line per event (kopilka.logging)
+        self.traced: list[tuple[str, str | None, str]] = []
 
     def add(self, raw: bytes) -> None:
         event = parse_event(raw)
         if event.event_id not in self.events:
             self.events[event.event_id] = rows_of(event, raw)
+            if self.tracing:
+                self.traced.append((event.event_id, event.request_id, event.type))
 
     def clear(self) -> None:
         self.events = {}
+        self.traced = []
 
     async def flush(self, pool: asyncpg.Pool) -> int:
         if not self.events:
@@ -111,6 +117,15 @@ class LedgerSink:
             await conn.execute(self._UPSERT_BALANCES, *_columns(newest_balances(batch)))
         if len(inserted) < len(batch):
             log.info("ledger_events_already_recorded", count=len(batch) - len(inserted))
+        for event_id, request_id, kind in self.traced:
+            log.debug(
+                "event_recorded",
+                stage="sink",
+                request_id=request_id,
+                event_id=event_id,
+                type=kind,
+                new=event_id in inserted,
+            )
         written = len(self.events)
         self.clear()
         return written

@@ -36,6 +36,7 @@ from datetime import UTC, datetime
 
 import aiohttp
 import asyncpg
+import orjson
 
 from kopilka import standard_webhooks
 from kopilka.logging import get_logger
@@ -167,6 +168,9 @@ class WebhookDispatcher:
         DELIVERY_SECONDS.labels(attempt.outcome).observe(attempt.latency_ms / 1000)
         log.info(
             "webhook_attempt",
+            stage="outbound",
+            request_id=_request_id(row["payload"]),
+            event_id=str(row["event_id"]),  # also the webhook-id header the shop saw
             delivery_id=str(row["id"]),
             endpoint_id=str(row["endpoint_id"]),
             tenant_id=str(row["tenant_id"]),
@@ -336,3 +340,12 @@ class WebhookDispatcher:
                 row["tenant_id"],
                 {"type": "endpoint_disabled", "url": row["url"], "reason": reason},
             )
+
+
+def _request_id(payload: str) -> str | None:
+    """The webhook that caused the event (its `request_id`), so one grep finds both."""
+    try:
+        event = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        return None
+    return event.get("request_id") if isinstance(event, dict) else None

@@ -15,6 +15,7 @@ the worker stops without committing, so an upgraded worker takes the partition o
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from collections import Counter
 
@@ -110,6 +111,18 @@ async def _apply(event: EventT) -> None:
     for e in result.events:
         await events.send(key=key, value=e.encode())
     applied[cmd.type] += 1
+    if log.is_enabled_for(logging.DEBUG):
+        log.debug(
+            "command_applied",
+            stage="ledger",
+            request_id=cmd.request_id,
+            tenant_id=cmd.tenant_id,
+            command_id=cmd.command_id,
+            type=cmd.type,
+            status=result.status,
+            replayed=result.replayed,
+            events=len(result.events),
+        )
     if result.status == "duplicate":
         log.info("duplicate_command", tenant_id=cmd.tenant_id, reason=result.reason)
     if cmd.wait and not isinstance(cmd, ExpireCommand):

@@ -15,6 +15,7 @@ on loyalty.outcomes, which a waiting request (`Prefer: wait`) returns to the sho
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -411,14 +412,26 @@ async def _normalize_batch(events: list[EventT]) -> None:
     resolved = time.perf_counter()
     now = datetime.now(UTC)
     deferred = 0
+    tracing = log.is_enabled_for(logging.DEBUG)
     for event, env, result in zip(sources, envs, results, strict=True):
         if result.waiting_for is not None:  # a refund before its purchase: streams.deferral
             again = deferral(env, settings.refund_order_wait_s, now)
             if again is not None:
                 await webhooks_deferred.send(key=event.key, value=again.to_bytes())
                 deferred += 1
+                if tracing:
+                    log.debug(
+                        "request_deferred",
+                        stage="normalize",
+                        request_id=env.event_id,
+                        tenant_id=env.tenant_id,
+                        order_id=result.waiting_for,
+                        until=again.deferred_until.isoformat(),
+                    )
                 continue
         await _emit(event, env, result)
+        if tracing:
+            _trace(env, result)
     commands_sent = sum(len(r.commands) for r in results)
     if commands_sent > 100:
         log.info(
@@ -429,6 +442,18 @@ async def _normalize_batch(events: list[EventT]) -> None:
             resolve_ms=round((resolved - started) * 1000),
             send_ms=round((time.perf_counter() - resolved) * 1000),
         )
+
+
+def _trace(env: RawEnvelope, result: Normalized) -> None:
+    log.debug(
+        "request_normalized",
+        stage="normalize",
+        request_id=env.event_id,
+        tenant_id=env.tenant_id,
+        commands=[cmd.command_id for cmd in result.commands],
+        refused=[outcome.reason for outcome in result.refused],
+        dead=result.dead.code if result.dead is not None else None,
+    )
 
 
 def _envelope(key: bytes | None, value: bytes) -> RawEnvelope | AuditRecord:

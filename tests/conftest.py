@@ -50,7 +50,8 @@ def stack():
     env.update(
         {
             "KOPILKA_HTTP_PORT": str(devservices.free_port()),
-            "KOPILKA_LOG_LEVEL": "INFO",
+            # every stage's per-webhook line (tests/e2e/test_request_trace.py); libraries at INFO
+            "KOPILKA_LOG_LEVEL": "DEBUG",
             "KOPILKA_TENANT_CACHE_TTL_S": "0.5",
             "KOPILKA_ADMIN_TOKEN": ADMIN_TOKEN,
             # the expiry test sweeps "as of" a later day instead of waiting for it
