@@ -2,14 +2,15 @@
 
     .venv/bin/python tests/perf/worker_cpu.py --backlog 3000 --rounds 2 [--profile]
 
-A fresh stack in .data/bench-worker-cpu (Kafka, Postgres, Redis, the ingress; no worker), one
-shop. Each round: the ingress takes `--backlog` standard purchases while no worker runs... except
-that the worker, once started, stays: round 1 starts it on its backlog (what `make bench` calls
-"catching up", start-up included), later rounds send their backlog while it is idle and count
-only its CPU from the first request to the last award in Postgres. Reports process CPU time per
-purchase (the machine is shared: compare these, not rates). With --profile, py-spy samples the
-worker during the last round into .data/bench/worker-cpu.speedscope.json and the top frames (own
-and cumulative time) are printed.
+A fresh stack in .data/bench-worker-cpu (Kafka, Postgres, Redis, the ingress), one shop. Round 1
+sends `--backlog` standard purchases before any worker runs, then starts the worker and counts
+its CPU until every award is in Postgres (what `make bench` calls catching up). Later rounds send
+`--backlog` more to the running, idle worker and count its CPU from the first request to the last
+award. `--idle S` then measures the idle worker's CPU per second (timers, fetch loops over every
+partition). Figures are process CPU time per purchase: the machine is shared, so compare these,
+not rates. With --profile, py-spy samples the worker during the last round (and the idle phase)
+into .data/bench/worker-cpu.speedscope.json (the idle phase into worker-idle.speedscope.json),
+and the top frames of the round (own and cumulative) are printed.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import asyncio
 import json
 import shutil
 import signal
+import subprocess
 import sys
 import time
 from collections import Counter
@@ -70,11 +72,11 @@ async def one_round(stack, shop, host, port, prefix, count, start_worker, profil
         started = time.perf_counter()
         pid = workers(stack)[0].proc.pid
         cpu0 = cpu_seconds([pid])
-        spy = await _spy(pid, profile_to)
+        spy = _spy(pid, profile_to)
     else:
         pid = workers(stack)[0].proc.pid
         await asyncio.sleep(2)  # let the worker go idle
-        spy = await _spy(pid, profile_to)
+        spy = _spy(pid, profile_to)
         cpu0 = cpu_seconds([pid])
         started = time.perf_counter()
         await hammer(
@@ -90,7 +92,7 @@ async def one_round(stack, shop, host, port, prefix, count, start_worker, profil
     cpu = cpu_seconds([pid]) - cpu0
     if spy is not None:
         spy.send_signal(signal.SIGINT)  # py-spy writes its profile on Ctrl-C
-        await spy.wait()
+        await asyncio.to_thread(spy.wait, 60)
     return {
         "round": prefix,
         "purchases": awarded - conn_awards,
@@ -110,15 +112,14 @@ async def shop_awards(shop) -> int:
         await conn.close()
 
 
-async def _spy(pid: int, output: Path | None):
+def _spy(pid: int, output: Path | None) -> subprocess.Popen | None:
     if output is None:
         return None
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
-    if output.exists():  # noqa: ASYNC240 - a stat before py-spy starts
-        output.unlink()  # noqa: ASYNC240
+    output.unlink(missing_ok=True)
     cmd = [py_spy, "record", "--pid", str(pid), "--rate", "50", "--nonblocking"]
     cmd += ["--format", "speedscope"]
-    return await asyncio.create_subprocess_exec(*cmd, "--output", str(output))
+    return subprocess.Popen([*cmd, "--output", str(output)])
 
 
 def main() -> int:
@@ -127,6 +128,7 @@ def main() -> int:
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--profile", action="store_true", help="py-spy the last round")
     p.add_argument("--top", type=int, default=15)
+    p.add_argument("--idle", type=float, default=0, help="then seconds of no load: CPU/s idle")
     args = p.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     prof = OUT / "worker-cpu.speedscope.json"
@@ -151,6 +153,18 @@ def main() -> int:
             )
             results.append(res)
             print(json.dumps(res), flush=True)
+        if args.idle:
+            pid = workers(stack)[0].proc.pid
+            time.sleep(2)
+            idle_prof = OUT / "worker-idle.speedscope.json"
+            spy = _spy(pid, idle_prof) if args.profile else None
+            cpu0 = cpu_seconds([pid])
+            time.sleep(args.idle)
+            idle = (cpu_seconds([pid]) - cpu0) / args.idle
+            if spy is not None:
+                spy.send_signal(signal.SIGINT)
+                spy.wait(60)
+            print(json.dumps({"idle_cpu_s_per_s": round(idle, 3)}), flush=True)
     finally:
         stack.stop()
     if args.profile and prof.exists():
