@@ -52,9 +52,9 @@ class DecodedStates:
 
     Only a hit on the very bytes the table holds counts (the entry may have been written by
     another worker since this one last had the partition), so what `step` sees is always what
-    the table says. Bounded: the oldest entries go first."""
+    the table says. Bounded (a few MB): the oldest entries go first."""
 
-    def __init__(self, size: int = 4096) -> None:
+    def __init__(self, size: int = 1024) -> None:
         self.size = size
         self._held: dict[str, tuple[bytes, CustomerState]] = {}
 
