@@ -185,11 +185,14 @@ EVENT_TYPES: dict[str, type[Event]] = {
 
 
 def parse_event(data: bytes) -> Event:
-    kind = orjson.loads(data).get("type")
+    """The event in `data` (ValueError when it is none): its JSON is parsed once, then checked
+    against its type's model."""
+    fields = orjson.loads(data)
+    kind = fields.get("type")
     model = EVENT_TYPES.get(kind)
     if model is None:
         raise ValueError(f"unknown event type {kind!r}")
-    return model.model_validate_json(data)
+    return model.model_validate(fields)
 
 
 def json_schema(model: type[Event]) -> dict:

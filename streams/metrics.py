@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import sys
 import time
+from bisect import bisect_left
 
 from faust.sensors import Sensor
-from prometheus_client import Counter, Gauge, Histogram, start_http_server
-from prometheus_client.core import CounterMetricFamily
+from prometheus_client import Counter, Gauge, start_http_server
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import REGISTRY, Collector
+from prometheus_client.utils import floatToGoString
 
 from kopilka.logging import get_logger
 from streams.app import app, settings
@@ -30,33 +32,84 @@ log = get_logger(__name__)
 
 _SECONDS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
-RECORDS_IN = Counter(
-    "kopilka_agent_records_in_total", "Records an agent's stream took in", ["agent"]
+
+class HookFigures(Collector):
+    """What the sensor's hooks count, as plain numbers, made into Prometheus families only when
+    scraped. The hooks run several times per record (a purchase makes about 25 calls), and a
+    prometheus_client metric takes a lock per increment: ~70 us of CPU per purchase, measured,
+    against ~20 us with dictionary increments. Same names, labels and buckets as before."""
+
+    def __init__(self) -> None:
+        self.counters: dict[str, tuple[str, tuple[str, ...], dict[tuple, float]]] = {}
+        self.histograms: dict[str, tuple[str, tuple[str, ...], dict[tuple, list]]] = {}
+
+    def counter(self, name: str, doc: str, labels: tuple[str, ...]) -> dict[tuple, float]:
+        """The counts of `name` (ending in _total), by label values: add to them."""
+        self.counters[name] = (doc, labels, {})
+        return self.counters[name][2]
+
+    def histogram(self, name: str, doc: str, labels: tuple[str, ...]) -> dict[tuple, list]:
+        """The observations of `name`, by label values: pass them to `observe`."""
+        self.histograms[name] = (doc, labels, {})
+        return self.histograms[name][2]
+
+    def collect(self):
+        for name, (doc, labels, counts) in self.counters.items():
+            family = CounterMetricFamily(name, doc, labels=labels)
+            for values, n in dict(counts).items():
+                family.add_metric(values, n)
+            yield family
+        for name, (doc, labels, series) in self.histograms.items():
+            family = HistogramMetricFamily(name, doc, labels=labels)
+            for values, held in dict(series).items():
+                held = list(held)
+                buckets, seen = [], 0
+                for bound, n in zip((*_SECONDS, float("inf")), held[1:], strict=True):
+                    seen += n
+                    buckets.append((floatToGoString(bound), seen))
+                family.add_metric(values, buckets, held[0])
+            yield family
+
+
+def observe(series: dict[tuple, list], labels: tuple, value: float) -> None:
+    """One observation into a histogram of HookFigures: [sum, count per bucket ...]."""
+    held = series.get(labels)
+    if held is None:
+        held = series[labels] = [0.0] + [0] * (len(_SECONDS) + 1)
+    held[0] += value
+    held[1 + bisect_left(_SECONDS, value)] += 1
+
+
+FIGURES = HookFigures()
+RECORDS_IN = FIGURES.counter(
+    "kopilka_agent_records_in_total", "Records an agent's stream took in", ("agent",)
 )
-RECORDS_OUT = Counter(
-    "kopilka_agent_records_out_total", "Records an agent finished (acknowledged)", ["agent"]
+RECORDS_OUT = FIGURES.counter(
+    "kopilka_agent_records_out_total", "Records an agent finished (acknowledged)", ("agent",)
 )
-PROCESSING = Histogram(
+PROCESSING = FIGURES.histogram(
     "kopilka_agent_processing_seconds",
     "From a record entering an agent's stream to its acknowledgement (batches included)",
-    ["agent"],
-    buckets=_SECONDS,
+    ("agent",),
 )
-RECORD_AGE = Histogram(
+RECORD_AGE = FIGURES.histogram(
     "kopilka_agent_record_age_seconds",
     "From a record's Kafka timestamp (when it was written) to its acknowledgement by an agent",
-    ["agent"],
-    buckets=_SECONDS,
+    ("agent",),
 )
-MESSAGES_IN = Counter(
-    "kopilka_worker_messages_in_total", "Records the consumer delivered, by topic", ["topic"]
+MESSAGES_IN = FIGURES.counter(
+    "kopilka_worker_messages_in_total", "Records the consumer delivered, by topic", ("topic",)
 )
-SENT = Counter("kopilka_worker_records_sent_total", "Records produced, by topic", ["topic"])
-SEND_ERRORS = Counter(
-    "kopilka_worker_send_errors_total", "Records the broker did not take, by topic", ["topic"]
+SENT = FIGURES.counter(
+    "kopilka_worker_records_sent_total", "Records produced, by topic", ("topic",)
+)
+SEND_ERRORS = FIGURES.counter(
+    "kopilka_worker_send_errors_total", "Records the broker did not take, by topic", ("topic",)
+)
+TABLE_OPS = FIGURES.counter(
+    "kopilka_table_operations_total", "Table reads and writes", ("table", "op")
 )
 COMMITS = Counter("kopilka_worker_commits_total", "Offset commits completed")
-TABLE_OPS = Counter("kopilka_table_operations_total", "Table reads and writes", ["table", "op"])
 LAG = Gauge(
     "kopilka_consumer_lag",
     "Records in an assigned partition not yet processed (highwater - next offset to process)",
@@ -87,50 +140,39 @@ def agent_name(stream) -> str:
 
 
 class WorkerSensor(Sensor):
-    """Faust's sensor hooks -> Prometheus. Each hook is a dictionary look-up and an increment."""
+    """Faust's sensor hooks -> Prometheus (through FIGURES). Each hook is a dictionary look-up
+    and an increment."""
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
-        self._per_agent: dict[int, tuple] = {}
-        self._label_children: dict[tuple, object] = {}  # (metric, labels) -> child: .labels() locks
+        self._agents: dict[int, tuple[str]] = {}  # id(stream) -> (agent name,)
         self.next_offset: dict = {}  # TP -> the offset after the last one an agent finished
 
-    def _child(self, metric, *labels):
-        child = self._label_children.get((metric, labels))
-        if child is None:
-            child = self._label_children[(metric, labels)] = metric.labels(*labels)
-        return child
-
-    def _agent_metrics(self, stream) -> tuple:
-        children = self._per_agent.get(id(stream))
-        if children is None:
-            name = agent_name(stream)
-            children = (
-                RECORDS_IN.labels(name),
-                RECORDS_OUT.labels(name),
-                PROCESSING.labels(name),
-                RECORD_AGE.labels(name),
-            )
-            self._per_agent[id(stream)] = children
-        return children
+    def _agent(self, stream) -> tuple[str]:
+        labels = self._agents.get(id(stream))
+        if labels is None:
+            labels = self._agents[id(stream)] = (agent_name(stream),)
+        return labels
 
     def on_message_in(self, tp, offset, message) -> None:
-        self._child(MESSAGES_IN, tp.topic).inc()
+        key = (tp.topic,)
+        MESSAGES_IN[key] = MESSAGES_IN.get(key, 0) + 1
 
     def on_stream_event_in(self, tp, offset, stream, event):
-        self._agent_metrics(stream)[0].inc()
+        key = self._agent(stream)
+        RECORDS_IN[key] = RECORDS_IN.get(key, 0) + 1
         return {"time_in": time.monotonic()}
 
     def on_stream_event_out(self, tp, offset, stream, event, state=None) -> None:
-        _, out, processing, age = self._agent_metrics(stream)
-        out.inc()
+        key = self._agent(stream)
+        RECORDS_OUT[key] = RECORDS_OUT.get(key, 0) + 1
         if offset is not None and offset + 1 > self.next_offset.get(tp, 0):
             self.next_offset[tp] = offset + 1
         if state and state.get("time_in") is not None:
-            processing.observe(time.monotonic() - state["time_in"])
+            observe(PROCESSING, key, time.monotonic() - state["time_in"])
         written = getattr(getattr(event, "message", None), "timestamp", None)
         if written:
-            age.observe(max(0.0, time.time() - written))
+            observe(RECORD_AGE, key, max(0.0, time.time() - written))
 
     def on_commit_completed(self, consumer, state) -> None:
         COMMITS.inc()
@@ -139,19 +181,26 @@ class WorkerSensor(Sensor):
         return {"topic": topic}
 
     def on_send_completed(self, producer, state, metadata) -> None:
-        self._child(SENT, getattr(metadata, "topic", None) or _topic(state)).inc()
+        key = (getattr(metadata, "topic", None) or _topic(state),)
+        SENT[key] = SENT.get(key, 0) + 1
 
     def on_send_error(self, producer, exc, state) -> None:
-        self._child(SEND_ERRORS, _topic(state)).inc()
+        key = (_topic(state),)
+        SEND_ERRORS[key] = SEND_ERRORS.get(key, 0) + 1
 
     def on_table_get(self, table, key) -> None:
-        self._child(TABLE_OPS, table.name, "get").inc()
+        _count_table_op(table.name, "get")
 
     def on_table_set(self, table, key, value) -> None:
-        self._child(TABLE_OPS, table.name, "set").inc()
+        _count_table_op(table.name, "set")
 
     def on_table_del(self, table, key) -> None:
-        self._child(TABLE_OPS, table.name, "del").inc()
+        _count_table_op(table.name, "del")
+
+
+def _count_table_op(table: str, op: str) -> None:
+    key = (table, op)
+    TABLE_OPS[key] = TABLE_OPS.get(key, 0) + 1
 
 
 def _topic(state) -> str:
@@ -256,6 +305,7 @@ def serve(port: int | None, host: str) -> bool:
     return True
 
 
+REGISTRY.register(FIGURES)
 REGISTRY.register(LedgerApplied())
 SENSOR = WorkerSensor()
 app.sensors.add(SENSOR)

@@ -190,11 +190,15 @@ class OrderState(BaseModel):
 CustomerState.model_rebuild()
 
 
+_ORDER_COMMANDS = frozenset({PurchaseCommand, SpendCommand, RefundCommand})
+
+
 def order_key(cmd: Command) -> str | None:
     """The order-table key a command needs (within its customer), or None."""
-    if isinstance(cmd, PurchaseCommand | SpendCommand | RefundCommand):
+    kind = type(cmd)
+    if kind in _ORDER_COMMANDS:
         return cmd.order_id
-    if isinstance(cmd, ReferralCommand):
+    if kind is ReferralCommand:
         return f"referral:{cmd.referee_id}:{cmd.order_id}"
     return None
 
