@@ -86,7 +86,7 @@ def lot_deltas(e: Event) -> list[tuple[str, int]]:
     return []
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: a frozen dataclass's __init__ costs ~3x (object.__setattr__)
 class LedgerRows:
     """One event's rows: its ledger entry, the lot it creates or tops up (awards with points),
     the lot moves it makes and the customer's balance as of it. Ids are UUID strings (asyncpg
