@@ -39,10 +39,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Annotated, Union
 
 import asyncpg
-from pydantic import Field, TypeAdapter, ValidationError
 
 from kopilka.events_replay import (
     READ_MODEL,
@@ -56,8 +54,7 @@ from kopilka.events_replay import (
 from kopilka.logging import get_logger
 from kopilka.progress import Reporter
 from kopilka.settings import Settings
-from schemas.events import EVENT_TYPES, Event, parse_event
-from sinks.ledger_rows import AWARD_COLUMNS, BALANCE_COLUMNS, ENTRY_COLUMNS, rows_of
+from sinks.ledger_rows import AWARD_COLUMNS, BALANCE_COLUMNS, ENTRY_COLUMNS, read_event, rows_of
 
 log = get_logger(__name__)
 PREFIX, REPLACED = "kopilka_rebuild_", "kopilka_replaced_"
@@ -100,22 +97,6 @@ _ANALYZED = {
     "lots": "",
     "balances": "",
 }
-
-
-# every event model in one validator, chosen by `type` while parsing: one pass over the JSON
-# (parse_event decodes it once to find the type, then validates it again)
-_ANY_EVENT = TypeAdapter(
-    Annotated[Union[tuple(EVENT_TYPES.values())], Field(discriminator="type")]  # noqa: UP007
-)
-
-
-def read_event(raw: bytes) -> Event:
-    """`parse_event(raw)`, in one pass for an event it accepts; a record it refuses is
-    handed to parse_event, whose verdict (and error) stands, as in the worker's sink."""
-    try:
-        return _ANY_EVENT.validate_json(raw)
-    except ValidationError:
-        return parse_event(raw)
 
 
 class RebuildRefused(Exception):

@@ -1,5 +1,6 @@
-"""kopilka.events_rebuild's pure parts: its one-pass event reader says what parse_event says
-(the sink's reader), and a batch's rows are what the sink would write for it."""
+"""The events rebuild's pure parts: its one-pass event reader (sinks.ledger_rows.read_event)
+says what parse_event says (the sink's reader), and a batch's rows (kopilka.events_rebuild) are
+what the sink would write for it."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from types import SimpleNamespace
 import orjson
 import pytest
 
-from kopilka.events_rebuild import Rebuild, _rows, read_event
+from kopilka.events_rebuild import Rebuild, _rows
 from schemas.events import (
     EVENT_TYPES,
     BonusAwarded,
@@ -25,6 +26,7 @@ from schemas.events import (
     parse_event,
 )
 from schemas.messages import CustomerRef
+from sinks.ledger_rows import read_event
 
 T = "11111111-1111-4111-8111-111111111111"
 C = "22222222-2222-4222-8222-222222222222"
