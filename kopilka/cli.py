@@ -1,23 +1,10 @@
-"""`kopilka`: the command line.
-
-kopilka run [--workers N]       the whole local stack, supervised (what `make run` calls)
-kopilka ingest [--procs N] | worker   one process of the pipeline (the ingress: N on one port)
-kopilka migrate                 apply database migrations
-kopilka tenants create --name N [rule options]
-kopilka tenants update ID [rule options]   change a tenant's loyalty rules (applies from now on)
-kopilka tenants show ID                    a tenant and its rules
-kopilka tenants publish-rules              re-send every tenant's rules to the workers
-kopilka tenants edge ID [--signatures off|optional|required] [--rate-limit N] [--rate-burst N]
-                        [--max-body-bytes N]     show / change the edge settings ("default" resets)
-kopilka tenants rotate-secret ID [--grace 24h] [--only webhook-secret|api-key|signing-secret]
-  rule options: --base-percent 5 --level NAME:MIN_SPEND:PERCENT (repeat; --no-levels clears)
-                --referral-percent 3 --referral-mode first_purchase|every_purchase
-                --bonus-ttl-days 365 --hold-days 0 --max-spend-percent 100
-                --rounding floor|half_up --phone-region RU --timezone Europe/Moscow
-kopilka schemas write           regenerate schemas/json/ from the event models
-kopilka replay raw [--from T] [--to T] [--tenant ID] [--dry-run]   re-feed accepted webhooks
-kopilka dead-letters list|show|redrive    see kopilka/cli_dead_letters.py
-kopilka reconcile [--tenant ID] [--repair] [--json]   engine balances vs Postgres (exit 1: drift)
+"""`kopilka`: the command line. `kopilka --help` lists every command and subcommand (generated
+from the parsers registered here and in the cli_* modules: kopilka/cli_help.py);
+`kopilka COMMAND --help` gives each one's options. Tenant rule options, for reference:
+  --base-percent 5 --level NAME:MIN_SPEND:PERCENT (repeat; --no-levels clears)
+  --referral-percent 3 --referral-mode first_purchase|every_purchase
+  --bonus-ttl-days 365 --hold-days 0 --max-spend-percent 100
+  --rounding floor|half_up --phone-region RU --timezone Europe/Moscow
 """
 
 from __future__ import annotations
@@ -30,7 +17,15 @@ import sys
 from datetime import timedelta
 from decimal import Decimal, InvalidOperation
 
-from kopilka import cli_dead_letters, cli_outbound, cli_replay, db, reconcile, run_local
+from kopilka import (
+    cli_dead_letters,
+    cli_help,
+    cli_outbound,
+    cli_replay,
+    db,
+    reconcile,
+    run_local,
+)
 from kopilka import logging as klog
 from kopilka.settings import PROJECT_ROOT, get_settings
 
@@ -116,8 +111,13 @@ def _rule_changes(args: argparse.Namespace) -> dict:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="kopilka", description="Kopilka loyalty-bonus engine")
-    sub = p.add_subparsers(dest="command", required=True)
+    p = argparse.ArgumentParser(
+        prog="kopilka",
+        usage="%(prog)s [-h] COMMAND [ARGS ...]",
+        description="Kopilka loyalty-bonus engine",
+    )
+    # the commands are listed once, one line each, in the epilog (kopilka/cli_help.py)
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND", help=argparse.SUPPRESS)
     run_local.add_parser(sub)
     ingest = sub.add_parser("ingest", aliases=["ingress"], help="run the HTTP ingress")
     ingest.add_argument(
@@ -167,7 +167,7 @@ def parser() -> argparse.ArgumentParser:
     cli_replay.add_parsers(sub)
     cli_dead_letters.add_parsers(sub)
     reconcile.add_parser(sub)
-    return p
+    return cli_help.install(p)
 
 
 async def tenants_command(settings, args: argparse.Namespace) -> tuple[int, dict]:

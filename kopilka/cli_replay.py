@@ -59,7 +59,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--to", dest="until", type=moment, help="events up to this time")
     ev.add_argument("--from-offset", type=int, help="events from this offset of each partition")
     ev.add_argument("--to-offset", type=int, help="events before this offset of each partition")
-    ev.add_argument("--batch", type=int, default=5000, help="events per transaction [5000]")
+    ev.add_argument(
+        "--batch", type=int, help="events per transaction [rebuild 20000, otherwise 5000]"
+    )
     ev.add_argument("--restart", action="store_true", help="drop an unfinished rebuild first")
     ev.add_argument(
         "--allow-truncated-history",
@@ -75,7 +77,7 @@ def span_of(args: argparse.Namespace) -> Span:
 def check_events_args(args: argparse.Namespace) -> str | None:
     """What is wrong with a `replay events` command line, in words; None when nothing."""
     partial = span_of(args) != Span()
-    if args.batch < 1:
+    if args.batch is not None and args.batch < 1:
         return "--batch must be at least 1"
     if args.to_endpoint is not None:
         if args.since is None and args.from_offset is None:
@@ -99,15 +101,16 @@ def events_main(args: argparse.Namespace, settings: Settings) -> int:
     rebuild = args.to_endpoint is None and span_of(args) == Span()
     try:
         if args.to_endpoint is not None:
-            job = Redelivery(args.to_endpoint, span_of(args), batch=args.batch)
+            job = Redelivery(args.to_endpoint, span_of(args), batch=args.batch or 5000)
             counts = asyncio.run(redeliver(job, settings, state_dir))
         elif span_of(args) != Span():
-            counts = asyncio.run(catch_up(CatchUp(span_of(args), args.batch), settings, state_dir))
+            job = CatchUp(span_of(args), args.batch or 5000)
+            counts = asyncio.run(catch_up(job, settings, state_dir))
         else:
             job = events_rebuild.Rebuild(
                 restart=args.restart,
                 allow_truncated_history=args.allow_truncated_history,
-                batch=args.batch,
+                **({"batch": args.batch} if args.batch else {}),
             )
             counts = asyncio.run(events_rebuild.run(job, settings))
     except (events_rebuild.RebuildRefused, EndpointRefused) as exc:

@@ -10,8 +10,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Annotated, Union
 
-from schemas.events import Event
+from pydantic import Field, TypeAdapter, ValidationError
+
+from schemas.events import EVENT_TYPES, Event, parse_event
 
 # Column order of each row kind (what the sink's `unnest` and the rebuild's COPY take).
 ENTRY_COLUMNS = (
@@ -39,6 +42,23 @@ AWARD_COLUMNS = (
     "expires_at",
 )
 BALANCE_COLUMNS = ("tenant_id", "customer_id", "balance", "lifetime_spend", "level", "seq")
+
+# every event model in one validator, chosen by `type` while parsing: one pass over the JSON
+# (parse_event decodes it once to find the type, then validates it again; 30 % more CPU)
+_ANY_EVENT = TypeAdapter(
+    Annotated[Union[tuple(EVENT_TYPES.values())], Field(discriminator="type")]  # noqa: UP007
+)
+
+
+def read_event(raw: bytes) -> Event:
+    """`parse_event(raw)`, in one pass for an event it accepts (for bulk readers: the events
+    rebuild); a record it refuses is handed to parse_event, whose verdict (and error) stands,
+    as in the worker's sink."""
+    try:
+        return _ANY_EVENT.validate_json(raw)
+    except ValidationError:
+        return parse_event(raw)
+
 
 DELTA_SIGN = {
     "bonus_awarded": 1,
@@ -86,7 +106,7 @@ def lot_deltas(e: Event) -> list[tuple[str, int]]:
     return []
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: a frozen dataclass's __init__ costs ~3x (object.__setattr__)
 class LedgerRows:
     """One event's rows: its ledger entry, the lot it creates or tops up (awards with points),
     the lot moves it makes and the customer's balance as of it. Ids are UUID strings (asyncpg

@@ -41,13 +41,24 @@ import loyalty_bench
 import naive_bench
 import stream_bench
 import worker_bench as wb
-from benchkit import Shop, new_shop, start_stack, start_worker, stop, workers
+from benchkit import Shop, new_shop, size_mb, start_stack, start_worker, stop, tables_dir, workers
 from loadgen import run
+from procstat import rss_mb
 
 from kopilka.settings import PROJECT_ROOT
 
 OUT = PROJECT_ROOT / ".data" / "bench"
 SETTLE_TIMEOUT_S = 120.0
+
+
+FIRST = "worker"  # the worker started in step 2 and restarted in step 6 (Stack.start_worker)
+
+
+def first_worker_rss(stack) -> tuple[float, float]:
+    """(RSS now, peak RSS) of the first worker alone, MiB: the process whose orders and
+    tables the RSS row relates (not every worker alive then)."""
+    leader = [stack.process(FIRST).proc.pid]
+    return round(rss_mb(leader), 1), round(rss_mb(leader, "VmHWM"), 1)
 
 
 def settle(shop: Shop, base: tuple[str, int], label: str) -> float | None:
@@ -91,7 +102,7 @@ def measure(args: argparse.Namespace, stack, log, f: dict) -> None:
     log(f"2. worker 1 starts and catches up {backlog} purchases")
     stack.start_worker()
     started = time.perf_counter()
-    f["worker_rss_empty_mb"] = wb.worker_rss(stack)[0]
+    f["worker_rss_empty_mb"] = first_worker_rss(stack)[0]
     f["catch_up"] = run(wb.catch_up(stack, shop_in, backlog, started, args.timeout))
 
     e2e = args.e2e or e2e_size(f["catch_up"].get("catch_up_per_s"))
@@ -131,15 +142,14 @@ def measure(args: argparse.Namespace, stack, log, f: dict) -> None:
     awarded, done = run(loyal.wait_for_awards(expected, args.timeout, poll_s=0.5))
     f["drained_before_restart"] = {"left": expected - awarded, "waited_s": round(done - t0, 1)}
     orders = run(wb.orders_in_state(dsn))
-    f["worker_rss_before_restart_mb"], f["worker_rss_peak_mb"] = wb.worker_rss(stack)
+    f["worker_rss_before_restart_mb"], f["worker_rss_peak_mb"] = first_worker_rss(stack)
     log(f"6. restart with {orders} orders of state")
     f["restart"] = {"orders": orders, **run(wb.restart_to_processing(stack, shop_1w, base, 300))}
-    f["worker_rss_restarted_mb"] = wb.worker_rss(stack)[0]
-    tables = stack.data_dir / "worker"  # the first worker's table folder (RocksDB), if any
-    on_disk = (
-        sum(p.stat().st_size for p in tables.rglob("*") if p.is_file()) if tables.exists() else 0
-    )
-    f["worker_tables_on_disk_mb"] = round(on_disk / 2**20, 1)
+    f["worker_rss_restarted_mb"] = first_worker_rss(stack)[0]
+    tables = tables_dir(stack.process(FIRST))  # its RocksDB folder: workers/worker/ (stack.py)
+    inside = tables.is_relative_to(stack.data_dir)
+    f["worker_tables_dir"] = str(tables.relative_to(stack.data_dir) if inside else tables)
+    f["worker_tables_on_disk_mb"] = size_mb(tables)
     grown = f["worker_rss_restarted_mb"] - f["worker_rss_empty_mb"]
     f["worker_rss_mb_per_100k_orders"] = round(grown * 100_000 / orders, 1) if orders else None
     log("7. the read model rebuilt from loyalty.events")
@@ -237,7 +247,10 @@ def table(f: dict, args: argparse.Namespace) -> list[tuple[str, str, str]]:
             "worker RSS per 100,000 orders (MB)",
             _n(f["worker_rss_mb_per_100k_orders"], 1),
             f"empty {f['worker_rss_empty_mb']} MB, restarted with {r['orders']:,} orders "
-            f"{f['worker_rss_restarted_mb']} MB; tables on disk {f['worker_tables_on_disk_mb']} MB",
+            f"{f['worker_rss_restarted_mb']} MB (before the restart"
+            f" {f['worker_rss_before_restart_mb']} MB, peak {f['worker_rss_peak_mb']} MB);"
+            " tables on disk"
+            f" {f['worker_tables_on_disk_mb']} MB in {f['worker_tables_dir']}/",
         ),
         (
             f"restart to processing, {r['orders']:,} orders of state (s)",

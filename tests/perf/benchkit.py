@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import os
 import shutil
 import time
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 
 import asyncpg
 
@@ -31,12 +33,8 @@ def start_stack(
     shutil.rmtree(devservices.postgres_datadir(f"{name}-postgres"), ignore_errors=True)
     stack = Stack(
         data_dir,
-        env={
-            "KOPILKA_HTTP_PORT": str(devservices.free_port()),
-            # the first worker's tables (RocksDB) here, not in the shared .data/worker/
-            "KOPILKA_WORKER_DATA_DIR": str(data_dir / "worker"),
-            **(env or {}),
-        },
+        # each worker's tables (RocksDB) go to workers/<name>/ under data_dir: Stack.start_worker
+        env={"KOPILKA_HTTP_PORT": str(devservices.free_port()), **(env or {})},
         durable=True,
         kafka_port=devservices.free_port(),
         kafka_controller_port=devservices.free_port(),
@@ -62,11 +60,29 @@ def start_worker(stack: Stack, name: str, wait_ready: bool = True) -> ManagedPro
     if "name" in inspect.signature(stack.start_worker).parameters:
         return stack.start_worker(name=name, wait_ready=wait_ready)
     log_path = stack.data_dir / "logs" / f"{name}.log"
-    env = {"KOPILKA_WORKER_DATA_DIR": str(stack.data_dir / name)}
+    env = {"KOPILKA_WORKER_DATA_DIR": str(stack.data_dir / "workers" / name)}
     proc = stack._spawn_kopilka("worker", log_path, env)
     if wait_ready:
         stack._wait_for_log(proc, WORKER_READY, 120, f"{name} reporting Ready")
     return proc
+
+
+def tables_dir(proc: ManagedProcess) -> Path:
+    """Where this running worker keeps its table state: the KOPILKA_WORKER_DATA_DIR it was
+    started with (read from /proc, so it is the folder the process uses, whoever chose it), else
+    the worker's default, `.data/worker/` under its working directory (streams/app.py)."""
+    pid = proc.proc.pid
+    for item in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0"):
+        name, _, value = item.partition(b"=")
+        if name == b"KOPILKA_WORKER_DATA_DIR" and value:
+            return Path(os.fsdecode(value))
+    return Path(os.readlink(f"/proc/{pid}/cwd")) / ".data" / "worker"
+
+
+def size_mb(folder: Path) -> float:
+    """Bytes of the files under `folder` (0 when it does not exist), MiB."""
+    files = (p for p in folder.rglob("*") if p.is_file()) if folder.exists() else ()
+    return round(sum(p.stat().st_size for p in files) / 2**20, 1)
 
 
 def workers(stack: Stack) -> list[ManagedProcess]:
