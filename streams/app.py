@@ -47,15 +47,22 @@ class App(faust.App):
 
     def _new_producer(self):
         """The producer whose flush (what Faust awaits before each commit) also waits for every
-        table write to be on the broker: see streams.changelog_barrier."""
+        table write to be on the broker: see streams.changelog_barrier; and which tracks the
+        metadata of every topic the worker writes to (`_track_topics`)."""
         producer = super()._new_producer()
         flush = producer.flush
+        start = producer.on_start
 
         async def flush_with_changelog() -> None:
             await flush()
             await wait_for_changelog()
 
+        async def start_tracking_topics() -> None:
+            await start()
+            await _track_topics(producer._producer.client)
+
         producer.flush = flush_with_changelog
+        producer.on_start = start_tracking_topics
         return producer
 
     def on_rebalance_end(self) -> None:
@@ -75,6 +82,21 @@ class App(faust.App):
         finally:
             if not self.rebalancing:
                 consumer.resume_flow()
+
+
+async def _track_topics(client) -> None:
+    """Ask aiokafka to keep the metadata of every topic the worker writes to.
+
+    aiokafka's client refreshes metadata only for the topics it tracks once any is tracked,
+    and replaces what it knew with the answer; a send to a topic already in its first (full)
+    metadata does not track it. On a fresh deployment Faust creates the table's changelog
+    while the worker starts, which tracks that topic alone: the next refresh dropped every
+    other topic, and a send to loyalty.events then waited for metadata that never came back
+    (the first purchase after `make run` never reached Postgres)."""
+    names = [spec.name for spec in topics.ALL]
+    for name in names[:-1]:
+        client.add_topic(name)
+    await client.add_topic(names[-1])
 
 
 class _StateBytes(codecs.Codec):
