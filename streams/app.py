@@ -93,10 +93,7 @@ async def _track_topics(client) -> None:
     while the worker starts, which tracks that topic alone: the next refresh dropped every
     other topic, and a send to loyalty.events then waited for metadata that never came back
     (the first purchase after `make run` never reached Postgres)."""
-    names = [spec.name for spec in topics.ALL]
-    for name in names[:-1]:
-        client.add_topic(name)
-    await client.add_topic(names[-1])
+    await asyncio.gather(*(client.add_topic(spec.name) for spec in topics.ALL))
 
 
 class _StateBytes(codecs.Codec):

@@ -347,6 +347,21 @@ def dead_letter(env: RawEnvelope, code: str, field: str | None, reason: str) -> 
     )
 
 
+def accepted(env: RawEnvelope, commands: int, refused: int) -> AuditRecord:
+    """The audit trail's line for a request normalised into commands (and item refusals)."""
+    return AuditRecord(
+        event_id=env.event_id,
+        tenant_id=env.tenant_id,
+        received_at=env.received_at,
+        status="accepted",
+        http_status=202,
+        code="accepted",
+        reason=f"{commands} command(s), {refused} refused",
+        content_type=env.content_type,
+        body_bytes=len(env.raw_body()),
+    )
+
+
 def refusal(env: RawEnvelope, item: int, code: str, reason: str) -> Outcome:
     return Outcome(
         request_id=env.event_id,
@@ -512,15 +527,5 @@ async def _emit(event: EventT, env: RawEnvelope, result: Normalized) -> None:
         return
     await webhooks_audit.send(
         key=env.tenant_id.encode(),
-        value=AuditRecord(
-            event_id=env.event_id,
-            tenant_id=env.tenant_id,
-            received_at=env.received_at,
-            status="accepted",
-            http_status=202,
-            code="accepted",
-            reason=f"{len(result.commands)} command(s), {len(result.refused)} refused",
-            content_type=env.content_type,
-            body_bytes=len(env.raw_body()),
-        ).to_bytes(),
+        value=accepted(env, len(result.commands), len(result.refused)).to_bytes(),
     )

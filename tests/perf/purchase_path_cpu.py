@@ -30,7 +30,6 @@ import streams.normalize as normalize_mod
 from kopilka.ids import derived_id, new_event_id
 from schemas.inbound import parse_webhook
 from schemas.messages import (
-    AuditRecord,
     CustomerRef,
     PurchaseCommand,
     RawEnvelope,
@@ -89,17 +88,7 @@ class Path_:
                 occurred_at=env.received_at,
             )
             cmds.append((cmd.key, cmd.to_bytes()))
-        audit = AuditRecord(
-            event_id=env.event_id,
-            tenant_id=env.tenant_id,
-            received_at=env.received_at,
-            status="accepted",
-            http_status=202,
-            code="accepted",
-            reason=f"{len(cmds)} command(s), 0 refused",
-            content_type=env.content_type,
-            body_bytes=len(env.raw_body()),
-        ).to_bytes()
+        audit = normalize_mod.accepted(env, len(cmds), 0).to_bytes()
         return cmds, audit
 
     def ledger(self, key: bytes, value: bytes) -> list[bytes]:
