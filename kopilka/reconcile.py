@@ -38,7 +38,6 @@ from kopilka.settings import Settings
 
 log = get_logger(__name__)
 
-TABLE = "ledger-state"
 CustomerKey = tuple[str, str]  # (tenant_id, customer_id)
 
 
@@ -60,7 +59,7 @@ class Drift:
 
 
 def changelog_topic(settings: Settings) -> str:
-    return f"{settings.worker_id}-{TABLE}-changelog"
+    return topics.ledger_changelog(settings.worker_id).name
 
 
 def _text(raw: bytes | None) -> str | None:

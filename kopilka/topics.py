@@ -42,6 +42,23 @@ NOTIFICATIONS_TELEGRAM = TopicSpec(
     "notifications.telegram", "chat_id", "events a tenant's Telegram chat opted into (JSON)"
 )
 
+# The ledger's Faust table and its changelog, named as Faust names it: "<app id>-<table>-changelog".
+LEDGER_TABLE = "ledger-state"
+
+
+def ledger_changelog(worker_id: str) -> TopicSpec:
+    """The ledger table's changelog. `kopilka.kafka.ensure_topics` creates it with Kopilka's
+    topics, before any worker joins: created by Faust while the worker joined its group, a
+    broker of a fresh cluster could still answer its metadata with no partitions, and Faust
+    refused every table write until the metadata was refreshed."""
+    return TopicSpec(
+        f"{worker_id}-{LEDGER_TABLE}-changelog",
+        "tenant_id:customer_id",
+        "the ledger's state (streams.app.ledger_table), one entry per customer and per order",
+        compacted=True,
+    )
+
+
 ALL = (
     WEBHOOKS_RAW,
     WEBHOOKS_AUDIT,
@@ -54,3 +71,8 @@ ALL = (
     NOTIFICATIONS_TELEGRAM,
     DEAD_LETTERS,
 )
+
+
+def with_changelog(worker_id: str) -> tuple[TopicSpec, ...]:
+    """Every topic a deployment creates up front: Kopilka's and the ledger's changelog."""
+    return (*ALL, ledger_changelog(worker_id))

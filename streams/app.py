@@ -171,7 +171,7 @@ dead_letters = raw_topic(topics.DEAD_LETTERS)
 # writing the customer entry before the order entry leaves nothing a replay cannot repair.
 # str keys (JSON-encoded by Faust); values are our own JSON as raw bytes (`_StateBytes`).
 ledger_table = app.Table(
-    "ledger-state",
+    topics.LEDGER_TABLE,  # its changelog: topics.ledger_changelog, created by kopilka.kafka
     key_type=str,
     value_type=bytes,
     partitions=settings.topic_partitions,

@@ -112,6 +112,16 @@ class StreamConsumer(faust_aiokafka.Consumer):
             self._first_offset[tp] = start
             self._position(tp, start)
 
+    async def refresh_metadata(self) -> None:
+        """Fetch the cluster's metadata now, not at its next periodic refresh (minutes away):
+        the group's view of how many partitions each topic has follows it."""
+        client = self._thread._ensure_consumer()._client
+
+        async def refresh() -> None:
+            await client.force_metadata_update()
+
+        await self._thread.call_thread(refresh)
+
     def _position(self, tp: TP, offset: int) -> None:
         """The stream needs `offset` next: set by a seek of ours, in this generation."""
         self._next_offset[tp] = offset

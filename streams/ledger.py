@@ -18,8 +18,11 @@ import asyncio
 import logging
 import os
 from collections import Counter
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import orjson
+from faust.exceptions import PartitionsMismatch
 from faust.types import EventT
 from pydantic import ValidationError
 
@@ -36,10 +39,12 @@ from streams.acks import held
 from streams.app import app, commands, events, ledger_table, outcomes
 from streams.dead_letters import of_event
 from streams.dead_letters import send as send_dead_letter
+from streams.metrics import RETRIES
 from streams.rules import CustomerState, OrderState, Result, apply, order_key
 from streams.settlement import settle_entries
 
 log = get_logger(__name__)
+T = TypeVar("T")
 
 # Commands this process applied, by type: logged every few seconds while they change (operators
 # and the scale-out test see how the work spreads over worker processes).
@@ -111,6 +116,35 @@ def step(customer_key: str, cmd: Command) -> Result:
     return result
 
 
+async def writing_the_table(
+    write: Callable[[], T], refresh: Callable[[], Awaitable[None]] | None = None
+) -> T:
+    """`write()`, a step that writes the ledger table, once this worker knows the table's
+    changelog. Faust refuses a table write (PartitionsMismatch) while the consumer's metadata
+    shows the changelog with fewer partitions than the commands topic: a changelog created
+    while the worker joined its group, which a broker of a fresh cluster did not know yet.
+    That is no fault of the command (it was dead-lettered as a bug before): the metadata is
+    refreshed and the write tried again. Nothing is written before Faust's check, and a
+    command applied again is recognised as a replay (streams.rules)."""
+    delay, attempt = 0.1, 0
+    while True:
+        try:
+            return write()
+        except PartitionsMismatch as exc:
+            attempt += 1
+            RETRIES.labels("ledger_changelog_metadata").inc()
+            log.warning(
+                "retrying",
+                step="ledger_changelog_metadata",
+                attempt=attempt,
+                detail=" ".join(str(exc).split())[:200],
+                next_in_s=delay,
+            )
+            await (refresh or app.consumer.refresh_metadata)()
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+
 def newer_version(value: bytes) -> int | None:
     """The record's version when it is newer than this worker knows, else None."""
     try:
@@ -138,10 +172,10 @@ async def _apply(event: EventT) -> None:
         await _dead(event, None, "unreadable_command", exc)
         return
     if isinstance(cmd, SettleCommand):
-        settle_entries(key.decode(), cmd)
+        await writing_the_table(lambda: settle_entries(key.decode(), cmd))
         return
     try:
-        result = step(key.decode(), cmd)
+        result = await writing_the_table(lambda: step(key.decode(), cmd))
     except Exception as exc:  # a bug: report it, never stop the partition
         log.exception("command_failed", tenant_id=cmd.tenant_id, command_id=cmd.command_id)
         await _dead(event, cmd, "internal_error", exc)

@@ -68,3 +68,34 @@ def test_a_bad_command_is_a_validation_error(change):
         raw = orjson.dumps({**orjson.loads(_purchase(1).to_bytes()), **change})
     with pytest.raises(ValidationError):
         parse_command(raw)
+
+
+async def test_a_table_write_refused_for_unknown_changelog_metadata_is_tried_again():
+    """A changelog the worker's metadata does not know yet is no fault of the command: the
+    metadata is refreshed and the write tried again, not dead-lettered."""
+    from faust.exceptions import PartitionsMismatch
+
+    refused, refreshes = [2], []
+
+    def write() -> str:
+        if refused[0]:
+            refused[0] -= 1
+            raise PartitionsMismatch("the changelog topic has 0 partitions")
+        return "written"
+
+    async def refresh() -> None:
+        refreshes.append(1)
+
+    assert await ledger.writing_the_table(write, refresh) == "written"
+    assert len(refreshes) == 2
+
+
+async def test_any_other_failure_of_a_table_write_is_raised_at_once():
+    def write() -> None:
+        raise KeyError("a bug")
+
+    async def refresh() -> None:
+        raise AssertionError("not a metadata problem")
+
+    with pytest.raises(KeyError):
+        await ledger.writing_the_table(write, refresh)
