@@ -34,7 +34,7 @@ import asyncpg
 from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient
 from load import Shop
-from model import Expected, event_key, expected
+from model import Expected, Position, event_key, expected
 
 from kopilka.kafka import assign_whole_topic
 from schemas.messages import RawEnvelope
@@ -129,6 +129,7 @@ class Checker:
         self.tenant, self.rules, self.group = tenant, rules, group
         self.tenant_id = tenant["tenant_id"]
         self.positions: dict[str, str] = {}  # event id -> "raw <partition>@<offset>"
+        self.histories: dict[str, list[str]] = {}  # customer id -> their commands, in log order
 
     async def stored_inputs(self) -> list[RawEnvelope]:
         records = await read_topic(self.bootstrap, "webhooks.raw")
@@ -151,15 +152,27 @@ class Checker:
                 out.append(event)
         return out
 
-    async def commanded(self) -> set[str]:
-        """Request ids with at least one command on loyalty.commands (where a loss happened)."""
+    async def command_log(self) -> tuple[set[str], dict[str, Position]]:
+        """The tenant's commands on loyalty.commands: the request ids with at least one (where
+        a loss happened), and where each command id first landed (model.Model's positions).
+        Each customer's commands, as the ledger saw them, are kept for the report."""
         records = await read_topic(self.bootstrap, "loyalty.commands")
-        out = set()
+        requests: set[str] = set()
+        positions: dict[str, Position] = {}
+        self.histories = {}
         for r in records:
             cmd = json.loads(r.value)
-            if cmd.get("tenant_id") == self.tenant_id and cmd.get("request_id"):
-                out.add(cmd["request_id"])
-        return out
+            if cmd.get("tenant_id") != self.tenant_id:
+                continue
+            if cmd.get("request_id"):
+                requests.add(cmd["request_id"])
+            positions.setdefault(cmd.get("command_id"), (r.partition, r.offset))
+            about = cmd.get("refund_id") or cmd.get("order_id") or cmd.get("referee_id") or ""
+            self.histories.setdefault(cmd.get("customer", {}).get("id"), []).append(
+                f"{r.partition}@{r.offset} {cmd.get('type')} {about.rsplit('-', 1)[-1]}"
+                f" {cmd.get('command_id', '')[:8]}"
+            )
+        return requests, positions
 
     async def snapshot(self, conn: asyncpg.Connection) -> Snapshot:
         tenant = uuid.UUID(self.tenant_id)
@@ -194,15 +207,20 @@ class Checker:
         conn = await _connect(self.dsn, timeout_s)
         try:
             deadline = time.monotonic() + timeout_s
-            models: dict[frozenset, Expected] = {}
+            models: dict[tuple, Expected] = {}
             last, changed_at = None, time.monotonic()
+            positions: dict[str, Position] = {}
             while True:
                 snap = await self.snapshot(conn)
-                ids = frozenset(snap.ids.items())
-                if ids not in models:  # the core's answer only changes with the customer ids
+                view = (len(snap.entries), sorted((k, r["seq"]) for k, r in snap.balances.items()))
+                if view != last:  # the engine moved on: where its commands landed too
+                    _, positions = await self.command_log()
+                # the core's answer changes only with the customer ids and the commands' places
+                key = (frozenset(snap.ids.items()), len(positions))
+                if key not in models:
                     models.clear()
-                    models[ids] = expected(self.tenant_id, self.rules, snap.ids, stored)
-                want = models[ids]
+                    models[key] = expected(self.tenant_id, self.rules, snap.ids, stored, positions)
+                want = models[key]
                 if not (set(want.events) - set(snap.entries)) and not self._balance_drift(
                     snap, want
                 ):
@@ -210,7 +228,6 @@ class Checker:
                 now = time.monotonic()
                 if now > deadline:
                     return None, snap, want
-                view = (len(snap.entries), sorted((k, r["seq"]) for k, r in snap.balances.items()))
                 if view != last:
                     last, changed_at = view, now
                 elif now - changed_at > idle_s:
@@ -220,6 +237,10 @@ class Checker:
                 await asyncio.sleep(0.5)
         finally:
             await conn.close()
+
+    @staticmethod
+    def _short(want: Expected) -> set[str]:
+        return {customer[:8] for customer in want.states}
 
     @staticmethod
     def _balance_drift(snap: Snapshot, want: Expected) -> list[str]:
@@ -284,7 +305,7 @@ class Checker:
         stored_bodies = {env.body for env in stored}
         accepted = shop.accepted()
         on_topic = {e["event_id"] for e in engine}
-        commanded = await self.commanded()
+        commanded, _ = await self.command_log()
         lost = []
         for action in accepted:
             if action.body not in stored_bodies:
@@ -328,6 +349,12 @@ class Checker:
                     f"{got.get('points')} points != core {event.get('points')}"
                 )
         drift = self._balance_drift(snap, want) + foreign + altered
+        # the commands of every customer something went wrong for, as their partition holds them
+        suspects = {
+            want.events[e]["customer"]["id"]
+            for e in set(want.events) - set(snap.entries)
+            if e in want.events
+        } | {line.split(":", 1)[0] for line in drift if line[:8] in self._short(want)}
         drift += await self.read_api_drift(want, snap.ids)
 
         accepted_ids = {a.event_id for a in accepted}
@@ -351,6 +378,7 @@ class Checker:
                 "lost": lost[:20],
                 "doubled": doubled[:20],
                 "drift": drift[:20],
+                "command_logs": {c: self.histories.get(c, [])[-12:] for c in sorted(suspects)[:6]},
             },
         )
         return report

@@ -117,7 +117,7 @@ def fault_stack():
     shutil.rmtree(devservices.postgres_datadir("faults-postgres"), ignore_errors=True)
     env = {
         "KOPILKA_HTTP_PORT": str(devservices.free_port()),
-        "KOPILKA_LOG_LEVEL": "INFO",
+        "KOPILKA_LOG_LEVEL": "DEBUG",  # each request's story, when a figure is not 0
         "KOPILKA_ADMIN_TOKEN": ADMIN_TOKEN,
         "KOPILKA_TENANT_CACHE_TTL_S": "5",
         "KOPILKA_RATE_LIMIT_PER_MINUTE": "1000000",
@@ -206,7 +206,7 @@ def cluster_fault_stack():
     shutil.rmtree(devservices.postgres_datadir("faults-cluster-postgres"), ignore_errors=True)
     env = {
         "KOPILKA_HTTP_PORT": str(devservices.free_port()),
-        "KOPILKA_LOG_LEVEL": "INFO",
+        "KOPILKA_LOG_LEVEL": "DEBUG",  # each request's story, when a figure is not 0
         "KOPILKA_ADMIN_TOKEN": ADMIN_TOKEN,
         "KOPILKA_TENANT_CACHE_TTL_S": "5",
         "KOPILKA_RATE_LIMIT_PER_MINUTE": "1000000",

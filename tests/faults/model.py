@@ -6,6 +6,15 @@ order's first claimant as its owner, the referrer named by email), and every com
 through `streams.rules.apply`, follow-ups (referral awards) included. Customer ids come from
 Postgres's identity directory, so the expected events carry the very `event_id`s the engine
 must have emitted. No I/O here.
+
+A follow-up is a command one customer's step sends to another customer (the referee's first
+purchase awards the referrer): it reaches the referrer's partition of `loyalty.commands` when
+it does, after whatever the referrer's own requests put there meanwhile (a kill -9 of the
+referee's worker delays it by seconds). That order is the engine's to choose, and the only
+freedom it has: given where each follow-up landed on that log (`positions`), the model applies
+it just before the first of the referrer's own commands that comes after it there. The
+referrer's own commands keep the order the shop sent them in, so a reordering of those is
+still caught. Without a position (not on the log yet), a follow-up is applied at once.
 """
 
 from __future__ import annotations
@@ -51,12 +60,26 @@ class Expected:
         return {event_key(e) for e in self.events.values()}
 
 
+Position = tuple[int, int]  # (partition, offset) on loyalty.commands
+_NOWHERE = (1 << 62, 1 << 62)
+
+
 class Model:
-    def __init__(self, tenant_id: str, rules: TenantRules, ids: dict[str, str]) -> None:
-        """`ids`: email -> customer id, as Postgres's identity directory has them."""
+    def __init__(
+        self,
+        tenant_id: str,
+        rules: TenantRules,
+        ids: dict[str, str],
+        positions: dict[str, Position] | None = None,
+    ) -> None:
+        """`ids`: email -> customer id, as Postgres's identity directory has them;
+        `positions`: command id -> where it first landed on loyalty.commands."""
         self.tenant_id, self.rules, self.ids = tenant_id, rules, ids
+        self.positions = positions or {}
         self.orders: dict[tuple[str, str], OrderState] = {}
         self.owners: dict[str, str] = {}  # order id -> the customer who claimed it first
+        # customer id -> follow-ups on their way: (position, command, the event ids' owner)
+        self.pending: dict[str, list[tuple[Position, Command, set[str]]]] = {}
         self.out = Expected()
 
     def customer(self, email: str) -> CustomerRef:
@@ -67,7 +90,24 @@ class Model:
     def feed(self, env: RawEnvelope) -> None:
         ids = self.out.by_body.setdefault(env.body, set())
         for cmd in self._commands(env):
-            ids.update(self._apply(cmd))
+            self._deliver(cmd.customer.id, before=self.positions.get(cmd.command_id, _NOWHERE))
+            self._apply(cmd, ids)
+
+    def finish(self) -> Expected:
+        """Apply the follow-ups that landed after every command of their customer."""
+        for customer in list(self.pending):
+            self._deliver(customer, before=None)
+        return self.out
+
+    def _deliver(self, customer: str, before: Position | None) -> None:
+        """Apply, in log order, the follow-ups for `customer` that landed before `before`."""
+        while queue := self.pending.get(customer):
+            queue.sort(key=lambda p: p[0])
+            at, cmd, ids = queue[0]
+            if before is not None and at >= before:
+                return
+            queue.pop(0)
+            self._apply(cmd, ids)
 
     def _commands(self, env: RawEnvelope) -> list[Command]:
         try:
@@ -158,7 +198,8 @@ class Model:
             )
         return commands
 
-    def _apply(self, cmd: Command) -> list[str]:
+    def _apply(self, cmd: Command, ids: set[str]) -> None:
+        """Apply `cmd`; its events' ids go to `ids` (those of the raw body it came from)."""
         key = cmd.customer.id
         state = self.out.states.get(key, CustomerState())
         okey = order_key(cmd)
@@ -167,20 +208,26 @@ class Model:
         self.out.states[key] = result.state
         if okey is not None and result.order is not None:
             self.orders[(key, okey)] = result.order
-        ids = []
         for raw in result.events:
             event = json.loads(raw)
             self.out.events[event["event_id"]] = event
-            ids.append(event["event_id"])
+            ids.add(event["event_id"])
         for followup in result.followups:
-            ids.extend(self._apply(followup))
-        return ids
+            at = self.positions.get(followup.command_id)
+            if at is None:
+                self._apply(followup, ids)
+            else:
+                self.pending.setdefault(followup.customer.id, []).append((at, followup, ids))
 
 
 def expected(
-    tenant_id: str, rules: TenantRules, ids: dict[str, str], stored: list[RawEnvelope]
+    tenant_id: str,
+    rules: TenantRules,
+    ids: dict[str, str],
+    stored: list[RawEnvelope],
+    positions: dict[str, Position] | None = None,
 ) -> Expected:
-    model = Model(tenant_id, rules, ids)
+    model = Model(tenant_id, rules, ids, positions)
     for env in stored:
         model.feed(env)
-    return model.out
+    return model.finish()
