@@ -6,7 +6,8 @@ its raw envelope is sent to `webhooks.deferred` (same key) with `deferred_until`
 `refund_order_wait_s`) and `not_before` (a moment later), and its own offset goes on as usual.
 The deferred agent reads it back no sooner than `not_before` and normalises it again: applied
 once its order is claimed, sent round again while there is time, refused as an unknown order
-after `deferred_until`.
+after `deferred_until`, and only once every raw record stored before it has been normalised
+(streams.raw_progress: its purchase may still be in a backlog); until then it goes round again.
 
 Nothing is held in memory: a record is either in a topic or applied, so a kill -9 at any point
 loses no refund (its offset is committed only after the copy sent round is on the broker). An
@@ -38,6 +39,11 @@ def deferral(env: RawEnvelope, wait_s: float, now: datetime) -> RawEnvelope | No
         return first_deferral(env, wait_s, now)
     if now >= env.deferred_until:
         return None
+    return env.model_copy(update={"not_before": now + RETRY_EVERY})
+
+
+def once_more(env: RawEnvelope, now: datetime) -> RawEnvelope:
+    """Round again past `deferred_until`: the purchase may still be in the raw backlog."""
     return env.model_copy(update={"not_before": now + RETRY_EVERY})
 
 

@@ -57,8 +57,9 @@ from streams.app import (
 )
 from streams.dead_letters import of_event
 from streams.dead_letters import send as send_dead_letter
-from streams.deferral import deferral, nap_until
+from streams.deferral import deferral, nap_until, once_more
 from streams.grouping import run_grouped
+from streams.raw_progress import RawProgress
 from streams.retry import until_done
 
 log = get_logger(__name__)
@@ -373,6 +374,21 @@ def refusal(env: RawEnvelope, item: int, code: str, reason: str) -> Outcome:
 
 
 normalizer = Normalizer()
+raw_progress = RawProgress(settings.bootstrap_list, settings.worker_id)
+
+
+async def _raw_backlog_done(env: RawEnvelope) -> bool:
+    """Has every raw record stored before this refund been normalised? (No answer: not yet.)"""
+    try:
+        return await raw_progress.normalised_before(env.received_at)
+    except Exception as exc:  # the broker away: ask again on the next round
+        log.warning("raw_progress_unknown", error=type(exc).__name__, detail=str(exc)[:200])
+        return False
+
+
+@app.on_before_shutdown.connect
+async def _close_raw_progress(sender, **kwargs) -> None:
+    await raw_progress.close()
 
 
 @app.task
@@ -431,6 +447,8 @@ async def _normalize_batch(events: list[EventT]) -> None:
     for event, env, result in zip(sources, envs, results, strict=True):
         if result.waiting_for is not None:  # a refund before its purchase: streams.deferral
             again = deferral(env, settings.refund_order_wait_s, now)
+            if again is None and not await _raw_backlog_done(env):
+                again = once_more(env, now)
             if again is not None:
                 await webhooks_deferred.send(key=event.key, value=again.to_bytes())
                 deferred += 1

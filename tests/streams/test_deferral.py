@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from schemas.messages import RawEnvelope
-from streams.deferral import RETRY_EVERY, deferral
+from streams.deferral import RETRY_EVERY, deferral, once_more
 
 T0 = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
 
@@ -36,3 +36,10 @@ def test_it_keeps_its_deadline_round_after_round_and_is_refused_after_it():
     assert again.deferred_until == first.deferred_until
     assert again.not_before == later + RETRY_EVERY
     assert deferral(again, 30, T0 + timedelta(seconds=30)) is None
+
+
+def test_past_its_deadline_it_goes_round_again_keeping_the_deadline():
+    expired = deferral(_refund(), 30, T0)
+    late = T0 + timedelta(seconds=90)
+    again = once_more(expired, late)
+    assert again.deferred_until == expired.deferred_until and again.not_before == late + RETRY_EVERY
