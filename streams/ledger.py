@@ -32,7 +32,10 @@ from schemas.messages import (
     Command,
     ExpireCommand,
     Outcome,
+    PurchaseCommand,
+    RefundCommand,
     SettleCommand,
+    SpendCommand,
     parse_command,
 )
 from streams.acks import held
@@ -97,23 +100,78 @@ def step(customer_key: str, cmd: Command) -> Result:
 
     A replay writes its entries again, unchanged: after a kill -9 the local RocksDB store can
     hold writes whose changelog records never left the process, and rewriting is what puts
-    them in the changelog, where the partition's next owner reads its state from."""
+    them in the changelog, where the partition's next owner reads its state from.
+
+    A refund can reach the ledger before the purchase (or spend) of its order: the order was
+    claimed, and the refund normalised, while the claimant's command was still on its way (a
+    worker killed between claiming an order and sending its command). Such a refund is parked
+    on its order ("p|tenant:customer|order", the refund commands as JSON) and applied right
+    after the command that makes the order known: the result is the one the shop's order of
+    requests gives."""
     ckey = f"c|{customer_key}"
     state = _customers.load(ckey, ledger_table.get(ckey))
     okey = order_key(cmd)
-    orders = {}
-    if okey is not None:
-        orders[okey] = OrderState.from_bytes(ledger_table.get(f"o|{customer_key}|{okey}"))
-    result = apply(state, orders, cmd)
+    if okey is None:
+        return _stored(customer_key, None, state, None, apply(state, {}, cmd))
+    order = OrderState.from_bytes(ledger_table.get(f"o|{customer_key}|{okey}"))
+    if type(cmd) is RefundCommand and not _known(state, okey, order):
+        return _park(customer_key, okey, state, cmd)
+    result = _stored(customer_key, okey, state, order, apply(state, {okey: order}, cmd))
+    if type(cmd) in (PurchaseCommand, SpendCommand):
+        result = _unpark(customer_key, okey, result)
+    return result
+
+
+def _stored(
+    customer_key: str, okey: str | None, state: CustomerState, order: OrderState | None, result
+) -> Result:
+    """Write what `result` changed (or, for a replay, everything it touched) to the table."""
     if result.state is not state or result.replayed:
+        ckey = f"c|{customer_key}"
         ledger_table[ckey] = _customers.stored(ckey, result.state)
-    if (
-        okey is not None
-        and result.order is not None
-        and (result.replayed or result.order != orders[okey])
-    ):
+    if okey is not None and result.order is not None and (result.replayed or result.order != order):
         ledger_table[f"o|{customer_key}|{okey}"] = result.order.to_bytes()
     return result
+
+
+def _known(state: CustomerState, okey: str, order: OrderState) -> bool:
+    """Has the ledger seen the purchase or spend of this order? (The customer entry holds the
+    newest version of the order it last touched, should the order entry's write be lost.)"""
+    if state.last_order_key == okey and state.last_order is not None:
+        order = state.last_order
+    return order.settled or order.purchase_command is not None or order.spend_command is not None
+
+
+def _park(customer_key: str, okey: str, state: CustomerState, cmd: RefundCommand) -> Result:
+    pkey = f"p|{customer_key}|{okey}"
+    parked = _parked(ledger_table.get(pkey))
+    if all(refund.command_id != cmd.command_id for refund in parked):
+        ledger_table[pkey] = orjson.dumps([r.model_dump_json() for r in (*parked, cmd)])
+    return Result(state, None, [], "parked", reason=f"waiting for order {cmd.order_id}")
+
+
+def _unpark(customer_key: str, okey: str, result: Result) -> Result:
+    """Apply the refunds parked on this order, each stored as if it came on its own."""
+    pkey = f"p|{customer_key}|{okey}"
+    parked = _parked(ledger_table.get(pkey))
+    if not parked:
+        return result
+    state, order = result.state, result.order
+    for refund in parked:
+        done = _stored(customer_key, okey, state, order, apply(state, {okey: order}, refund))
+        state, order = done.state, done.order or order
+        result.events.extend(done.events)
+        result.followups.extend(done.followups)
+        log.info("parked_refund_applied", command_id=refund.command_id, status=done.status)
+    del ledger_table[pkey]
+    result.state, result.order = state, order
+    return result
+
+
+def _parked(data: bytes | None) -> list[RefundCommand]:
+    if data is None:
+        return []
+    return [parse_command(text.encode()) for text in orjson.loads(data)]
 
 
 async def writing_the_table(
@@ -199,7 +257,7 @@ async def _apply(event: EventT) -> None:
         )
     if result.status == "duplicate":
         log.info("duplicate_command", tenant_id=cmd.tenant_id, reason=result.reason)
-    if cmd.wait and not isinstance(cmd, ExpireCommand):
+    if cmd.wait and not isinstance(cmd, ExpireCommand) and result.status != "parked":
         await _outcome(
             cmd,
             result.status,

@@ -3,14 +3,17 @@ the table, and commands are read the same way whether their rules were seen befo
 
 from __future__ import annotations
 
+from datetime import timedelta
+from decimal import Decimal
+
 import orjson
 import pytest
 from pydantic import ValidationError
 from test_rules import CUSTOMER, RULES, T0, TENANT
 
-from schemas.messages import _COMMAND, PurchaseCommand, parse_command
+from schemas.messages import _COMMAND, PurchaseCommand, RefundCommand, parse_command
 from streams import ledger
-from streams.rules import CustomerState
+from streams.rules import CustomerState, OrderState, apply
 
 
 def _purchase(i: int) -> PurchaseCommand:
@@ -99,3 +102,52 @@ async def test_any_other_failure_of_a_table_write_is_raised_at_once():
 
     with pytest.raises(KeyError):
         await ledger.writing_the_table(write, refresh)
+
+
+def _refund(i: int, order: str = "O-1") -> RefundCommand:
+    return RefundCommand(
+        command_id=f"refund-{i}",
+        request_id="req-refund",
+        tenant_id=TENANT,
+        customer=CUSTOMER,
+        occurred_at=T0 + timedelta(minutes=5),
+        rules=RULES,
+        order_id=order,
+        refund_id=f"R-{i}",
+        amount=Decimal(400),
+    )
+
+
+def test_a_refund_before_its_purchase_waits_for_it_then_ends_as_in_the_shops_order(monkeypatch):
+    table: dict[str, bytes] = {}
+    monkeypatch.setattr(ledger, "ledger_table", table)
+    monkeypatch.setattr(ledger, "_customers", ledger.DecodedStates())
+    key = f"{TENANT}:{CUSTOMER.id}"
+    purchase, refund = _purchase(1), _refund(1)
+
+    early = ledger.step(key, refund)
+    assert (early.status, early.events) == ("parked", [])
+    assert ledger.step(key, refund).status == "parked"  # the same refund again: parked once
+    assert len(orjson.loads(table[f"p|{key}|O-1"])) == 1
+
+    done = ledger.step(key, purchase)
+    first = apply(CustomerState(), {}, purchase)
+    then = apply(first.state, {"O-1": first.order}, refund)
+    assert done.events == first.events + then.events  # awarded, then reversed
+    assert done.state == then.state
+    assert CustomerState.from_bytes(table[f"c|{key}"]) == then.state
+    assert OrderState.from_bytes(table[f"o|{key}|O-1"]) == then.order
+    assert f"p|{key}|O-1" not in table
+    # the refund once more (a replay): what it did, nothing new
+    again = ledger.step(key, refund)
+    assert again.replayed and again.events == then.events and again.state == then.state
+
+
+def test_a_refund_after_its_purchase_is_applied_at_once(monkeypatch):
+    table: dict[str, bytes] = {}
+    monkeypatch.setattr(ledger, "ledger_table", table)
+    monkeypatch.setattr(ledger, "_customers", ledger.DecodedStates())
+    key = f"{TENANT}:{CUSTOMER.id}"
+    ledger.step(key, _purchase(1))
+    assert ledger.step(key, _refund(1)).status == "applied"
+    assert not any(k.startswith("p|") for k in table)
