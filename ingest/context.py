@@ -7,6 +7,7 @@ from aiohttp import web
 from aiokafka import AIOKafkaProducer
 
 from ingest.attempts import FailedAttempts
+from ingest.order_routes import OrderRoutes
 from ingest.outcomes import OutcomeWaiter
 from ingest.ratelimit import Limiter
 from ingest.replay import ReplayGuard
@@ -23,5 +24,6 @@ OUTCOMES = web.AppKey("outcomes", OutcomeWaiter)
 CUSTOMERS = web.AppKey("customers", CustomerDirectory)
 LIMITER = web.AppKey("limiter", Limiter)
 REPLAY = web.AppKey("replay", ReplayGuard)
+ORDER_ROUTES = web.AppKey("order_routes", OrderRoutes)
 UNKNOWN_SECRETS = web.AppKey("unknown_secrets", FailedAttempts)
 ADMIN_FAILURES = web.AppKey("admin_failures", FailedAttempts)

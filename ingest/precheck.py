@@ -51,9 +51,10 @@ async def refund_owner(
     directory: CustomerDirectory, tenant: Tenant, parsed: ParsedWebhook, timeout_s: float
 ) -> CustomerRef | None:
     """Who owns the refunded order, so the refund is keyed like that customer's requests and
-    cannot overtake their spend (schemas.routing). None when the order is not claimed yet or
-    the database does not answer in time: the refund is accepted all the same, keyed by its
-    order, and the worker waits for the order (streams.deferral)."""
+    cannot overtake their spend (schemas.routing): asked when the edge's order routes do not
+    know the order (ingest.order_routes). None when the order is not claimed yet or the
+    database does not answer in time: the refund is accepted all the same, keyed by its order,
+    and the worker holds it until what came before it is normalised (streams.raw_progress)."""
     if parsed.refund is None:
         return None
     try:

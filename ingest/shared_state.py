@@ -1,7 +1,7 @@
 """Where ingress processes share state: Redis when `REDIS_URL` is set, this process's memory else.
 
-Rate-limit buckets (tenants', and client IPs' failed attempts) and the webhook-id replay guard
-live here. Which one is in use is logged once
+Rate-limit buckets (tenants', and client IPs' failed attempts), the webhook-id replay guard and
+the orders' routes (ingest.order_routes) live here. Which one is in use is logged once
 at start (`edge_state backend=redis|in-process`), so an operator who forgot `REDIS_URL` on a
 multi-replica deployment sees that every replica now enforces its own limit.
 """
@@ -12,7 +12,15 @@ from aiohttp import web
 from redis.asyncio import Redis
 
 from ingest.attempts import FailedAttempts
-from ingest.context import ADMIN_FAILURES, LIMITER, REPLAY, SETTINGS, UNKNOWN_SECRETS
+from ingest.context import (
+    ADMIN_FAILURES,
+    LIMITER,
+    ORDER_ROUTES,
+    REPLAY,
+    SETTINGS,
+    UNKNOWN_SECRETS,
+)
+from ingest.order_routes import LocalOrderRoutes, RedisOrderRoutes
 from ingest.ratelimit import LocalLimiter, Quota, RedisLimiter
 from ingest.replay import LocalReplayGuard, RedisReplayGuard
 from kopilka.logging import get_logger
@@ -24,6 +32,7 @@ async def edge_state(app: web.Application):
     """cleanup_ctx: open Redis (when configured) for the limiter and the replay guard."""
     settings = app[SETTINGS]
     window_s = 2 * settings.signature_tolerance_s
+    routes_s = settings.order_refund_window_days * 86400
     redis: Redis | None = None
     if settings.redis_url is not None and settings.redis_url.get_secret_value().strip():
         redis = Redis.from_url(
@@ -34,15 +43,18 @@ async def edge_state(app: web.Application):
         )
         app[LIMITER] = RedisLimiter(redis)
         app[REPLAY] = RedisReplayGuard(redis, window_s)
+        app[ORDER_ROUTES] = RedisOrderRoutes(redis, routes_s)
         log.info("edge_state", backend="redis", shared_across_processes=True)
     else:
         app[LIMITER] = LocalLimiter()
         app[REPLAY] = LocalReplayGuard(window_s)
+        app[ORDER_ROUTES] = LocalOrderRoutes(routes_s)
         log.warning(
             "edge_state",
             backend="in-process",
             shared_across_processes=False,
-            note="REDIS_URL is not set: rate limits and webhook-id replays are per process",
+            note="REDIS_URL is not set: rate limits, webhook-id replays and order routes are"
+            " per process",
         )
     per_ip = settings.unknown_secrets_per_minute
     app[UNKNOWN_SECRETS] = FailedAttempts(app[LIMITER], "unknown-secret", Quota(per_ip, per_ip))

@@ -41,6 +41,7 @@ from ingest.attempts import client_ip, too_many
 from ingest.context import (
     CUSTOMERS,
     LIMITER,
+    ORDER_ROUTES,
     OUTCOMES,
     REPLAY,
     SETTINGS,
@@ -57,7 +58,7 @@ from ingest.responses import error, json_response
 from kopilka.ids import new_event_id
 from kopilka.logging import get_logger
 from kopilka.tenants import DATABASE_DOWN, SECRET_PREFIX, Tenant
-from schemas.inbound import InboundError, parse_webhook
+from schemas.inbound import InboundError, ParsedWebhook, parse_webhook
 from schemas.messages import AuditRecord
 from schemas.routing import raw_key
 from schemas.text_checks import shown
@@ -237,15 +238,13 @@ async def _handle(request: web.Request) -> web.StreamResponse:
     )
     waiter = request.app[OUTCOMES]
     pending = waiter.register(event_id, expected_commands(event_id, parsed)) if wait_s else None
-    owner = await precheck.refund_owner(
-        request.app[CUSTOMERS], tenant, parsed, settings.edge_db_timeout_s
-    )
-    key = raw_key(tenant.id, parsed, event_id, owner)
+    key = await _raw_key(request, tenant, parsed, event_id)
     refused = await publish(request, tenant.id, event_id, record, key, headers)
     if refused is not None:
         waiter.forget(event_id)
         await _release(request, tenant, webhook_id)
         return refused
+    await request.app[ORDER_ROUTES].remember(tenant.id, parsed, key)  # before the 202
     if webhook_id is not None:
         await request.app[REPLAY].confirm(tenant.id, webhook_id, event_id)
     counter = _BY_ACTION.get(parsed.action)
@@ -271,6 +270,21 @@ async def _handle(request: web.Request) -> web.StreamResponse:
         outcomes = answers.with_outcomes(answer, event_id, parsed, pending.outcomes)
         return json_response(outcomes, headers=headers)
     return json_response(answer, status=202, headers=headers)
+
+
+async def _raw_key(
+    request: web.Request, tenant: Tenant, parsed: ParsedWebhook, event_id: str
+) -> bytes:
+    """The record's key (schemas.routing); a refund goes with its order's purchase or spend."""
+    if parsed.refund is not None:
+        route = await request.app[ORDER_ROUTES].route(tenant.id, parsed.refund.order_id)
+        if route is not None:
+            return route
+        owner = await precheck.refund_owner(
+            request.app[CUSTOMERS], tenant, parsed, request.app[SETTINGS].edge_db_timeout_s
+        )
+        return raw_key(tenant.id, parsed, event_id, owner)
+    return raw_key(tenant.id, parsed, event_id)
 
 
 def _printable_ascii(text: str) -> bool:

@@ -42,8 +42,13 @@ def raw_key(
         kind, value = ("email", who.email) if who.email else ("phone", who.phone)
         return f"{tenant_id}:{_digest(kind, value)}".encode()
     if parsed.refund is not None:
-        return f"{tenant_id}:{_digest('order', parsed.refund.order_id)}".encode()
+        return by_order(tenant_id, parsed.refund.order_id)
     return f"{tenant_id}:{_digest('request', event_id)}".encode()
+
+
+def by_order(tenant_id: str, order_id: str) -> bytes:
+    """The key of a refund whose order's owner the ingress could not tell."""
+    return f"{tenant_id}:{_digest('order', order_id)}".encode()
 
 
 def tenant_of(key: bytes | None) -> str:

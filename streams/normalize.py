@@ -41,7 +41,7 @@ from schemas.messages import (
     RegisterCommand,
     SpendCommand,
 )
-from schemas.routing import tenant_of
+from schemas.routing import by_order, tenant_of
 from schemas.tenant_rules import TenantRules
 from streams.acks import held
 from streams.app import (
@@ -377,6 +377,14 @@ normalizer = Normalizer()
 raw_progress = RawProgress(settings.bootstrap_list, settings.worker_id)
 
 
+def _by_order(event: EventT, env: RawEnvelope, result: Normalized) -> bool:
+    """A refund that travelled on its order's key (the ingress could not tell its owner)."""
+    order_id = result.waiting_for or next(
+        (c.order_id for c in result.commands if type(c) is RefundCommand), None
+    )
+    return order_id is not None and event.key == by_order(env.tenant_id, order_id)
+
+
 async def _raw_backlog_done(env: RawEnvelope) -> bool:
     """Has every raw record stored before this refund been normalised? (No answer: not yet.)"""
     try:
@@ -445,9 +453,12 @@ async def _normalize_batch(events: list[EventT]) -> None:
     deferred = 0
     tracing = log.is_enabled_for(logging.DEBUG)
     for event, env, result in zip(sources, envs, results, strict=True):
-        if result.waiting_for is not None:  # a refund before its purchase: streams.deferral
+        # a refund that may have overtaken its customer's earlier requests (streams.raw_progress),
+        # or one whose order is not claimed yet: round webhooks.deferred (streams.deferral)
+        early = _by_order(event, env, result) and not await _raw_backlog_done(env)
+        if early or result.waiting_for is not None:
             again = deferral(env, settings.refund_order_wait_s, now)
-            if again is None and not await _raw_backlog_done(env):
+            if again is None and early:
                 again = once_more(env, now)
             if again is not None:
                 await webhooks_deferred.send(key=event.key, value=again.to_bytes())

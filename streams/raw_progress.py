@@ -1,17 +1,19 @@
 """Has every raw webhook received before a given moment been normalised?
 
-A refund whose order nobody has claimed waits on `webhooks.deferred` (streams.deferral) for
-its purchase, which travels on another partition of `webhooks.raw`. A wall-clock limit alone
-cannot tell "no such order" from "its purchase is still in the backlog": after a worker was
-down for a minute, refunds were refused as unknown orders while their purchases waited to be
-normalised (the fault suite's kill -9 scenario). A purchase a refund refers to was accepted
-before the refund was, so once the workers' group has committed, on every partition of
-`webhooks.raw`, past each record stored before the refund arrived, its claim is in Postgres
-if it ever will be: only then is the refund refused.
+A refund whose order's owner the ingress could not tell travels on its order's key, on another
+partition of `webhooks.raw` than its customer's earlier requests (schemas.routing). Normalised
+as soon as it is read, it could overtake them: a spend sent before it, or the very purchase it
+refunds, still in a worker's backlog. After a worker was down for a minute the kill -9 fault
+scenario saw both: refunds refused as unknown orders after their wait, and a refund applied
+before the spend the shop sent ahead of it. Everything a refund depends on was accepted before
+it, so such a refund waits on `webhooks.deferred` (streams.deferral) until the workers' group
+has committed, on every partition of `webhooks.raw`, past each record stored before the refund
+arrived: then its order's claim and its customer's earlier commands are out, if they ever
+will be.
 
 The check reads the group's committed offsets and the partitions' offsets for that moment
-from the broker; it runs only for refunds whose time is up, and an answer is reused for a
-second.
+from the broker (three requests); a "yes" is reused for a second, a "no" for half of one.
+Offsets are committed every second, so with no backlog a refund waits a second or two.
 """
 
 from __future__ import annotations
@@ -26,11 +28,9 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from kopilka import topics
 from kopilka.kafka import assign_whole_topic
-from kopilka.logging import get_logger
 
-log = get_logger(__name__)
-
-REUSE_S = 1.0
+REUSE_S = 1.0  # a "yes" is reused this long (for any earlier moment)
+REUSE_NO_S = 0.5  # a "no" this long (for any later moment): many refunds may wait at once
 
 
 def caught_up(
@@ -58,6 +58,7 @@ class RawProgress:
         self._tps: list[TopicPartition] = []
         self._lock = asyncio.Lock()
         self._known: tuple[float, float] = (0.0, float("-inf"))  # (when asked, moment caught up)
+        self._behind: tuple[float, float] = (0.0, float("inf"))  # (when asked, moment not yet)
 
     async def normalised_before(self, moment: datetime) -> bool:
         """True when every raw record stored before `moment` has been normalised."""
@@ -66,6 +67,9 @@ class RawProgress:
             asked_at, upto = self._known
             if time.monotonic() - asked_at < REUSE_S and ms <= upto:
                 return True
+            asked_at, behind = self._behind
+            if time.monotonic() - asked_at < REUSE_NO_S and ms >= behind:
+                return False
             await self._start()
             assert self._consumer is not None and self._admin is not None
             committed = {
@@ -81,7 +85,7 @@ class RawProgress:
             if done:
                 self._known = (time.monotonic(), ms)
             else:
-                log.info("raw_backlog_before_refund", moment=moment.isoformat())
+                self._behind = (time.monotonic(), ms)
             return done
 
     async def _start(self) -> None:

@@ -24,6 +24,7 @@ from ingest.context import (
     BACKGROUND,
     CUSTOMERS,
     LIMITER,
+    ORDER_ROUTES,
     OUTCOMES,
     PRODUCER,
     REPLAY,
@@ -31,6 +32,7 @@ from ingest.context import (
     TENANTS,
     UNKNOWN_SECRETS,
 )
+from ingest.order_routes import LocalOrderRoutes
 from ingest.ratelimit import LocalLimiter, Quota
 from ingest.replay import LocalReplayGuard
 from ingest.responses import database_unavailable, json_errors, json_response
@@ -116,6 +118,7 @@ async def client(pool):
     app[TENANTS] = TenantDirectory(pool, ttl_s=0.05, backoff_s=0.0)
     app[LIMITER] = limiter = LocalLimiter()
     app[REPLAY] = LocalReplayGuard(600)
+    app[ORDER_ROUTES] = LocalOrderRoutes(600)
     app[UNKNOWN_SECRETS] = FailedAttempts(limiter, "unknown-secret", Quota(5, 5))
     app[ADMIN_FAILURES] = FailedAttempts(limiter, "admin-token", Quota(3, 3))
     app[CUSTOMERS] = DownCustomers()
@@ -296,6 +299,7 @@ def test_no_body_gets_a_5xx():
         app[TENANTS] = TenantDirectory(pool, ttl_s=600)
         app[LIMITER] = limiter
         app[REPLAY] = LocalReplayGuard(600)
+        app[ORDER_ROUTES] = LocalOrderRoutes(600)
         app[UNKNOWN_SECRETS] = FailedAttempts(limiter, "unknown-secret", Quota(5, 5))
         app[ADMIN_FAILURES] = FailedAttempts(limiter, "admin-token", Quota(3, 3))
         app[CUSTOMERS] = DownCustomers()
