@@ -138,6 +138,9 @@ class Settings(BaseSettings):
     # purchase under another customer is refused by it): kept forever unless set, and never
     # pruned before they are settled (order_refund_window_days) nor younger than the horizon.
     retention_order_claims_days: int = Field(0, ge=0)
+    # Where `kopilka replay` keeps the progress of an interrupted replay (run the same command
+    # again to go on); relative paths are under the working directory. Must be writable.
+    replay_state_dir: Path = Path(".data/replay")
     # How far back anything may be replayed into the pipeline (Kafka retention of the topics,
     # dead-letter redrives). No outbox row younger than this is pruned: a replay would re-send.
     replay_horizon_days: int = Field(8, ge=0)
