@@ -22,6 +22,7 @@ from datetime import UTC, datetime, timedelta
 from kopilka import events_rebuild
 from kopilka.events_redeliver import EndpointRefused, Redelivery, redeliver
 from kopilka.events_replay import CatchUp, Span, catch_up
+from kopilka.progress import serve_metrics
 from kopilka.raw_replay import RawReplay, run
 from kopilka.settings import Settings
 
@@ -172,6 +173,8 @@ def events_main(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def main(args: argparse.Namespace, settings: Settings) -> int:
+    if settings.replay_metrics_port:
+        serve_metrics(settings.replay_metrics_port, settings.metrics_host)
     if args.replay_kind == "events":
         return events_main(args, settings)
     if args.max_rate is not None and args.max_rate <= 0:

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from prometheus_client import REGISTRY
 
 from kopilka.cli_replay import add_parsers, check_events_args, moment, raw_job, span_of
 from kopilka.progress import Reporter
@@ -108,3 +109,13 @@ def test_replay_state_folder_is_a_setting_relative_to_the_working_directory(monk
     assert Settings(_env_file=None).replay_state_dir == Path(".data/replay")
     monkeypatch.setenv("KOPILKA_REPLAY_STATE_DIR", "/var/lib/kopilka/replay")
     assert Settings(_env_file=None).replay_state_dir == Path("/var/lib/kopilka/replay")
+
+
+def test_progress_is_also_a_set_of_prometheus_gauges():
+    reporter = Reporter("replay raw", 1000, out=io.StringIO())
+    sample = REGISTRY.get_sample_value
+    assert sample("kopilka_replay_records_expected", {"replay": "raw"}) == 1000
+    assert sample("kopilka_replay_records_done", {"replay": "raw"}) == 0
+    reporter.advance(250)
+    assert sample("kopilka_replay_records_done", {"replay": "raw"}) == 250
+    assert sample("kopilka_replay_records_per_second", {"replay": "raw"}) > 0

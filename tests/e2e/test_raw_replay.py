@@ -10,8 +10,11 @@ import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
+import aiohttp
 from payloads import WAIT, action, purchase
+from prometheus_client.parser import text_string_to_metric_families
 
+from kopilka import devservices
 from kopilka.settings import PROJECT_ROOT
 
 
@@ -126,7 +129,9 @@ async def test_an_interrupted_replay_goes_on_where_it_stopped_and_never_reads_it
     assert dry["matched"] == 40 and dry["refed"] == 0
     assert list(tmp_path.iterdir()) == []  # a dry run keeps no state
 
-    proc = await _start(stack, *args, "--max-rate", "8", env=env)  # ~5 s for 40 records
+    port = devservices.free_port()  # its progress as Prometheus gauges, while it runs
+    metrics_env = {**env, "KOPILKA_REPLAY_METRICS_PORT": str(port)}
+    proc = await _start(stack, *args, "--max-rate", "8", env=metrics_env)  # ~5 s for 40 records
     state_file, first = None, None
 
     async def progressed() -> bool:  # the state file exists, and says some records are done
@@ -139,6 +144,15 @@ async def test_an_interrupted_replay_goes_on_where_it_stopped_and_never_reads_it
         return sum(plan["position"].values()) > sum(first["position"].values())
 
     assert await _until(progressed, 30)
+    async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{port}/metrics") as r:
+        scraped = {
+            sample.name: sample.value
+            for family in text_string_to_metric_families(await r.text())
+            for sample in family.samples
+            if sample.labels.get("replay") == "raw"
+        }
+    assert scraped["kopilka_replay_records_expected"] > 0, scraped
+    assert 0 < scraped["kopilka_replay_records_done"] <= scraped["kopilka_replay_records_expected"]
     await asyncio.sleep(1.0)
     proc.send_signal(signal.SIGINT)
     _, err = await asyncio.wait_for(proc.communicate(), 60)
