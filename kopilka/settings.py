@@ -186,7 +186,7 @@ class Settings(BaseSettings):
     dispatch_metrics_port: int | None = Field(None, ge=0, le=65535)
     # `kopilka replay` serves its progress (kopilka_replay_*) on this port while it runs.
     replay_metrics_port: int | None = Field(None, ge=0, le=65535)
-    metrics_host: str = "127.0.0.1"  # where those two listen (0.0.0.0 in a container)
+    metrics_host: str = "127.0.0.1"  # where those listen (0.0.0.0 in a container)
     # How often the worker samples consumer lag and table sizes, the dispatcher its outboxes.
     metrics_sample_interval_s: float = Field(5.0, gt=0)
 
