@@ -14,7 +14,7 @@ never made (the endpoint did not exist yet) is created. A disabled or removed en
 refused: enable it first (`kopilka outbound endpoints enable`).
 
 Stop and resume: the next offset of every partition is saved after every batch put in the
-outbox (.data/replay/endpoint-<digest>.json); the same command goes on from there.
+outbox (endpoint-<digest>.json in KOPILKA_REPLAY_STATE_DIR); the same command goes on from there.
 """
 
 from __future__ import annotations

@@ -22,8 +22,8 @@ event exists, and not in the events); webhook_audit (webhooks.audit/dead); dead_
 outbound tables (webhook_endpoints, webhook_deliveries, webhook_attempts, telegram_*).
 
 Stop and resume: the catch-up saves the next offset of every partition after every batch it
-wrote (.data/replay/events-<digest>.json); the same command run again goes on from there, and
-re-applying a batch is harmless (idempotent on event_id).
+wrote (events-<digest>.json in KOPILKA_REPLAY_STATE_DIR); the same command run again goes on from
+there, and re-applying a batch is harmless (idempotent on event_id).
 """
 
 from __future__ import annotations
@@ -55,9 +55,13 @@ class Span:
     until: datetime | None = None
     from_offset: int | None = None
     to_offset: int | None = None
+    # the span as the operator typed it ("24h" resolves to another time each run): when given,
+    # the resume state is named after it, so the same command finds its state again
+    typed: tuple | None = field(default=None, compare=False)
 
     def digest(self, *more: object) -> str:
-        what = [self.since, self.until, self.from_offset, self.to_offset, *more]
+        what = [self.since, self.until, self.from_offset, self.to_offset]
+        what = [*(what if self.typed is None else self.typed), *more]
         return hashlib.sha1(repr(what).encode(), usedforsecurity=False).hexdigest()[:12]
 
 

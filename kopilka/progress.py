@@ -1,5 +1,7 @@
 """Progress of a long command (a replay): a bar with rate and ETA on a terminal, a plain line
-per 10 % otherwise (logs, CI), and a closing summary either way."""
+per 10 % otherwise (logs, CI), and a closing summary either way; and the same figures as
+Prometheus gauges, which `serve_metrics` exposes while the command runs
+(KOPILKA_REPLAY_METRICS_PORT)."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ import sys
 import time
 from typing import TextIO
 
+from prometheus_client import Gauge, start_http_server
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -17,10 +20,26 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+# labelled by kind ("raw", "events"): a handful of values, whatever the shops
+DONE = Gauge("kopilka_replay_records_done", "Records a replay has read so far", ["replay"])
+EXPECTED = Gauge(
+    "kopilka_replay_records_expected", "Records a replay will read (set at its start)", ["replay"]
+)
+RATE = Gauge("kopilka_replay_records_per_second", "A replay's rate since it started", ["replay"])
+
+
+def serve_metrics(port: int, host: str) -> None:
+    """/metrics on this port while the command runs (its gauges, and the process's own)."""
+    start_http_server(port, addr=host)
+
 
 class Reporter:
     def __init__(self, what: str, total: int, out: TextIO | None = None) -> None:
         self.what, self.total, self.done = what, max(total, 0), 0
+        kind = what.removeprefix("replay ")
+        self._gauges = DONE.labels(kind), RATE.labels(kind)
+        EXPECTED.labels(kind).set(self.total)
+        self._gauges[0].set(0)
         self.out = out or sys.stderr
         self.started = time.monotonic()
         self._next_tenth = 1
@@ -44,6 +63,8 @@ class Reporter:
 
     def advance(self, n: int = 1) -> None:
         self.done += n
+        self._gauges[0].set(self.done)
+        self._gauges[1].set(self.rate())
         if self._bar is not None:
             self._bar.update(self._task, advance=n, rate=f"{self.rate():,.0f}")
             return

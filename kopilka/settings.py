@@ -138,6 +138,9 @@ class Settings(BaseSettings):
     # purchase under another customer is refused by it): kept forever unless set, and never
     # pruned before they are settled (order_refund_window_days) nor younger than the horizon.
     retention_order_claims_days: int = Field(0, ge=0)
+    # Where `kopilka replay` keeps the progress of an interrupted replay (run the same command
+    # again to go on); relative paths are under the working directory. Must be writable.
+    replay_state_dir: Path = Path(".data/replay")
     # How far back anything may be replayed into the pipeline (Kafka retention of the topics,
     # dead-letter redrives). No outbox row younger than this is pruned: a replay would re-send.
     replay_horizon_days: int = Field(8, ge=0)
@@ -181,7 +184,9 @@ class Settings(BaseSettings):
     # one on this port (0 or unset: no metrics endpoint). Every process needs its own port.
     worker_metrics_port: int | None = Field(None, ge=0, le=65535)
     dispatch_metrics_port: int | None = Field(None, ge=0, le=65535)
-    metrics_host: str = "127.0.0.1"  # where those two listen (0.0.0.0 in a container)
+    # `kopilka replay` serves its progress (kopilka_replay_*) on this port while it runs.
+    replay_metrics_port: int | None = Field(None, ge=0, le=65535)
+    metrics_host: str = "127.0.0.1"  # where those listen (0.0.0.0 in a container)
     # How often the worker samples consumer lag and table sizes, the dispatcher its outboxes.
     metrics_sample_interval_s: float = Field(5.0, gt=0)
 

@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import argparse
 import io
+import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
+from prometheus_client import REGISTRY
 
-from kopilka.cli_replay import add_parsers, check_events_args, moment
+from kopilka.cli_replay import add_parsers, check_events_args, moment, raw_job, span_of
 from kopilka.progress import Reporter
+from kopilka.settings import Settings
 
 
 def test_moment_takes_iso_times_and_durations_ago():
@@ -61,3 +65,57 @@ def test_replay_events_refuses_what_makes_no_sense_in_words():
         _events("--into", "postgres", "--from", "1h", "--restart")
     )
     assert "--batch" in check_events_args(_events("--into", "postgres", "--batch", "0"))
+
+
+def _raw(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    add_parsers(parser.add_subparsers(dest="command"))
+    return parser.parse_args(["replay", "raw", *argv])
+
+
+def test_resume_state_is_named_after_the_arguments_as_typed(tmp_path):
+    """`--from 24h` means another moment each run; the same command must still find its state."""
+    first = _raw("--from", "24h", "--to", "5m", "--tenant", "t-1")
+    time.sleep(0.01)
+    again = _raw("--from", "24h", "--to", "5m", "--tenant", "t-1")
+    assert first.since != again.since  # resolved anew...
+    assert raw_job(first).state_path(tmp_path) == raw_job(again).state_path(tmp_path)  # ...same
+    assert raw_job(first).state_path(tmp_path) != raw_job(
+        _raw("--from", "25h", "--to", "5m", "--tenant", "t-1")
+    ).state_path(tmp_path)
+    assert raw_job(first).state_path(tmp_path) != raw_job(
+        _raw("--from", "24h", "--to", "5m", "--tenant", "t-1", "--into-bootstrap", "h:9092")
+    ).state_path(tmp_path)
+    spans = [span_of(_events("--to-endpoint", "x", "--from", "2h")) for _ in range(2)]
+    assert spans[0].digest("x") == spans[1].digest("x")
+    assert spans[0].digest("x") != span_of(_events("--to-endpoint", "x", "--from", "3h")).digest(
+        "x"
+    )
+
+
+def test_a_dry_run_keeps_no_resume_state(tmp_path):
+    """A dry run feeds nothing: progress it saved would make the real run skip records."""
+    assert raw_job(_raw("--from", "24h", "--dry-run")).state_path(tmp_path) is None
+    assert raw_job(_raw("--from", "24h")).state_path(tmp_path) is not None
+
+
+def test_a_bad_time_is_refused_naming_the_option():
+    with pytest.raises(SystemExit):
+        _raw("--from", "yesterday")
+
+
+def test_replay_state_folder_is_a_setting_relative_to_the_working_directory(monkeypatch):
+    monkeypatch.delenv("KOPILKA_REPLAY_STATE_DIR", raising=False)
+    assert Settings(_env_file=None).replay_state_dir == Path(".data/replay")
+    monkeypatch.setenv("KOPILKA_REPLAY_STATE_DIR", "/var/lib/kopilka/replay")
+    assert Settings(_env_file=None).replay_state_dir == Path("/var/lib/kopilka/replay")
+
+
+def test_progress_is_also_a_set_of_prometheus_gauges():
+    reporter = Reporter("replay raw", 1000, out=io.StringIO())
+    sample = REGISTRY.get_sample_value
+    assert sample("kopilka_replay_records_expected", {"replay": "raw"}) == 1000
+    assert sample("kopilka_replay_records_done", {"replay": "raw"}) == 0
+    reporter.advance(250)
+    assert sample("kopilka_replay_records_done", {"replay": "raw"}) == 250
+    assert sample("kopilka_replay_records_per_second", {"replay": "raw"}) > 0

@@ -19,7 +19,10 @@ free ports), then, in this order:
  7. the read model is rebuilt from every event the steps above put on loyalty.events
     (`kopilka replay events --into postgres`, tests/perf/events_replay_bench.py): events/s;
  8. the live event stream: 200 streams over 20 shops, 1,000 paced purchases, every event on every
-    stream of its shop; latency webhook -> stream event p50/p99, ingress CPU (stream_bench.py).
+    stream of its shop; latency webhook -> stream event p50/p99, ingress CPU (stream_bench.py);
+ 9. every record the steps above put on webhooks.raw is replayed (`kopilka replay raw`, a real
+    re-feed, tests/perf/raw_replay_bench.py): records/s. Last, because the worker then
+    processes the duplicates it fed (after the timing), which would disturb any later step.
 Prints the table and writes it, with every raw figure, to .data/bench/last.json. Figures are
 measured, never asserted; the machine is shared, so read them as one sample, not a verdict.
 """
@@ -39,6 +42,7 @@ import events_replay_bench
 import http_bench
 import loyalty_bench
 import naive_bench
+import raw_replay_bench
 import stream_bench
 import worker_bench as wb
 from benchkit import Shop, new_shop, size_mb, start_stack, start_worker, stop, tables_dir, workers
@@ -156,6 +160,8 @@ def measure(args: argparse.Namespace, stack, log, f: dict) -> None:
     f["events_rebuild"] = events_replay_bench.rebuild_rate(stack)
     log("8. live event stream: 200 streams, 1,000 purchases")
     f["stream"] = run(stream_bench.measure(stack))
+    log("9. every raw webhook replayed (kopilka replay raw)")
+    f["raw_replay"] = raw_replay_bench.refeed_rate(stack)
     f["machine"]["loadavg_end"] = os.getloadavg()
 
 
@@ -264,6 +270,13 @@ def table(f: dict, args: argparse.Namespace) -> list[tuple[str, str, str]]:
             f"{f['events_rebuild']['read']:,} events in {f['events_rebuild']['seconds']} s,"
             f" CPU/event: replay {f['events_rebuild']['replay_cpu_us_per_event']} us,"
             f" Postgres {f['events_rebuild']['postgres_cpu_us_per_event']} us",
+        ),
+        (
+            "raw webhooks replayed, read and fed again (records/s)",
+            _n(f["raw_replay"]["records_per_s"]),
+            f"{f['raw_replay']['scanned']:,} records in {f['raw_replay']['seconds']} s"
+            f" (step 9, after the stream step),"
+            f" CPU/record {f['raw_replay']['cpu_us_per_record']} us",
         ),
     ]
     return rows + stream_bench.rows(f["stream"])
