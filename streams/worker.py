@@ -18,11 +18,14 @@ import streams.watchdog  # noqa: F401 - these imports register the agents and th
 from kopilka.logging import dict_config
 from kopilka.settings import get_settings
 from streams.app import app
+from streams.local_tables import LocalTables
 
 
 def run() -> None:
     settings = get_settings()
     Path(app.conf.datadir).mkdir(parents=True, exist_ok=True)
+    tables = LocalTables(Path(app.conf.tabledir))
+    tables.open()  # dropped unless the last run stopped cleanly (streams.local_tables)
     worker = faust.Worker(
         app,
         loglevel=settings.log_level.lower(),
@@ -30,4 +33,9 @@ def run() -> None:
         # Faust's and aiokafka's lines as JSON, like ours (kopilka.logging)
         logging_config=dict_config(settings.log_level, settings.log_format),
     )
-    worker.execute_from_commandline()
+    try:
+        worker.execute_from_commandline()
+    except SystemExit as exc:
+        if exc.code in (0, None):
+            tables.stopped_cleanly()
+        raise
