@@ -46,12 +46,6 @@ async def test_redis_stopped_for_30_s(fault_stack):
     assert_clean(await run_scenario(fault_stack, "redis down 30s", fault))
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="open (issue 10): passed 141 | 0 | 0 | 0 on its own after the refund fix, failed in "
-    "the clean-clone run of the whole suite (no dead letter, no worker error in its log); cause "
-    "not found yet",
-)
 @pytest.mark.timeout(600)
 async def test_broker_killed_and_restarted_with_requests_in_flight(fault_stack):
     async def fault(fs, t):

@@ -19,18 +19,6 @@ KILLS = 10
 REBALANCE_MARKERS = (b"Revoking previously assigned partitions", b"(Re-)joining group")
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="open (issue 10): ten kill -9s under the mixed load. Fixed this session, each found "
-    "with the checker's raw partition@offset: records Faust skipped around a rebalance yet "
-    "acknowledged; never-committed partitions committed from the first record handed over, "
-    "not the start of their log; records processed before the seek to the committed offset; "
-    "refunds overtaking the same customer's spend (streams/consumer.py, schemas/routing.py). "
-    "Runs went from 92-109 lost of ~1,000 (most with no command ever sent) to 8-16 of ~820, "
-    "none without its command: a spend rejected or a level change missing because the "
-    "customer's state or a referral award came late after a restart; once the Postgres sink "
-    "refused a lot's move (remaining < 0), i.e. the engine emitted two histories of one lot",
-)
 @pytest.mark.timeout(600)
 async def test_worker_killed_ten_times_under_mixed_load(fault_stack):
     rng = random.Random(10)
@@ -50,13 +38,6 @@ async def test_worker_killed_ten_times_under_mixed_load(fault_stack):
     assert_clean(await run_scenario(fault_stack, "worker kill -9 x10", fault, rate=8))
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="open (issue 10): 386 accepted, 4 lost, 0 doubled, 8 drift after this session's "
-    "consumer fixes (288 | 3 | 0 | 14 before): a referrer's spend rejected because the referral "
-    "award (a follow-up command from the referee's partition) reached the ledger after it, and "
-    "the refunds that depended on that spend; the pure core applies a referral award at once",
-)
 @pytest.mark.timeout(600)
 async def test_two_workers_one_killed_mid_rebalance(fault_stack):
     async def fault(fs, t):
