@@ -53,7 +53,7 @@ def _name(tenant_id: str, order_id: str) -> str:
 class LocalOrderRoutes:
     backend = "in-process"
 
-    def __init__(self, keep_s: float, maxsize: int = 500_000) -> None:
+    def __init__(self, keep_s: float, maxsize: int = 200_000) -> None:  # ~40 MB at most
         self._routes: TTLCache[str, bytes] = TTLCache(maxsize, keep_s)
 
     async def remember(self, tenant_id: str, parsed: ParsedWebhook, key: bytes) -> None:
