@@ -147,6 +147,13 @@ def _park(customer_key: str, okey: str, state: CustomerState, cmd: RefundCommand
     parked = _parked(ledger_table.get(pkey))
     if all(refund.command_id != cmd.command_id for refund in parked):
         ledger_table[pkey] = orjson.dumps([r.model_dump_json() for r in (*parked, cmd)])
+        log.info(
+            "refund_parked",
+            tenant_id=cmd.tenant_id,
+            request_id=cmd.request_id,
+            command_id=cmd.command_id,
+            reason="its order's purchase or spend has not reached the ledger yet",
+        )
     return Result(state, None, [], "parked", reason=f"waiting for order {cmd.order_id}")
 
 
