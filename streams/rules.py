@@ -42,6 +42,7 @@ from schemas.events import (
     ReferralAwarded,
     SpendRejected,
 )
+from schemas.frozen_copy import replaced
 from schemas.messages import (
     Command,
     CustomerRef,
@@ -71,22 +72,22 @@ def award_points(amount: Decimal, percent: Decimal, rounding: str = "floor") -> 
     """round(amount × percent / 100) to whole points with the tenant's rounding mode."""
     if amount < 0 or percent < 0:
         raise ValueError("amount and percent must not be negative")
-    with decimal.localcontext(_EXACT):
-        return int((amount * percent / _HUNDRED).to_integral_value(rounding=_ROUNDING[rounding]))
+    exact = _EXACT.divide(_EXACT.multiply(amount, percent), _HUNDRED)
+    return int(exact.to_integral_value(rounding=_ROUNDING[rounding], context=_EXACT))
 
 
 def share(points: int, part: Decimal, whole: Decimal) -> int:
     """round_half_up(points × part / whole), exact at part == whole, never above `points`."""
     if whole <= 0 or part >= whole:
         return points
-    with decimal.localcontext(_EXACT):
-        value = (Decimal(points) * part / whole).to_integral_value(rounding=ROUND_HALF_UP)
-    return min(points, int(value))
+    exact = _EXACT.divide(_EXACT.multiply(Decimal(points), part), whole)
+    return min(points, int(exact.to_integral_value(rounding=ROUND_HALF_UP, context=_EXACT)))
 
 
 def _money(value: Decimal) -> str:
     """A plain decimal string (never exponent notation) for the public contract."""
-    return format(value, "f")
+    text = str(value)  # the same text as format(value, "f") unless it has an exponent
+    return format(value, "f") if "E" in text else text
 
 
 # --- state ---------------------------------------------------------------------------------
@@ -188,6 +189,7 @@ class OrderState(BaseModel):
 
 
 CustomerState.model_rebuild()
+_NO_ORDER = OrderState()  # frozen: one shared empty entry for orders not seen yet
 
 
 _ORDER_COMMANDS = frozenset({PurchaseCommand, SpendCommand, RefundCommand})
@@ -242,22 +244,23 @@ class _Builder:
             level=self.level,
             **fields,
         )
-        self.events.append(event.model_dump_json())
+        # model_dump_json's own serialiser, without the wrapper's argument handling
+        self.events.append(model.__pydantic_serializer__.to_json(event).decode())
         return event
 
     def expire_due(self) -> None:
         at = self.cmd.occurred_at
-        for lot in sorted(self.lots, key=_lot_order):
-            if lot.expires_at <= at:
-                self.lots.remove(lot)
-                if lot.remaining:
-                    self.emit(
-                        BonusExpired,
-                        derived_id(lot.lot_id, "bonus_expired", self.seq + 1),
-                        lot_id=lot.lot_id,
-                        points=lot.remaining,
-                        expired_at=lot.expires_at,
-                    )
+        due = [lot for lot in self.lots if lot.expires_at <= at]
+        for lot in sorted(due, key=_lot_order) if due else ():
+            self.lots.remove(lot)
+            if lot.remaining:
+                self.emit(
+                    BonusExpired,
+                    derived_id(lot.lot_id, "bonus_expired", self.seq + 1),
+                    lot_id=lot.lot_id,
+                    points=lot.remaining,
+                    expired_at=lot.expires_at,
+                )
 
     def take(self, points: int, lots: list[Lot]) -> list[Taken]:
         """Take up to `points` from `lots` in order; returns what was taken from which lot."""
@@ -281,7 +284,7 @@ class _Builder:
             if lot.remaining == n:
                 del self.lots[i]
             else:
-                self.lots[i] = lot.model_copy(update={"remaining": lot.remaining - n})
+                self.lots[i] = replaced(lot, remaining=lot.remaining - n)
         return taken
 
     def add_lot(self, lot_id: str, points: int, rules: TenantRules) -> Lot:
@@ -300,9 +303,7 @@ class _Builder:
             return lot
         for i, open_lot in enumerate(self.lots):
             if (open_lot.available_at, open_lot.expires_at) == (lot.available_at, lot.expires_at):
-                self.lots[i] = open_lot.model_copy(
-                    update={"remaining": open_lot.remaining + points}
-                )
+                self.lots[i] = replaced(open_lot, remaining=open_lot.remaining + points)
                 return self.lots[i]
         self.lots.append(lot)
         return lot
@@ -324,14 +325,13 @@ class _Builder:
             )
 
     def state(self, base: CustomerState, **changes) -> CustomerState:
-        return base.model_copy(
-            update={
-                "seq": self.seq,
-                "lots": tuple(self.lots),
-                "lifetime_spend": self.lifetime,
-                "level": self.level,
-                **changes,
-            }
+        return replaced(
+            base,
+            seq=self.seq,
+            lots=tuple(self.lots),
+            lifetime_spend=self.lifetime,
+            level=self.level,
+            **changes,
         )
 
 
@@ -350,7 +350,7 @@ def remembered(
 def apply(state: CustomerState, orders: Mapping[str, OrderState], cmd: Command) -> Result:
     """Apply one command to one customer's ledger."""
     key = order_key(cmd)
-    order = orders.get(key, OrderState()) if key is not None else None
+    order = (orders.get(key) or _NO_ORDER) if key is not None else None
     if key is not None and state.last_command == cmd.command_id and state.last_order_key == key:
         order = state.last_order  # the order entry's write was lost; the customer entry has it
     seen = remembered(state, order, cmd.command_id)
@@ -359,7 +359,7 @@ def apply(state: CustomerState, orders: Mapping[str, OrderState], cmd: Command) 
         return Result(
             state, order, list(seen.events), seen.status, followups, seen.reason, replayed=True
         )
-    result = _HANDLERS[type(cmd)](state, order or OrderState(), cmd)
+    result = _HANDLERS[type(cmd)](state, order or _NO_ORDER, cmd)
     if result.status == "duplicate":
         return result
     memo = Remembered(
@@ -371,21 +371,21 @@ def apply(state: CustomerState, orders: Mapping[str, OrderState], cmd: Command) 
     )
     if key is not None:
         kept = (result.order or order).emitted
-        result.order = (result.order or order).model_copy(
-            update={"emitted": (*kept, memo)[-REMEMBERED_PER_ORDER:]}
+        result.order = replaced(
+            result.order or order, emitted=(*kept, memo)[-REMEMBERED_PER_ORDER:]
+        )
+        result.state = replaced(
+            result.state, last_command=cmd.command_id, last_order_key=key, last_order=result.order
         )
     else:
         kept = result.state.recent
-        result.state = result.state.model_copy(
-            update={"recent": (*kept, memo)[-REMEMBERED_PER_CUSTOMER:]}
+        result.state = replaced(
+            result.state,
+            recent=(*kept, memo)[-REMEMBERED_PER_CUSTOMER:],
+            last_command=cmd.command_id,
+            last_order_key=None,
+            last_order=None,
         )
-    result.state = result.state.model_copy(
-        update={
-            "last_command": cmd.command_id,
-            "last_order_key": key,
-            "last_order": result.order if key is not None else None,
-        }
-    )
     return result
 
 
@@ -433,13 +433,12 @@ def _purchase(state: CustomerState, order: OrderState, cmd: PurchaseCommand) -> 
                 amount=cmd.amount,
             )
         )
-    new_order = order.model_copy(
-        update={
-            "purchase_command": cmd.command_id,
-            "amount": cmd.amount,
-            "award_lot": lot.lot_id if points else None,
-            "awarded": points,
-        }
+    new_order = replaced(
+        order,
+        purchase_command=cmd.command_id,
+        amount=cmd.amount,
+        award_lot=lot.lot_id if points else None,
+        awarded=points,
     )
     new_state = b.state(state, purchases=state.purchases + 1)
     return Result(new_state, new_order, b.events, "applied", followups)
@@ -466,8 +465,8 @@ def _referral(state: CustomerState, order: OrderState, cmd: ReferralCommand) -> 
         available_at=lot.available_at,
         expires_at=lot.expires_at,
     )
-    new_order = order.model_copy(
-        update={"purchase_command": cmd.command_id, "award_lot": lot.lot_id, "awarded": points}
+    new_order = replaced(
+        order, purchase_command=cmd.command_id, award_lot=lot.lot_id, awarded=points
     )
     return Result(b.state(state), new_order, b.events, "applied")
 
@@ -548,12 +547,11 @@ def _spend(state: CustomerState, order: OrderState, cmd: SpendCommand) -> Result
         order_amount=_money(cmd.order_amount) if cmd.order_amount is not None else None,
         lots=[LotPoints(lot_id=t.lot_id, points=t.points) for t in taken],
     )
-    new_order = order.model_copy(
-        update={
-            "spend_command": cmd.command_id,
-            "spend_order_amount": cmd.order_amount,
-            "spent": tuple(taken),
-        }
+    new_order = replaced(
+        order,
+        spend_command=cmd.command_id,
+        spend_order_amount=cmd.order_amount,
+        spent=tuple(taken),
     )
     return Result(b.state(state), new_order, b.events, "applied")
 
@@ -615,7 +613,7 @@ def _refund(state: CustomerState, order: OrderState, cmd: RefundCommand) -> Resu
         lots = {lot.lot_id: i for i, lot in enumerate(b.lots)}
         if t.lot_id in lots:
             lot = b.lots[lots[t.lot_id]]
-            b.lots[lots[t.lot_id]] = lot.model_copy(update={"remaining": lot.remaining + n})
+            b.lots[lots[t.lot_id]] = replaced(lot, remaining=lot.remaining + n)
         else:
             b.lots.append(
                 Lot(
@@ -636,13 +634,12 @@ def _refund(state: CustomerState, order: OrderState, cmd: RefundCommand) -> Resu
         )
         b.expire_due()
     b.relevel(cmd.rules, cmd.order_id)
-    new_order = order.model_copy(
-        update={
-            "refunds": {**order.refunds, cmd.refund_id: cmd.command_id},
-            "refunded": refunded,
-            "reversed": order.reversed + max(reverse, 0),
-            "returned": order.returned + (give_back - left),
-        }
+    new_order = replaced(
+        order,
+        refunds={**order.refunds, cmd.refund_id: cmd.command_id},
+        refunded=refunded,
+        reversed=order.reversed + max(reverse, 0),
+        returned=order.returned + (give_back - left),
     )
     return Result(b.state(state), new_order, b.events, "applied")
 
