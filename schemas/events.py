@@ -44,7 +44,7 @@ class Event(BaseModel):
     level: str | None = Field(None, description="The customer's level after this event")
 
     def to_bytes(self) -> bytes:
-        return self.model_dump_json().encode()
+        return self.__pydantic_serializer__.to_json(self)  # model_dump_json's bytes
 
     @property
     def key(self) -> bytes:

@@ -21,7 +21,7 @@ class Record(BaseModel):
     model_config = ConfigDict(frozen=True, extra="ignore")
 
     def to_bytes(self) -> bytes:
-        return self.model_dump_json().encode()
+        return self.__pydantic_serializer__.to_json(self)  # model_dump_json's bytes
 
     @classmethod
     def from_bytes(cls, data: bytes):

@@ -142,7 +142,7 @@ class CustomerState(BaseModel):
         return sum(lot.remaining for lot in self.lots if lot.active(at))
 
     def to_bytes(self) -> bytes:
-        return self.model_dump_json().encode()
+        return self.__pydantic_serializer__.to_json(self)  # model_dump_json's bytes
 
     @classmethod
     def from_bytes(cls, data: bytes | None) -> CustomerState:
@@ -181,11 +181,11 @@ class OrderState(BaseModel):
     settled: bool = False
 
     def to_bytes(self) -> bytes:
-        return self.model_dump_json().encode()
+        return self.__pydantic_serializer__.to_json(self)  # model_dump_json's bytes
 
     @classmethod
     def from_bytes(cls, data: bytes | None) -> OrderState:
-        return cls() if data is None else cls.model_validate_json(data)
+        return _NO_ORDER if data is None else cls.model_validate_json(data)
 
 
 CustomerState.model_rebuild()

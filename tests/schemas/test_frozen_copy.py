@@ -69,3 +69,54 @@ def test_models_with_extra_fields_take_model_copys_path():
     model = _WithExtra(a=1, b=2)
     _same(replaced(model, a=3), model.model_copy(update={"a": 3}))
     assert replaced(model, a=3).__pydantic_extra__ == {"b": 2}
+
+
+def test_to_bytes_writes_what_model_dump_json_wrote():
+    """Records, events and table entries encode with the serialiser directly: the same bytes."""
+    from schemas.events import BonusAwarded
+    from schemas.messages import AuditRecord, CustomerRef, PurchaseCommand
+    from schemas.tenant_rules import TenantRules
+
+    customer = CustomerRef(id="c", email="ё@example.com")
+    models = [
+        AuditRecord(
+            event_id="e",
+            tenant_id="t",
+            received_at=AT,
+            status="accepted",
+            code="ok",
+            reason="1 command(s), 0 refused",
+        ),
+        PurchaseCommand(
+            command_id="c",
+            request_id="r",
+            tenant_id="t",
+            customer=customer,
+            occurred_at=AT,
+            rules=TenantRules(),
+            order_id="o",
+            amount=Decimal("1E+2"),
+        ),
+        BonusAwarded(
+            event_id="e",
+            tenant_id="t",
+            customer=customer,
+            occurred_at=AT,
+            seq=1,
+            balance_after=5,
+            lifetime_spend="100",
+            order_id="o",
+            amount="100",
+            percent="5",
+            points=5,
+            available_at=AT,
+            expires_at=AT,
+        ),
+        CustomerState(lots=(_lot(1),), last_order=OrderState(refunds={"r": "c"})),
+        OrderState(
+            amount=Decimal("0.10"),
+            emitted=(Remembered(command_id="c", status="applied", events=('{"x":"\\u0001"}',)),),
+        ),
+    ]
+    for model in models:
+        assert model.to_bytes() == model.model_dump_json().encode()
