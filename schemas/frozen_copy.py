@@ -1,19 +1,29 @@
-"""`replaced(model, **changes)`: a frozen model with some fields changed, for hot paths.
+"""Frozen pydantic models built or changed without validation, for hot paths.
 
-What `model.model_copy(update=changes)` does (no validation there either: the changes are the
-caller's own, already valid values), without its generic steps (a deep-copy option, a private
-attribute walk, two `copy.copy` calls): about a third of its cost, and the ledger's rules core
-makes four or five copies per command. The field order of the copy is the original's, so it
-serialises byte for byte like `model_copy`'s (tests/schemas/test_frozen_copy.py)."""
+`replaced(model, **changes)` is what `model.model_copy(update=changes)` does (no validation
+there either: the changes are the caller's own, already valid values), without its generic
+steps (a deep-copy option, a private attribute walk, two `copy.copy` calls): about a third of
+its cost, and the ledger's rules core makes four or five copies per command.
+
+`constructed(cls, **values)` is `cls.model_construct(**values)` for models without aliases,
+private attributes or extra fields, without the per-field alias search: values the caller
+already checked (the parser's own, checked by hand). Unknown names are an error, not dropped.
+
+Both keep the model's field order, so they serialise byte for byte like pydantic's own
+(tests/schemas/test_frozen_copy.py)."""
 
 from __future__ import annotations
 
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
 M = TypeVar("M", bound=BaseModel)
 _set = object.__setattr__
+_UNSET: Any = object()
+# per model: (name, default or _UNSET, default factory or None) of each field, or None when
+# the model needs model_construct's general path
+_PLANS: dict[type, list[tuple[str, Any, Any]] | None] = {}
 
 
 def replaced(model: M, **changes: object) -> M:
@@ -29,3 +39,47 @@ def replaced(model: M, **changes: object) -> M:
     _set(copy, "__pydantic_extra__", None)
     _set(copy, "__pydantic_private__", None)
     return copy
+
+
+def constructed(cls: type[M], **values: Any) -> M:
+    """`cls.model_construct(**values)`: fields not given take their defaults."""
+    plan = _PLANS.get(cls, _UNSET)
+    if plan is _UNSET:
+        plan = _PLANS[cls] = _plan(cls)
+    if plan is None:
+        return cls.model_construct(**values)
+    fields: dict[str, Any] = {}
+    for name, default, factory in plan:
+        if name in values:
+            fields[name] = values[name]
+        elif factory is not None:
+            fields[name] = factory()
+        elif default is not _UNSET:
+            fields[name] = default
+    if len(fields) < len(values) or any(name not in fields for name in values):
+        raise TypeError(f"{cls.__name__} has no field {sorted(set(values) - set(fields))}")
+    model = cls.__new__(cls)
+    _set(model, "__dict__", fields)
+    _set(model, "__pydantic_fields_set__", set(values))
+    _set(model, "__pydantic_extra__", None)
+    _set(model, "__pydantic_private__", None)
+    return model
+
+
+def _plan(cls: type[BaseModel]) -> list[tuple[str, Any, Any]] | None:
+    if (
+        cls.__pydantic_root_model__
+        or cls.__pydantic_post_init__
+        or cls.__private_attributes__
+        or cls.model_config.get("extra") == "allow"
+    ):
+        return None
+    plan = []
+    for name, field in cls.__pydantic_fields__.items():
+        if field.alias is not None or field.validation_alias is not None:
+            return None
+        if field.default_factory is not None and field.default_factory_takes_validated_data:
+            return None
+        default = _UNSET if field.is_required() or field.default_factory else field.default
+        plan.append((name, default, field.default_factory))
+    return plan

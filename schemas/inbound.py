@@ -19,6 +19,7 @@ from urllib.parse import parse_qsl, unquote
 from pydantic import BaseModel, ConfigDict, Field
 
 from schemas.errors import InboundError
+from schemas.frozen_copy import constructed, replaced
 from schemas.identity import normalize_email, normalize_phone
 from schemas.text_checks import check_tree, check_value, identifier, plain_json, shown
 
@@ -144,9 +145,10 @@ def _parsed(
     spend: Spend | None = None,
     refund: Refund | None = None,
 ) -> ParsedWebhook:
-    """model_construct with every field given: pydantic's default resolution in model_construct
-    (a signature inspection per default_factory) costs more than validating."""
-    return ParsedWebhook.model_construct(
+    """model_construct with every field given (schemas.frozen_copy.constructed: pydantic's
+    own model_construct searches aliases and defaults field by field, dearer than validating)."""
+    return constructed(
+        ParsedWebhook,
         action=action,
         purchases=purchases,
         rejected=rejected,
@@ -168,7 +170,8 @@ def _purchase(
     products: tuple[Product, ...] = (),
     attributes: dict[str, str] | None = None,
 ) -> Purchase:
-    return Purchase.model_construct(
+    return constructed(
+        Purchase,
         order_id=order_id,
         amount=amount,
         email=email,
@@ -608,7 +611,7 @@ def _batch(payload: _Fields, region: str, plain: bool = False) -> ParsedWebhook:
             )
             continue
         seen.add(order_id)
-        purchases.append(purchase.model_copy(update={"index": i}))
+        purchases.append(replaced(purchase, index=i))
     if not purchases:
         first = rejected[0]
         raise InboundError(
@@ -709,8 +712,7 @@ def _tilda(data: Any, region: str) -> ParsedWebhook:
     if all(_is_tilda_test(item) for item in data):
         return _parsed(action="tilda_test")
     purchases = tuple(
-        _tilda_order(item, f"[{i}].", region).model_copy(update={"index": i})
-        for i, item in enumerate(data)
+        replaced(_tilda_order(item, f"[{i}].", region), index=i) for i, item in enumerate(data)
     )
     return _parsed(action="purchase", purchases=purchases)
 

@@ -28,6 +28,7 @@ from kopilka.ids import derived_id
 from kopilka.logging import get_logger
 from kopilka.rules_feed import RulesTable
 from kopilka.tenants import TenantDirectory
+from schemas.frozen_copy import constructed
 from schemas.identity import normalize_phone
 from schemas.inbound import InboundError, ParsedWebhook, Purchase, parse_webhook
 from schemas.messages import (
@@ -188,21 +189,7 @@ class Normalizer:
             if isinstance(result, Refused):
                 done.refused.append(refusal(env, p.index, result.code, result.reason))
                 continue
-            done.commands.append(
-                PurchaseCommand(
-                    command_id=derived_id(env.event_id, p.index),
-                    request_id=env.event_id,
-                    wait=env.wait,
-                    tenant_id=env.tenant_id,
-                    rules=rules,
-                    item=p.index,
-                    customer=result,
-                    order_id=p.order_id,
-                    amount=p.amount,
-                    description=p.description,
-                    occurred_at=env.received_at,
-                )
-            )
+            done.commands.append(purchase_command(env, rules, p, result))
         return [out[env.event_id] for env, _, _ in segment]
 
     async def _commands(
@@ -317,6 +304,28 @@ class Normalizer:
             referrer_id=referrer_id,
             **fields,
         )
+
+
+def purchase_command(
+    env: RawEnvelope, rules: TenantRules, p: Purchase, customer: CustomerRef
+) -> PurchaseCommand:
+    """The command of one purchase, built from parts already checked (the envelope read from
+    Kafka, the parsed body, the tenant's rules, the customer found): not validated again, which
+    was a third of the cost of making one (the ledger validates what it reads)."""
+    return constructed(
+        PurchaseCommand,
+        command_id=derived_id(env.event_id, p.index),
+        request_id=env.event_id,
+        wait=env.wait,
+        tenant_id=env.tenant_id,
+        rules=rules,
+        item=p.index,
+        customer=customer,
+        order_id=p.order_id,
+        amount=p.amount,
+        description=p.description,
+        occurred_at=env.received_at,
+    )
 
 
 def refund_key(amount: Decimal | None) -> str:

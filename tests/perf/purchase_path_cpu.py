@@ -29,11 +29,7 @@ import streams.ledger as ledger_mod
 import streams.normalize as normalize_mod
 from kopilka.ids import derived_id, new_event_id
 from schemas.inbound import parse_webhook
-from schemas.messages import (
-    CustomerRef,
-    PurchaseCommand,
-    RawEnvelope,
-)
+from schemas.messages import CustomerRef, RawEnvelope
 from schemas.tenant_rules import TenantRules
 from sinks.postgres import AuditSink, LedgerSink
 from streams.outbound import read_event
@@ -74,19 +70,7 @@ class Path_:
         cmds = []
         for p in parsed.purchases:
             customer = CustomerRef(id=derived_id(env.tenant_id, "customer", "email", p.email))
-            cmd = PurchaseCommand(
-                command_id=derived_id(env.event_id, p.index),
-                request_id=env.event_id,
-                wait=env.wait,
-                tenant_id=env.tenant_id,
-                rules=self.rules,
-                item=p.index,
-                customer=customer,
-                order_id=p.order_id,
-                amount=p.amount,
-                description=p.description,
-                occurred_at=env.received_at,
-            )
+            cmd = normalize_mod.purchase_command(env, self.rules, p, customer)
             cmds.append((cmd.key, cmd.to_bytes()))
         audit = normalize_mod.accepted(env, len(cmds), 0).to_bytes()
         return cmds, audit

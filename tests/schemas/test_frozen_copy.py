@@ -9,7 +9,7 @@ from decimal import Decimal
 import pytest
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from schemas.frozen_copy import replaced
+from schemas.frozen_copy import constructed, replaced
 from streams.rules import CustomerState, Lot, OrderState, Remembered, Taken
 
 AT = datetime(2026, 5, 1, 12, 30, tzinfo=UTC)
@@ -120,3 +120,20 @@ def test_to_bytes_writes_what_model_dump_json_wrote():
     ]
     for model in models:
         assert model.to_bytes() == model.model_dump_json().encode()
+
+
+def test_constructed_is_model_construct_and_equals_the_validated_model():
+    from schemas.inbound import ParsedWebhook, Purchase
+
+    fields = {"order_id": "O-1", "amount": Decimal("10.5"), "source": "standard", "email": "a@b.c"}
+    built = constructed(Purchase, **fields)
+    _same(built, Purchase.model_construct(**fields))
+    _same(built, Purchase(**fields))  # defaults filled in (the attributes dict a fresh one)
+    assert (
+        built.attributes == {}
+        and built.attributes is not constructed(Purchase, **fields).attributes
+    )
+    parsed = constructed(ParsedWebhook, action="purchase", purchases=(built,))
+    _same(parsed, ParsedWebhook(action="purchase", purchases=(built,)))
+    with pytest.raises(TypeError, match="orderid"):
+        constructed(Purchase, orderid="O-1", **fields)
