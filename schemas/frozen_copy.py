@@ -21,9 +21,9 @@ from pydantic import BaseModel
 M = TypeVar("M", bound=BaseModel)
 _set = object.__setattr__
 _UNSET: Any = object()
-# per model: (name, default or _UNSET, default factory or None) of each field, or None when
-# the model needs model_construct's general path
-_PLANS: dict[type, list[tuple[str, Any, Any]] | None] = {}
+# per model: (its fields in order with their defaults, the required names, the fields with a
+# default factory), or None when the model needs model_construct's general path
+_PLANS: dict[type, tuple[dict[str, Any], frozenset[str], tuple] | None] = {}
 
 
 def replaced(model: M, **changes: object) -> M:
@@ -48,16 +48,15 @@ def constructed(cls: type[M], **values: Any) -> M:
         plan = _PLANS[cls] = _plan(cls)
     if plan is None:
         return cls.model_construct(**values)
-    fields: dict[str, Any] = {}
-    for name, default, factory in plan:
-        if name in values:
-            fields[name] = values[name]
-        elif factory is not None:
+    template, required, factories = plan
+    fields = template.copy()  # the model's field order, whatever the order of `values`
+    fields.update(values)
+    if len(fields) != len(template) or not required <= values.keys():
+        unknown, missing = set(values) - set(template), required - values.keys()
+        raise TypeError(f"{cls.__name__}: unknown {sorted(unknown)}, missing {sorted(missing)}")
+    for name, factory in factories:
+        if name not in values:
             fields[name] = factory()
-        elif default is not _UNSET:
-            fields[name] = default
-    if len(fields) < len(values) or any(name not in fields for name in values):
-        raise TypeError(f"{cls.__name__} has no field {sorted(set(values) - set(fields))}")
     model = cls.__new__(cls)
     _set(model, "__dict__", fields)
     _set(model, "__pydantic_fields_set__", set(values))
@@ -66,7 +65,7 @@ def constructed(cls: type[M], **values: Any) -> M:
     return model
 
 
-def _plan(cls: type[BaseModel]) -> list[tuple[str, Any, Any]] | None:
+def _plan(cls: type[BaseModel]) -> tuple[dict[str, Any], frozenset[str], tuple] | None:
     if (
         cls.__pydantic_root_model__
         or cls.__pydantic_post_init__
@@ -74,12 +73,16 @@ def _plan(cls: type[BaseModel]) -> list[tuple[str, Any, Any]] | None:
         or cls.model_config.get("extra") == "allow"
     ):
         return None
-    plan = []
+    template: dict[str, Any] = {}
+    required, factories = set(), []
     for name, field in cls.__pydantic_fields__.items():
         if field.alias is not None or field.validation_alias is not None:
             return None
-        if field.default_factory is not None and field.default_factory_takes_validated_data:
-            return None
-        default = _UNSET if field.is_required() or field.default_factory else field.default
-        plan.append((name, default, field.default_factory))
-    return plan
+        if field.default_factory is not None:
+            if field.default_factory_takes_validated_data:
+                return None
+            factories.append((name, field.default_factory))
+        elif field.is_required():
+            required.add(name)
+        template[name] = None if name in required or field.default_factory else field.default
+    return template, frozenset(required), tuple(factories)
