@@ -17,8 +17,8 @@ log = get_logger(__name__)
 
 
 async def ensure_topics(settings: Settings, timeout_s: float = 60.0) -> None:
-    """Create Kopilka's topics if missing, the ledger table's changelog included (idempotent;
-    safe from several processes at once)."""
+    """Create Kopilka's topics if missing, Faust's changelog and leader topics included
+    (idempotent; safe from several processes at once)."""
     deadline = asyncio.get_running_loop().time() + timeout_s
     while True:
         admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_list)
@@ -28,11 +28,11 @@ async def ensure_topics(settings: Settings, timeout_s: float = 60.0) -> None:
             missing = [
                 NewTopic(
                     spec.name,
-                    num_partitions=settings.topic_partitions,
+                    num_partitions=spec.partitions or settings.topic_partitions,
                     replication_factor=settings.topic_replication_factor,
                     topic_configs=_topic_configs(spec, settings),
                 )
-                for spec in topics.with_changelog(settings.worker_id)
+                for spec in topics.created_up_front(settings.worker_id)
                 if spec.name not in existing
             ]
             if missing:

@@ -11,6 +11,7 @@ class TopicSpec:
     key: str
     doc: str
     compacted: bool = False
+    partitions: int | None = None  # None: the deployment's KOPILKA_TOPIC_PARTITIONS
 
 
 WEBHOOKS_RAW = TopicSpec("webhooks.raw", "tenant_id", "raw request bodies accepted by ingest")
@@ -73,6 +74,17 @@ ALL = (
 )
 
 
-def with_changelog(worker_id: str) -> tuple[TopicSpec, ...]:
-    """Every topic a deployment creates up front: Kopilka's and the ledger's changelog."""
-    return (*ALL, ledger_changelog(worker_id))
+def leader_topic(worker_id: str) -> TopicSpec:
+    """Faust's leader election topic (one partition; its owner runs the leader-only timers,
+    e.g. the settlement sweep). Created up front for the same reason as the changelog: created
+    by Faust while the worker joined, it could be missing from the first assignment, and then
+    no worker was leader until the next rebalance."""
+    return TopicSpec(
+        f"{worker_id}-__assignor-__leader", "-", "Faust's leader election", partitions=1
+    )
+
+
+def created_up_front(worker_id: str) -> tuple[TopicSpec, ...]:
+    """Every topic a deployment creates before any worker starts: Kopilka's, and Faust's
+    internal ones (the ledger's changelog, the leader topic)."""
+    return (*ALL, ledger_changelog(worker_id), leader_topic(worker_id))

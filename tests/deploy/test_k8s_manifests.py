@@ -102,11 +102,11 @@ def test_topics_are_kopilkas_with_the_configured_partitions():
     partitions = int(config["KOPILKA_TOPIC_PARTITIONS"])
     rf = int(config["KOPILKA_TOPIC_REPLICATION_FACTOR"])
     declared = {t["spec"]["topicName"]: t["spec"] for t in by_kind("KafkaTopic")}
-    created = topics.with_changelog(config.get("KOPILKA_WORKER_ID", "kopilka"))
+    created = topics.created_up_front(config.get("KOPILKA_WORKER_ID", "kopilka"))
     assert set(declared) == {spec.name for spec in created}
     for spec in created:
         topic = declared[spec.name]
-        assert (topic["partitions"], topic["replicas"]) == (partitions, rf), spec.name
+        assert (topic["partitions"], topic["replicas"]) == (spec.partitions or partitions, rf)
         assert (topic["config"].get("cleanup.policy") == "compact") == spec.compacted
 
 
