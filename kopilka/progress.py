@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import sys
 import time
+from functools import cache
 from typing import TextIO
 
-from prometheus_client import Gauge, start_http_server
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -20,16 +20,32 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-# labelled by kind ("raw", "events"): a handful of values, whatever the shops
-DONE = Gauge("kopilka_replay_records_done", "Records a replay has read so far", ["replay"])
-EXPECTED = Gauge(
-    "kopilka_replay_records_expected", "Records a replay will read (set at its start)", ["replay"]
-)
-RATE = Gauge("kopilka_replay_records_per_second", "A replay's rate since it started", ["replay"])
+
+@cache
+def gauges():
+    """(done, expected, rate), labelled by kind ("raw", "events": a handful of values).
+
+    Made on first use: prometheus_client must not be imported when the CLI is, because
+    `kopilka ingest --procs N` sets PROMETHEUS_MULTIPROC_DIR before its first import
+    (ingest.serve), or /metrics would not add up the processes."""
+    from prometheus_client import Gauge
+
+    return (
+        Gauge("kopilka_replay_records_done", "Records a replay has read so far", ["replay"]),
+        Gauge(
+            "kopilka_replay_records_expected",
+            "Records a replay will read (set at its start)",
+            ["replay"],
+        ),
+        Gauge("kopilka_replay_records_per_second", "A replay's rate since it started", ["replay"]),
+    )
 
 
 def serve_metrics(port: int, host: str) -> None:
     """/metrics on this port while the command runs (its gauges, and the process's own)."""
+    from prometheus_client import start_http_server
+
+    gauges()
     start_http_server(port, addr=host)
 
 
@@ -37,8 +53,9 @@ class Reporter:
     def __init__(self, what: str, total: int, out: TextIO | None = None) -> None:
         self.what, self.total, self.done = what, max(total, 0), 0
         kind = what.removeprefix("replay ")
-        self._gauges = DONE.labels(kind), RATE.labels(kind)
-        EXPECTED.labels(kind).set(self.total)
+        done, expected, rate = gauges()
+        self._gauges = done.labels(kind), rate.labels(kind)
+        expected.labels(kind).set(self.total)
         self._gauges[0].set(0)
         self.out = out or sys.stderr
         self.started = time.monotonic()
