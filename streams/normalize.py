@@ -70,10 +70,10 @@ class Refused(Exception):
     """This request (or item) cannot go ahead: `code` and `reason` say why."""
 
     def __init__(
-        self, code: str, reason: str, field: str | None = None, order_id: str | None = None
+        self, code: str, reason: str, field: str | None = None, waiting_for: str | None = None
     ) -> None:
         super().__init__(reason)
-        self.code, self.reason, self.field, self.order_id = code, reason, field, order_id
+        self.code, self.reason, self.field, self.waiting_for = code, reason, field, waiting_for
 
 
 @dataclass
@@ -82,7 +82,9 @@ class Normalized:
     refused: list[Outcome] = field(default_factory=list)
     dead: AuditRecord | None = None
     error: BaseException | None = None  # what made it dead, when it was an error
-    waiting_for: str | None = None  # a refund's order id not claimed (yet): it may come later
+    # what it waits for, which may come later: a refund's order id not claimed yet, or
+    # "referrer" for a registration naming a customer not registered yet
+    waiting_for: str | None = None
 
 
 class Normalizer:
@@ -156,7 +158,7 @@ class Normalizer:
         except Refused as exc:
             out = Normalized(dead=dead_letter(env, exc.code, exc.field, exc.reason))
             out.refused.append(refusal(env, 0, exc.code, exc.reason))
-            out.waiting_for = exc.order_id
+            out.waiting_for = exc.waiting_for
             return out
 
     async def _purchases(
@@ -226,7 +228,7 @@ class Normalizer:
                 raise Refused(
                     "unknown_order",
                     f"no purchase or spend has orderId {r.order_id!r}",
-                    order_id=r.order_id,
+                    waiting_for=r.order_id,
                 )
             refund_id = r.refund_id or refund_key(r.amount)
             out.commands.append(
@@ -292,7 +294,11 @@ class Normalizer:
                     "referrer",
                 )
             except ReferralRefused as exc:
-                raise Refused(exc.code, exc.reason, "referrer") from None
+                # an unknown referrer passed the ingress's check, so its registration is still
+                # on its way (on another partition, e.g. in a replay): waited for like a
+                # refund's order (streams.deferral, streams.raw_progress)
+                waiting = "referrer" if exc.code == "unknown_referrer" else None
+                raise Refused(exc.code, exc.reason, "referrer", waiting_for=waiting) from None
         code, referrer_id = await until_done(
             lambda: self._customers.register(env.tenant_id, customer.id, referrer_id), "register"
         )
@@ -467,8 +473,8 @@ async def _normalize_batch(events: list[EventT]) -> None:
         early = _by_order(event, env, result) and not await _raw_backlog_done(env)
         if early or result.waiting_for is not None:
             again = deferral(env, settings.refund_order_wait_s, now)
-            if again is None and early:
-                again = once_more(env, now)
+            if again is None and (early or not await _raw_backlog_done(env)):
+                again = once_more(env, now)  # what it waits for may be in that backlog
             if again is not None:
                 await webhooks_deferred.send(key=event.key, value=again.to_bytes())
                 deferred += 1
@@ -478,7 +484,7 @@ async def _normalize_batch(events: list[EventT]) -> None:
                         stage="normalize",
                         request_id=env.event_id,
                         tenant_id=env.tenant_id,
-                        order_id=result.waiting_for,
+                        waiting_for=result.waiting_for,
                         until=again.deferred_until.isoformat(),
                     )
                 continue
