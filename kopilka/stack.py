@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import sys
 import time
 import urllib.request
@@ -24,7 +25,7 @@ from pathlib import Path
 from kopilka import db, devservices, rules_feed
 from kopilka.devservices import ManagedProcess, ServiceStartError
 from kopilka.kafka import ensure_topics, make_producer
-from kopilka.settings import Settings
+from kopilka.settings import PROJECT_ROOT, Settings
 
 
 @dataclass
@@ -46,6 +47,20 @@ class Stack:
     kafka_cluster: devservices.KafkaCluster | None = None  # see start_kafka_cluster()
     # how to start each process again, by name: what `restart(name)` calls
     _starters: dict[str, Callable[[], ManagedProcess]] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def fresh(cls, name: str, env: dict[str, str] | None = None, **options) -> Stack:
+        """A stack in .data/NAME with nothing left from an earlier one (its data folder and its
+        Postgres cluster removed) and every service on a free port, so it can run beside any
+        other: what the test sessions, the fault suites and the benchmarks start."""
+        data_dir = PROJECT_ROOT / ".data" / name
+        shutil.rmtree(data_dir, ignore_errors=True)
+        shutil.rmtree(devservices.postgres_datadir(f"{name}-postgres"), ignore_errors=True)
+        ports = {
+            port: devservices.free_port()
+            for port in ("kafka_port", "kafka_controller_port", "postgres_port", "redis_port")
+        }
+        return cls(data_dir, env=dict(env or {}), **{**ports, **options})
 
     # -------------------------------------------------------------------- services
     def start_services(self) -> None:

@@ -9,13 +9,11 @@ the real Faust worker as separate processes, all on loopback. Data starts empty 
 from __future__ import annotations
 
 import os
-import shutil
 import sys
 
 import pytest
 
 from kopilka import devservices
-from kopilka.settings import PROJECT_ROOT
 from kopilka.stack import Stack
 
 ADMIN_TOKEN = "test-admin-token"  # a throwaway token for the test stack's admin API
@@ -39,9 +37,6 @@ def pytest_collection_modifyitems(items):
 
 @pytest.fixture(scope="session")
 def stack():
-    data_dir = PROJECT_ROOT / ".data" / "test"
-    shutil.rmtree(data_dir, ignore_errors=True)
-    shutil.rmtree(devservices.postgres_datadir("test-postgres"), ignore_errors=True)
     env = {
         k: os.environ[k]
         for k in ("KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL", "REDIS_URL")
@@ -76,16 +71,7 @@ def stack():
             "KOPILKA_TELEGRAM_CHAT_INTERVAL_S": "0.2",
         }
     )
-    s = Stack(
-        data_dir,
-        env=env,
-        durable=False,
-        kafka_port=devservices.free_port(),
-        kafka_controller_port=devservices.free_port(),
-        postgres_port=devservices.free_port(),
-        redis_port=devservices.free_port(),
-        out=lambda msg: print(msg, file=sys.stderr),
-    )
+    s = Stack.fresh("test", env, durable=False, out=lambda msg: print(msg, file=sys.stderr))
     try:
         s.start_services()
         s.start_worker()

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import inspect
 import os
-import shutil
 import sys
 
 import aiohttp
@@ -22,7 +21,6 @@ from harness import TABLE
 
 from kopilka import devservices
 from kopilka.devservices import ManagedProcess
-from kopilka.settings import PROJECT_ROOT
 from kopilka.stack import Stack
 
 ADMIN_TOKEN = "faults-admin-token"  # a throwaway token for this stack's admin API
@@ -112,9 +110,6 @@ class FaultStack:
 @pytest.fixture(scope="package")
 def fault_stack():
     saved_env = dict(os.environ)
-    data_dir = PROJECT_ROOT / ".data" / "faults"
-    shutil.rmtree(data_dir, ignore_errors=True)
-    shutil.rmtree(devservices.postgres_datadir("faults-postgres"), ignore_errors=True)
     env = {
         "KOPILKA_HTTP_PORT": str(devservices.free_port()),
         "KOPILKA_LOG_LEVEL": "DEBUG",  # each request's story, when a figure is not 0
@@ -129,16 +124,8 @@ def fault_stack():
     }
     for key in ("KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL", "REDIS_URL"):
         os.environ.pop(key, None)  # this stack starts its own services, always
-    s = Stack(
-        data_dir,
-        env=env,
-        durable=False,
-        kafka_port=devservices.free_port(),
-        kafka_controller_port=devservices.free_port(),
-        postgres_port=devservices.free_port(),
-        redis_port=devservices.free_port(),
-        kafka_heap="384m",
-        out=lambda msg: print(msg, file=sys.stderr),
+    s = Stack.fresh(
+        "faults", env, durable=False, kafka_heap="384m", out=lambda msg: print(msg, file=sys.stderr)
     )
     try:
         s.start_services()
@@ -201,9 +188,6 @@ def cluster_fault_stack():
     """Its own stack (cluster, Postgres, Redis, ingress, worker) on free ports and its own data
     dir; for the module that uses it only, so it never runs beside the package's fault_stack."""
     saved_env = dict(os.environ)
-    data_dir = PROJECT_ROOT / ".data" / "faults-cluster"
-    shutil.rmtree(data_dir, ignore_errors=True)
-    shutil.rmtree(devservices.postgres_datadir("faults-cluster-postgres"), ignore_errors=True)
     env = {
         "KOPILKA_HTTP_PORT": str(devservices.free_port()),
         "KOPILKA_LOG_LEVEL": "DEBUG",  # each request's story, when a figure is not 0
@@ -217,13 +201,8 @@ def cluster_fault_stack():
     }
     for key in ("KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL", "REDIS_URL"):
         os.environ.pop(key, None)
-    s = Stack(
-        data_dir,
-        env=env,
-        durable=False,
-        postgres_port=devservices.free_port(),
-        redis_port=devservices.free_port(),
-        out=lambda msg: print(msg, file=sys.stderr),
+    s = Stack.fresh(
+        "faults-cluster", env, durable=False, out=lambda msg: print(msg, file=sys.stderr)
     )
     try:
         s.start_kafka_cluster(CLUSTER_BROKERS, heap=CLUSTER_HEAP)

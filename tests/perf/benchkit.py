@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import inspect
 import os
-import shutil
 import time
 import uuid
 from dataclasses import dataclass
@@ -16,7 +15,7 @@ import asyncpg
 from kopilka import devservices
 from kopilka.cli import create_tenant_json, edge_json
 from kopilka.devservices import ManagedProcess
-from kopilka.settings import PROJECT_ROOT, Settings
+from kopilka.settings import Settings
 from kopilka.stack import Stack
 
 # a shop's own rate limit, high enough never to refuse a benchmark request
@@ -28,18 +27,9 @@ def start_stack(
     name: str = "bench", *, worker: bool = True, ingest: bool = True, env: dict | None = None
 ) -> Stack:
     """A fresh stack in .data/<name>: its own data, free ports, durable Postgres (as `make run`)."""
-    data_dir = PROJECT_ROOT / ".data" / name
-    shutil.rmtree(data_dir, ignore_errors=True)
-    shutil.rmtree(devservices.postgres_datadir(f"{name}-postgres"), ignore_errors=True)
-    stack = Stack(
-        data_dir,
-        # each worker's tables (RocksDB) go to workers/<name>/ under data_dir: Stack.start_worker
-        env={"KOPILKA_HTTP_PORT": str(devservices.free_port()), **(env or {})},
-        durable=True,
-        kafka_port=devservices.free_port(),
-        kafka_controller_port=devservices.free_port(),
-        postgres_port=devservices.free_port(),
-        redis_port=devservices.free_port(),
+    # each worker's tables (RocksDB) go to workers/<name>/ under data_dir: Stack.start_worker
+    stack = Stack.fresh(
+        name, {"KOPILKA_HTTP_PORT": str(devservices.free_port()), **(env or {})}, durable=True
     )
     try:
         stack.start_services()

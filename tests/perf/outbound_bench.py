@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import shutil
 import sys
 import time
 import uuid
@@ -30,7 +29,6 @@ from benchkit import UNLIMITED
 
 from kopilka import db, devservices
 from kopilka.cli import create_tenant_json, edge_json
-from kopilka.settings import PROJECT_ROOT
 from kopilka.stack import Stack
 from sinks.subscriptions import add_endpoint
 
@@ -164,20 +162,13 @@ def main() -> int:
     p.add_argument("--down-s", type=float, default=30.0)
     p.add_argument("--recover-timeout", type=float, default=400.0)
     args = p.parse_args()
-    data_dir = PROJECT_ROOT / ".data" / "bench-outbound"
-    shutil.rmtree(data_dir, ignore_errors=True)
-    shutil.rmtree(devservices.postgres_datadir("bench-outbound-postgres"), ignore_errors=True)
-    stack = Stack(
-        data_dir,
-        env={
+    stack = Stack.fresh(
+        "bench-outbound",
+        {
             "KOPILKA_HTTP_PORT": str(devservices.free_port()),
             "KOPILKA_WEBHOOK_ALLOWED_NETWORKS": "127.0.0.0/8",
         },
         durable=True,
-        kafka_port=devservices.free_port(),
-        kafka_controller_port=devservices.free_port(),
-        postgres_port=devservices.free_port(),
-        redis_port=devservices.free_port(),
     )
     try:
         stack.start_services()
