@@ -42,6 +42,9 @@ class RawEnvelope(Record):
     # on webhooks.deferred only (streams.deferral): a refund waiting for its purchase
     deferred_until: datetime | None = Field(None, description="refused as unknown after this")
     not_before: datetime | None = Field(None, description="tried again from this time on")
+    stored_at: datetime | None = Field(
+        None, description="when this deployment's webhooks.raw stored it (a replay is younger)"
+    )
 
     @classmethod
     def wrap(cls, body: bytes, **fields) -> RawEnvelope:

@@ -8,6 +8,9 @@ The deferred agent reads it back no sooner than `not_before` and normalises it a
 once its order is claimed, sent round again while there is time, refused as an unknown order
 after `deferred_until`, and only once every raw record stored before it has been normalised
 (streams.raw_progress: its purchase may still be in a backlog); until then it goes round again.
+That backlog is measured from when this deployment's webhooks.raw stored the refund
+(`stored_at`), not from when the shop sent it: a replay into a new deployment keeps
+`received_at` from the old one.
 
 Nothing is held in memory: a record is either in a topic or applied, so a kill -9 at any point
 loses no refund (its offset is committed only after the copy sent round is on the broker). An
@@ -26,17 +29,26 @@ RETRY_EVERY = timedelta(seconds=1)
 LONGEST_NAP_S = 2.0  # a not_before further off than this (a clock jump) is not slept on
 
 
-def first_deferral(env: RawEnvelope, wait_s: float, now: datetime) -> RawEnvelope:
-    """The envelope to send round the first time."""
+def first_deferral(
+    env: RawEnvelope, wait_s: float, now: datetime, stored_at: datetime | None = None
+) -> RawEnvelope:
+    """The envelope to send round the first time; `stored_at` is when webhooks.raw stored it,
+    which streams.raw_progress measures the backlog from on every later round."""
     return env.model_copy(
-        update={"deferred_until": now + timedelta(seconds=wait_s), "not_before": now + RETRY_EVERY}
+        update={
+            "deferred_until": now + timedelta(seconds=wait_s),
+            "not_before": now + RETRY_EVERY,
+            "stored_at": stored_at,
+        }
     )
 
 
-def deferral(env: RawEnvelope, wait_s: float, now: datetime) -> RawEnvelope | None:
+def deferral(
+    env: RawEnvelope, wait_s: float, now: datetime, stored_at: datetime | None = None
+) -> RawEnvelope | None:
     """The envelope to send round again, or None when its time is up (refuse it now)."""
     if env.deferred_until is None:
-        return first_deferral(env, wait_s, now)
+        return first_deferral(env, wait_s, now, stored_at)
     if now >= env.deferred_until:
         return None
     return env.model_copy(update={"not_before": now + RETRY_EVERY})

@@ -276,6 +276,35 @@ class Normalizer:
         except Refused as exc:
             return exc
 
+    async def _referrer_ahead(
+        self, env: RawEnvelope, kind: str, value: str, refused: ReferralRefused
+    ) -> str:
+        """The referrer of a registration the ingress accepted, which it does only once the
+        referrer is known (ingest.precheck): its own requests are on their way, on another
+        partition of webhooks.raw (a replay into a new deployment: another partition count).
+        Waiting for them would let this customer's later requests, on its own partition,
+        overtake its registration; its referrer is found or created by that identity instead,
+        as the referrer's own request will (kopilka.customers derives the id from it). A
+        referral code cannot be created ahead: that registration waits on webhooks.deferred
+        (streams.deferral, streams.raw_progress)."""
+        if kind not in ("email", "phone"):
+            raise Refused(refused.code, refused.reason, "referrer", waiting_for="referrer")
+        referrer = await until_done(
+            lambda: self._customers.resolve(
+                env.tenant_id,
+                email=value if kind == "email" else None,
+                phone=value if kind == "phone" else None,
+            ),
+            "customer",
+        )
+        log.info(
+            "referrer_created_ahead",
+            request_id=env.event_id,
+            tenant_id=env.tenant_id,
+            referrer_id=referrer.id,
+        )
+        return referrer.id
+
     async def _register(
         self, env: RawEnvelope, rules: TenantRules, parsed: ParsedWebhook, fields: dict
     ) -> RegisterCommand:
@@ -294,11 +323,9 @@ class Normalizer:
                     "referrer",
                 )
             except ReferralRefused as exc:
-                # an unknown referrer passed the ingress's check, so its registration is still
-                # on its way (on another partition, e.g. in a replay): waited for like a
-                # refund's order (streams.deferral, streams.raw_progress)
-                waiting = "referrer" if exc.code == "unknown_referrer" else None
-                raise Refused(exc.code, exc.reason, "referrer", waiting_for=waiting) from None
+                if exc.code != "unknown_referrer":
+                    raise Refused(exc.code, exc.reason, "referrer") from None
+                referrer_id = await self._referrer_ahead(env, reg.referrer_kind, value, exc)
         code, referrer_id = await until_done(
             lambda: self._customers.register(env.tenant_id, customer.id, referrer_id), "register"
         )
@@ -400,10 +427,20 @@ def _by_order(event: EventT, env: RawEnvelope, result: Normalized) -> bool:
     return order_id is not None and event.key == by_order(env.tenant_id, order_id)
 
 
-async def _raw_backlog_done(env: RawEnvelope) -> bool:
-    """Has every raw record stored before this refund been normalised? (No answer: not yet.)"""
+def _stored_at(event: EventT, env: RawEnvelope) -> datetime:
+    """When this deployment's webhooks.raw stored the record: the moment its backlog is
+    measured from. Not `received_at`, which a replay into a new deployment keeps from the old
+    one (the wait would then end at once). A record sent round keeps its first round's."""
+    if env.stored_at is not None:
+        return env.stored_at
+    stamp = event.message.timestamp  # seconds; on webhooks.deferred (an older worker's): later
+    return datetime.fromtimestamp(stamp, UTC) if stamp else env.received_at
+
+
+async def _raw_backlog_done(stored_at: datetime) -> bool:
+    """Has every raw record stored before `stored_at` been normalised? (No answer: not yet.)"""
     try:
-        return await raw_progress.normalised_before(env.received_at)
+        return await raw_progress.normalised_before(stored_at)
     except Exception as exc:  # the broker away: ask again on the next round
         log.warning("raw_progress_unknown", error=type(exc).__name__, detail=str(exc)[:200])
         return False
@@ -457,6 +494,14 @@ async def _normalize_batch(events: list[EventT]) -> None:
         else:
             envs.append(env)
             sources.append(event)
+    now = datetime.now(UTC)
+    stored = [_stored_at(event, env) for event, env in zip(sources, envs, strict=True)]
+    # A record past its wait is refused only if the backlog before it was done before it was
+    # normalised: what it waits for, normalised in between, is done but not in its result.
+    settled = [
+        env.deferred_until is not None and now >= env.deferred_until and await _raw_backlog_done(at)
+        for env, at in zip(envs, stored, strict=True)
+    ]
     started = time.perf_counter()
     try:
         results = await normalizer.normalize(envs)
@@ -464,16 +509,17 @@ async def _normalize_batch(events: list[EventT]) -> None:
         log.exception("normalize_batch_failed", records=len(envs))
         results = [await _one_by_one(env) for env in envs]
     resolved = time.perf_counter()
-    now = datetime.now(UTC)
     deferred = 0
     tracing = log.is_enabled_for(logging.DEBUG)
-    for event, env, result in zip(sources, envs, results, strict=True):
+    for event, env, result, at, done_before in zip(
+        sources, envs, results, stored, settled, strict=True
+    ):
         # a refund that may have overtaken its customer's earlier requests (streams.raw_progress),
         # or one whose order is not claimed yet: round webhooks.deferred (streams.deferral)
-        early = _by_order(event, env, result) and not await _raw_backlog_done(env)
+        early = _by_order(event, env, result) and not await _raw_backlog_done(at)
         if early or result.waiting_for is not None:
-            again = deferral(env, settings.refund_order_wait_s, now)
-            if again is None and (early or not await _raw_backlog_done(env)):
+            again = deferral(env, settings.refund_order_wait_s, now, at)
+            if again is None and (early or not done_before):
                 again = once_more(env, now)  # what it waits for may be in that backlog
             if again is not None:
                 await webhooks_deferred.send(key=event.key, value=again.to_bytes())

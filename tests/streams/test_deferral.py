@@ -43,3 +43,14 @@ def test_past_its_deadline_it_goes_round_again_keeping_the_deadline():
     late = T0 + timedelta(seconds=90)
     again = once_more(expired, late)
     assert again.deferred_until == expired.deferred_until and again.not_before == late + RETRY_EVERY
+
+
+def test_it_keeps_when_this_deployments_raw_topic_stored_it_round_after_round():
+    # a replay into a new deployment keeps received_at from the old one: the backlog a refund
+    # waits for is measured from when this deployment stored it (streams.raw_progress)
+    stored = T0 + timedelta(days=40)
+    first = deferral(_refund(), 30, stored, stored)
+    assert first.stored_at == stored and first.received_at == T0
+    again = deferral(RawEnvelope.from_bytes(first.to_bytes()), 30, stored + timedelta(seconds=3))
+    assert again.stored_at == stored
+    assert once_more(again, stored + timedelta(seconds=90)).stored_at == stored
