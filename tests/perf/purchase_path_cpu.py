@@ -27,6 +27,7 @@ from loadgen import purchase_factory
 
 import streams.ledger as ledger_mod
 import streams.normalize as normalize_mod
+import streams.normalizer as normalizer_mod
 from kopilka.ids import derived_id, new_event_id
 from schemas.inbound import parse_webhook
 from schemas.messages import CustomerRef, RawEnvelope
@@ -70,9 +71,9 @@ class Path_:
         cmds = []
         for p in parsed.purchases:
             customer = CustomerRef(id=derived_id(env.tenant_id, "customer", "email", p.email))
-            cmd = normalize_mod.purchase_command(env, self.rules, p, customer)
+            cmd = normalizer_mod.purchase_command(env, self.rules, p, customer)
             cmds.append((cmd.key, cmd.to_bytes()))
-        audit = normalize_mod.accepted(env, len(cmds), 0).to_bytes()
+        audit = normalizer_mod.accepted(env, len(cmds), 0).to_bytes()
         return cmds, audit
 
     def ledger(self, key: bytes, value: bytes) -> list[bytes]:

@@ -1,4 +1,4 @@
-"""streams.normalize builds a purchase's command without validating it again: it must be the
+"""streams.normalizer builds a purchase's command without validating it again: it must be the
 command validation would have made, to the byte."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ def test_purchase_commands_are_built_as_validated_ones():
     from schemas.inbound import parse_webhook
     from schemas.messages import CustomerRef, PurchaseCommand, RawEnvelope
     from schemas.tenant_rules import TenantRules
-    from streams.normalize import purchase_command
+    from streams.normalizer import purchase_command
 
     body = b'{"action":"purchase","payload":{"email":"a@b.c","amount":"99.90","orderId":"O-7"}}'
     env = RawEnvelope.wrap(

@@ -1,0 +1,396 @@
+"""What a raw request yields: canonical commands, refusals, or its dead letter.
+
+The body is parsed with the same parser the ingress used to validate it, identities are
+normalised with the tenant's phone region, the customer is found or created in the identity
+directory, and the order is claimed for that customer. The tenant's rules come from the
+`tenants.rules` table (a compacted topic) and are copied into each command. Command ids derive
+from the raw event id, so re-processing a raw record yields the same commands. The agents that
+feed it and send what it yields are in streams.normalize.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+import asyncpg
+
+from kopilka.customers import CustomerDirectory, ReferralRefused
+from kopilka.ids import derived_id
+from kopilka.logging import get_logger
+from kopilka.rules_feed import RulesTable
+from kopilka.settings import Settings
+from kopilka.tenants import TenantDirectory
+from schemas.frozen_copy import constructed
+from schemas.identity import normalize_phone
+from schemas.inbound import InboundError, ParsedWebhook, Purchase, parse_webhook
+from schemas.messages import (
+    AuditRecord,
+    Command,
+    CustomerRef,
+    Outcome,
+    PurchaseCommand,
+    RawEnvelope,
+    RefundCommand,
+    RegisterCommand,
+    SpendCommand,
+)
+from schemas.tenant_rules import TenantRules
+from streams.grouping import run_grouped
+from streams.retry import until_done
+
+log = get_logger(__name__)
+
+
+class Refused(Exception):
+    """This request (or item) cannot go ahead: `code` and `reason` say why."""
+
+    def __init__(
+        self, code: str, reason: str, field: str | None = None, waiting_for: str | None = None
+    ) -> None:
+        super().__init__(reason)
+        self.code, self.reason, self.field, self.waiting_for = code, reason, field, waiting_for
+
+
+@dataclass
+class Normalized:
+    commands: list[Command] = field(default_factory=list)
+    refused: list[Outcome] = field(default_factory=list)
+    dead: AuditRecord | None = None
+    error: BaseException | None = None  # what made it dead, when it was an error
+    # what it waits for, which may come later: a refund's order id not claimed yet, or
+    # "referrer" for a registration naming a customer not registered yet
+    waiting_for: str | None = None
+
+
+class Normalizer:
+    """What raw requests yield, given the settings and where the Postgres pool comes from (the
+    identity directory, order claims, tenants not on the rules topic yet)."""
+
+    def __init__(self, settings: Settings, pool: Callable[[], Awaitable[asyncpg.Pool]]) -> None:
+        self.rules = RulesTable(settings)
+        self._settings, self._pool = settings, pool
+        self._tenants: TenantDirectory | None = None
+        self._customers: CustomerDirectory | None = None
+
+    async def _setup(self) -> None:
+        if self._tenants is None:
+            pool = await self._pool()
+            self._tenants = TenantDirectory(pool, ttl_s=self._settings.tenant_cache_ttl_s)
+            self._customers = CustomerDirectory(pool)
+
+    async def tenant_rules(self, tenant_id: str) -> TenantRules | None:
+        held = self.rules.get(tenant_id)
+        if held is not None:
+            return held[2]
+        # Not (yet) on the topic, e.g. published while Kafka was down: Postgres has the truth.
+        tenant = await until_done(lambda: self._tenants.by_id(tenant_id), "tenant")
+        return tenant.rules if tenant is not None else None
+
+    async def normalize(self, envs: list[RawEnvelope]) -> list[Normalized]:
+        """What each raw record yields (commands, refusals, or its dead letter), in order.
+
+        Runs of consecutive purchase requests (single, batch, Tilda) are resolved together:
+        their items' customers concurrently, grouped by email and phone, so a busy shop's
+        stream is not handled one request at a time; their orders are claimed in one
+        statement per shop, first item first. Any other action is handled on its own, in
+        its place, so what it depends on (a purchase before its refund) is already done."""
+        await until_done(self._setup, "connect")
+        prepared = [await self._prepare(env) for env in envs]
+        results: list[Normalized | None] = [None] * len(envs)
+        i = 0
+        while i < len(envs):
+            if isinstance(prepared[i], Normalized):
+                results[i] = prepared[i]
+                i += 1
+                continue
+            j = i
+            while j < len(envs) and not isinstance(prepared[j], Normalized):
+                if not prepared[j][1].purchases:
+                    break
+                j += 1
+            if j > i:
+                segment = [(envs[k], *prepared[k]) for k in range(i, j)]
+                results[i:j] = await self._purchases(segment)
+                i = j
+                continue
+            results[i] = await self._single(envs[i], *prepared[i])
+            i += 1
+        return results  # type: ignore[return-value]
+
+    async def _prepare(self, env: RawEnvelope) -> tuple[TenantRules, ParsedWebhook] | Normalized:
+        rules = await self.tenant_rules(env.tenant_id)
+        if rules is None:
+            return Normalized(dead=dead_letter(env, "unknown_tenant", None, "no such tenant"))
+        try:
+            parsed = parse_webhook(
+                env.raw_body(), env.content_type, phone_region=rules.phone_region
+            )
+        except InboundError as exc:
+            return Normalized(dead=dead_letter(env, exc.code, exc.field, exc.reason))
+        return rules, parsed
+
+    async def _single(
+        self, env: RawEnvelope, rules: TenantRules, parsed: ParsedWebhook
+    ) -> Normalized:
+        try:
+            return await self._commands(env, rules, parsed)
+        except Refused as exc:
+            out = Normalized(dead=dead_letter(env, exc.code, exc.field, exc.reason))
+            out.refused.append(refusal(env, 0, exc.code, exc.reason))
+            out.waiting_for = exc.waiting_for
+            return out
+
+    async def _purchases(
+        self, segment: list[tuple[RawEnvelope, TenantRules, ParsedWebhook]]
+    ) -> list[Normalized]:
+        items = [(env, rules, p) for env, rules, parsed in segment for p in parsed.purchases]
+        resolved = await run_grouped(
+            items,
+            lambda it: (
+                (it[0].tenant_id, "email", it[2].email),
+                (it[0].tenant_id, "phone", it[2].phone),
+            ),
+            lambda it: self._purchase(*it),
+        )
+        owners: dict[tuple[str, str], str] = {}
+        by_tenant: dict[str, list[tuple[str, str]]] = {}
+        for (env, _, p), r in zip(items, resolved, strict=True):
+            if isinstance(r, CustomerRef):
+                by_tenant.setdefault(env.tenant_id, []).append((p.order_id, r.id))
+        for tenant_id, claims in by_tenant.items():
+            claimed = await until_done(
+                lambda t=tenant_id, c=claims: self._customers.claim_orders(t, c), "orders"
+            )
+            owners.update({(tenant_id, order): owner for order, owner in claimed.items()})
+        out = {env.event_id: Normalized() for env, _, _ in segment}
+        for (env, rules, p), result in zip(items, resolved, strict=True):
+            if isinstance(result, CustomerRef) and owners[env.tenant_id, p.order_id] != result.id:
+                result = _claimed_by_another(p.order_id)
+            done = out[env.event_id]
+            if isinstance(result, Refused):
+                done.refused.append(refusal(env, p.index, result.code, result.reason))
+                continue
+            done.commands.append(purchase_command(env, rules, p, result))
+        return [out[env.event_id] for env, _, _ in segment]
+
+    async def _commands(
+        self, env: RawEnvelope, rules: TenantRules, parsed: ParsedWebhook
+    ) -> Normalized:
+        """Commands of a request other than purchases (those go through `_purchases`)."""
+        base = {
+            "request_id": env.event_id,
+            "tenant_id": env.tenant_id,
+            "rules": rules,
+            "wait": env.wait,
+        }
+        at = {"occurred_at": env.received_at}
+        out = Normalized()
+        if parsed.spend is not None:
+            s = parsed.spend
+            customer = await self._customer(env.tenant_id, rules, s.email, s.phone, None)
+            await self._claim(env.tenant_id, s.order_id, customer)
+            out.commands.append(
+                SpendCommand(
+                    command_id=derived_id(env.event_id, 0),
+                    customer=customer,
+                    order_id=s.order_id,
+                    points=s.points,
+                    order_amount=s.order_amount,
+                    **base,
+                    **at,
+                )
+            )
+        elif parsed.refund is not None:
+            r = parsed.refund
+            owner = await self._order_owner(env.tenant_id, r.order_id)
+            if owner is None:
+                raise Refused(
+                    "unknown_order",
+                    f"no purchase or spend has orderId {r.order_id!r}",
+                    waiting_for=r.order_id,
+                )
+            refund_id = r.refund_id or refund_key(r.amount)
+            out.commands.append(
+                RefundCommand(
+                    command_id=derived_id(env.event_id, 0),
+                    customer=owner,
+                    order_id=r.order_id,
+                    refund_id=refund_id,
+                    amount=r.amount,
+                    **base,
+                    **at,
+                )
+            )
+        elif parsed.registration is not None:
+            out.commands.append(await self._register(env, rules, parsed, base | at))
+        return out
+
+    async def _order_owner(self, tenant_id: str, order_id: str) -> CustomerRef | None:
+        return await until_done(lambda: self._customers.order_owner(tenant_id, order_id), "order")
+
+    async def _customer(
+        self, tenant_id: str, rules: TenantRules, email, phone, name
+    ) -> CustomerRef:
+        try:  # the ingress checked it, but the tenant's region may have changed since
+            phone = normalize_phone(phone, rules.phone_region) if phone else None
+        except ValueError as exc:
+            raise Refused("invalid_field", str(exc), "phone") from None
+        return await until_done(
+            lambda: self._customers.resolve(tenant_id, email=email, phone=phone, name=name),
+            "customer",
+        )
+
+    async def _claim(self, tenant_id: str, order_id: str, customer: CustomerRef) -> None:
+        owner = await until_done(
+            lambda: self._customers.claim_order(tenant_id, order_id, customer.id), "order"
+        )
+        if owner != customer.id:
+            raise _claimed_by_another(order_id)
+
+    async def _purchase(
+        self, env: RawEnvelope, rules: TenantRules, p: Purchase
+    ) -> CustomerRef | Refused:
+        try:
+            return await self._customer(env.tenant_id, rules, p.email, p.phone, p.name)
+        except Refused as exc:
+            return exc
+
+    async def _referrer_ahead(
+        self, env: RawEnvelope, kind: str, value: str, refused: ReferralRefused
+    ) -> str:
+        """The referrer of a registration the ingress accepted, which it does only once the
+        referrer is known (ingest.precheck): its own requests are on their way, on another
+        partition of webhooks.raw (a replay into a new deployment: another partition count).
+        Waiting for them would let this customer's later requests, on its own partition,
+        overtake its registration; its referrer is found or created by that identity instead,
+        as the referrer's own request will (kopilka.customers derives the id from it). A
+        referral code cannot be created ahead: that registration waits on webhooks.deferred
+        (streams.deferral, streams.raw_progress)."""
+        if kind not in ("email", "phone"):
+            raise Refused(refused.code, refused.reason, "referrer", waiting_for="referrer")
+        referrer = await until_done(
+            lambda: self._customers.resolve(
+                env.tenant_id,
+                email=value if kind == "email" else None,
+                phone=value if kind == "phone" else None,
+            ),
+            "customer",
+        )
+        log.info(
+            "referrer_created_ahead",
+            request_id=env.event_id,
+            tenant_id=env.tenant_id,
+            referrer_id=referrer.id,
+        )
+        return referrer.id
+
+    async def _register(
+        self, env: RawEnvelope, rules: TenantRules, parsed: ParsedWebhook, fields: dict
+    ) -> RegisterCommand:
+        reg = parsed.registration
+        customer = await self._customer(env.tenant_id, rules, reg.email, reg.phone, reg.name)
+        referrer_id = None
+        if reg.referrer is not None:
+            value = reg.referrer
+            if reg.referrer_kind == "phone":
+                value = normalize_phone(value, rules.phone_region)
+            try:
+                referrer_id = await until_done(
+                    lambda: self._customers.check_referrer(
+                        env.tenant_id, customer.id, reg.referrer_kind, value
+                    ),
+                    "referrer",
+                )
+            except ReferralRefused as exc:
+                if exc.code != "unknown_referrer":
+                    raise Refused(exc.code, exc.reason, "referrer") from None
+                referrer_id = await self._referrer_ahead(env, reg.referrer_kind, value, exc)
+        code, referrer_id = await until_done(
+            lambda: self._customers.register(env.tenant_id, customer.id, referrer_id), "register"
+        )
+        return RegisterCommand(
+            command_id=derived_id(env.event_id, 0),
+            customer=customer,
+            name=reg.name,
+            referral_code=code,
+            referrer_id=referrer_id,
+            **fields,
+        )
+
+
+def purchase_command(
+    env: RawEnvelope, rules: TenantRules, p: Purchase, customer: CustomerRef
+) -> PurchaseCommand:
+    """The command of one purchase, built from parts already checked (the envelope read from
+    Kafka, the parsed body, the tenant's rules, the customer found): not validated again, which
+    was a third of the cost of making one (the ledger validates what it reads)."""
+    return constructed(
+        PurchaseCommand,
+        command_id=derived_id(env.event_id, p.index),
+        request_id=env.event_id,
+        wait=env.wait,
+        tenant_id=env.tenant_id,
+        rules=rules,
+        item=p.index,
+        customer=customer,
+        order_id=p.order_id,
+        amount=p.amount,
+        description=p.description,
+        occurred_at=env.received_at,
+    )
+
+
+def refund_key(amount: Decimal | None) -> str:
+    """A refund without refundId is one per amount: `500` and `500.00` are the same refund."""
+    if amount is None:
+        return "full"
+    return f"amount:{format(amount.normalize(), 'f')}"
+
+
+def _claimed_by_another(order_id: str) -> Refused:
+    return Refused(
+        "order_of_another_customer",
+        f"order {order_id!r} already belongs to another customer",
+        "orderId",
+    )
+
+
+def dead_letter(env: RawEnvelope, code: str, field: str | None, reason: str) -> AuditRecord:
+    return AuditRecord(
+        event_id=env.event_id,
+        tenant_id=env.tenant_id,
+        received_at=env.received_at,
+        status="dead",
+        code=code,
+        field=field,
+        reason=reason,
+        content_type=env.content_type,
+        body_bytes=len(env.raw_body()),
+    )
+
+
+def accepted(env: RawEnvelope, commands: int, refused: int) -> AuditRecord:
+    """The audit trail's line for a request normalised into commands (and item refusals)."""
+    return AuditRecord(
+        event_id=env.event_id,
+        tenant_id=env.tenant_id,
+        received_at=env.received_at,
+        status="accepted",
+        http_status=202,
+        code="accepted",
+        reason=f"{commands} command(s), {refused} refused",
+        content_type=env.content_type,
+        body_bytes=len(env.raw_body()),
+    )
+
+
+def refusal(env: RawEnvelope, item: int, code: str, reason: str) -> Outcome:
+    return Outcome(
+        request_id=env.event_id,
+        command_id=derived_id(env.event_id, item),
+        item=item,
+        status="rejected",
+        reason=f"{code}: {reason}",
+    )
