@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
@@ -195,7 +195,7 @@ def parse_event(data: bytes) -> Event:
     return model.model_validate(fields)
 
 
-def json_schema(model: type[Event]) -> dict:
+def json_schema(model: type[Event]) -> dict[str, Any]:
     schema = model.model_json_schema()
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["$id"] = (

@@ -14,6 +14,7 @@ Both keep the model's field order, so they serialise byte for byte like pydantic
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
@@ -23,7 +24,8 @@ _set = object.__setattr__
 _UNSET: Any = object()
 # per model: (its fields in order with their defaults, the required names, the fields with a
 # default factory), or None when the model needs model_construct's general path
-_PLANS: dict[type, tuple[dict[str, Any], frozenset[str], tuple] | None] = {}
+_Plan = tuple[dict[str, Any], frozenset[str], tuple[tuple[str, Callable[..., Any]], ...]]
+_PLANS: dict[type, _Plan | None] = {}
 
 
 def replaced(model: M, **changes: object) -> M:
@@ -65,7 +67,7 @@ def constructed(cls: type[M], **values: Any) -> M:
     return model
 
 
-def _plan(cls: type[BaseModel]) -> tuple[dict[str, Any], frozenset[str], tuple] | None:
+def _plan(cls: type[BaseModel]) -> _Plan | None:
     if (
         cls.__pydantic_root_model__
         or cls.__pydantic_post_init__

@@ -52,7 +52,7 @@ def normalize_phone(raw: str, region: str = "RU") -> str:
         number = _possible("+" + text, None)
     if number is None:
         raise ValueError(f"not a possible phone number (default region {region})")
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    return str(phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164))
 
 
 def _possible(text: str, region: str | None) -> phonenumbers.PhoneNumber | None:

@@ -86,13 +86,22 @@ class ItemError(BaseModel):
     reason: str
 
 
+ReferrerKind = Literal["code", "email", "phone"]
+# the fields that name a referrer, by kind (lower-case: _Fields is case-insensitive)
+_REFERRER_FIELDS: tuple[tuple[ReferrerKind, tuple[str, ...]], ...] = (
+    ("code", ("referralcode", "referrercode")),
+    ("email", ("referreremail",)),
+    ("phone", ("referrerphone",)),
+)
+
+
 class Registration(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     email: str | None = None
     phone: str | None = None
     name: str | None = None
-    referrer_kind: Literal["code", "email", "phone"] | None = None
+    referrer_kind: ReferrerKind | None = None
     referrer: str | None = Field(None, description="code, email or (raw) phone of the referrer")
 
 
@@ -315,8 +324,9 @@ def _too_deep(text: str) -> bool:
     return False
 
 
-def _parse_form(text: str, charset: str) -> dict[str, Any]:
-    """Form fields with bracket keys (``a[b][0][c]=v``) decoded into nested dicts and lists."""
+def _parse_form(text: str, charset: str) -> Any:
+    """Form fields with bracket keys (``a[b][0][c]=v``) decoded into nested dicts and lists (a
+    list at the top too, when every key starts with an index: ``0[orderid]=…``)."""
     try:
         pairs = parse_qsl(
             text,
@@ -650,9 +660,13 @@ def _spend(payload: _Fields, region: str) -> Spend:
 def _refund(payload: _Fields) -> Refund:
     order_id = _required_order(payload)
     amount_hit = payload.get("amount")
-    amount = _money(*amount_hit) if amount_hit else None
-    if amount is not None and amount.is_zero():
-        raise _invalid(amount_hit[0], "a refund must be more than 0 (omit it for a full refund)")
+    amount = None
+    if amount_hit is not None:
+        amount = _money(*amount_hit)
+        if amount.is_zero():
+            raise _invalid(
+                amount_hit[0], "a refund must be more than 0 (omit it for a full refund)"
+            )
     refund_hit = payload.get("refundid")
     refund_id = _order_id(refund_hit) if refund_hit else None
     return Refund(order_id=order_id, refund_id=refund_id or None, amount=amount)
@@ -661,20 +675,15 @@ def _refund(payload: _Fields) -> Refund:
 def _registration(payload: _Fields, region: str) -> Registration:
     email, phone = _required_identity(payload, region)
     referrers = [
-        (kind, hit)
-        for kind, names in (
-            ("code", ("referralcode", "referrercode")),
-            ("email", ("referreremail",)),
-            ("phone", ("referrerphone",)),
-        )
-        if (hit := payload.get(*names)) is not None
+        (kind, hit) for kind, names in _REFERRER_FIELDS if (hit := payload.get(*names)) is not None
     ]
     if len(referrers) > 1:
         raise _invalid(
             referrers[1][1][0],
             "name the referrer once: referralCode, referrerEmail or referrerPhone",
         )
-    kind = referrer = None
+    kind: ReferrerKind | None = None
+    referrer: str | None = None
     if referrers:
         kind, (field, value) = referrers[0]
         if kind == "code":

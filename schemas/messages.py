@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 from datetime import datetime
 from decimal import Decimal
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, Self
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
@@ -24,7 +24,7 @@ class Record(BaseModel):
         return self.__pydantic_serializer__.to_json(self)  # model_dump_json's bytes
 
     @classmethod
-    def from_bytes(cls, data: bytes):
+    def from_bytes(cls, data: bytes) -> Self:
         return cls.model_validate_json(data)
 
 
@@ -47,7 +47,7 @@ class RawEnvelope(Record):
     )
 
     @classmethod
-    def wrap(cls, body: bytes, **fields) -> RawEnvelope:
+    def wrap(cls, body: bytes, **fields: Any) -> RawEnvelope:
         try:
             return cls(body=body.decode("utf-8"), **fields)
         except UnicodeDecodeError:  # e.g. a cp1251 form: keep the exact bytes
@@ -211,5 +211,5 @@ class Outcome(Record):
     command_id: str
     item: int = 0
     status: Literal["applied", "duplicate", "rejected"]
-    events: list[dict] = Field(default_factory=list)
+    events: list[dict[str, Any]] = Field(default_factory=list)
     reason: str | None = None

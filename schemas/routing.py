@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import hashlib
 
-from schemas.inbound import ParsedWebhook
+from schemas.inbound import ParsedWebhook, Purchase, Registration, Spend
 from schemas.messages import CustomerRef
 
 
@@ -33,14 +33,15 @@ def _digest(*parts: str) -> str:
 def raw_key(
     tenant_id: str, parsed: ParsedWebhook, event_id: str, owner: CustomerRef | None = None
 ) -> bytes:
-    who = parsed.registration or parsed.spend
+    who: Registration | Spend | Purchase | CustomerRef | None = parsed.registration or parsed.spend
     if who is None and len(parsed.purchases) == 1:
         who = parsed.purchases[0]
     if who is None and parsed.refund is not None:
         who = owner
-    if who is not None and (who.email or who.phone):
-        kind, value = ("email", who.email) if who.email else ("phone", who.phone)
-        return f"{tenant_id}:{_digest(kind, value)}".encode()
+    if who is not None and who.email:
+        return f"{tenant_id}:{_digest('email', who.email)}".encode()
+    if who is not None and who.phone:
+        return f"{tenant_id}:{_digest('phone', who.phone)}".encode()
     if parsed.refund is not None:
         return by_order(tenant_id, parsed.refund.order_id)
     return f"{tenant_id}:{_digest('request', event_id)}".encode()

@@ -21,10 +21,11 @@ nothing and reports `duplicate`.
 from __future__ import annotations
 
 import decimal
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import ROUND_FLOOR, ROUND_HALF_UP, Decimal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -192,15 +193,14 @@ CustomerState.model_rebuild()
 _NO_ORDER = OrderState()  # frozen: one shared empty entry for orders not seen yet
 
 
-_ORDER_COMMANDS = frozenset({PurchaseCommand, SpendCommand, RefundCommand})
+_ORDER_COMMANDS = (PurchaseCommand, SpendCommand, RefundCommand)
 
 
 def order_key(cmd: Command) -> str | None:
     """The order-table key a command needs (within its customer), or None."""
-    kind = type(cmd)
-    if kind in _ORDER_COMMANDS:
+    if isinstance(cmd, _ORDER_COMMANDS):
         return cmd.order_id
-    if kind is ReferralCommand:
+    if isinstance(cmd, ReferralCommand):
         return f"referral:{cmd.referee_id}:{cmd.order_id}"
     return None
 
@@ -230,7 +230,7 @@ class _Builder:
         self.level = state.level
         self.events: list[str] = []
 
-    def emit(self, model: type[Event], event_id: str, **fields) -> Event:
+    def emit(self, model: type[Event], event_id: str, **fields: Any) -> Event:
         self.seq += 1
         event = model(
             event_id=event_id,
@@ -313,7 +313,7 @@ class _Builder:
         new = reached.name if reached else None
         if new != self.level:
             before = self.level
-            rank = {lv.name: i for i, lv in enumerate(rules.levels)}
+            rank: dict[str | None, int] = {lv.name: i for i, lv in enumerate(rules.levels)}
             up = rank.get(new, -1) > rank.get(before, -1)
             self.level = new
             self.emit(
@@ -324,7 +324,7 @@ class _Builder:
                 order_id=order_id,
             )
 
-    def state(self, base: CustomerState, **changes) -> CustomerState:
+    def state(self, base: CustomerState, **changes: Any) -> CustomerState:
         return replaced(
             base,
             seq=self.seq,
@@ -335,7 +335,7 @@ class _Builder:
         )
 
 
-def _lot_order(lot: Lot | Taken) -> tuple:
+def _lot_order(lot: Lot | Taken) -> tuple[datetime, datetime, str]:
     return (lot.expires_at, lot.available_at, lot.lot_id)
 
 
@@ -370,10 +370,8 @@ def apply(state: CustomerState, orders: Mapping[str, OrderState], cmd: Command) 
         reason=result.reason,
     )
     if key is not None:
-        kept = (result.order or order).emitted
-        result.order = replaced(
-            result.order or order, emitted=(*kept, memo)[-REMEMBERED_PER_ORDER:]
-        )
+        entry = result.order or order or _NO_ORDER
+        result.order = replaced(entry, emitted=(*entry.emitted, memo)[-REMEMBERED_PER_ORDER:])
         result.state = replaced(
             result.state, last_command=cmd.command_id, last_order_key=key, last_order=result.order
         )
@@ -515,6 +513,7 @@ def _spend(state: CustomerState, order: OrderState, cmd: SpendCommand) -> Result
     elif cmd.order_amount is not None:
         max_points = award_points(cmd.order_amount, _HUNDRED, "floor")
     if reason is None and max_points is not None and cmd.points > max_points:
+        assert cmd.order_amount is not None  # max_points came from it
         reason = "over_max_percent"
         detail = (
             f"{cmd.points} points exceed the {max_points} this order allows "
@@ -577,8 +576,11 @@ def _refund(state: CustomerState, order: OrderState, cmd: RefundCommand) -> Resu
         )
     refunded = order.refunded + (amount or 0)
     full = base is None or refunded >= base
-    reverse = (order.awarded if full else share(order.awarded, refunded, base)) - order.reversed
-    give_back = (spent_points if full else share(spent_points, refunded, base)) - order.returned
+    if base is None or full:
+        reverse, give_back = order.awarded - order.reversed, spent_points - order.returned
+    else:
+        reverse = share(order.awarded, refunded, base) - order.reversed
+        give_back = share(spent_points, refunded, base) - order.returned
 
     # Reverse the award: from the order's own lot first, then from the lots expiring soonest;
     # what the balance cannot cover is forgiven and reported as `unrecovered`.
@@ -656,7 +658,7 @@ def _expire(state: CustomerState, order: OrderState, cmd: ExpireCommand) -> Resu
     return Result(b.state(state), None, b.events, "applied")
 
 
-_HANDLERS = {
+_HANDLERS: dict[type[Command], Callable[[CustomerState, OrderState, Any], Result]] = {
     PurchaseCommand: _purchase,
     ReferralCommand: _referral,
     RegisterCommand: _register,
