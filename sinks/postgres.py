@@ -16,6 +16,7 @@ import asyncpg
 from faust.types import EventT
 
 from kopilka.logging import get_logger
+from kopilka.retry import until_done
 from schemas.events import parse_event
 from schemas.messages import AuditRecord
 from sinks.ledger_rows import (
@@ -36,7 +37,6 @@ from streams.app import (
 )
 from streams.dead_letters import of_event
 from streams.dead_letters import send as send_dead_letter
-from streams.retry import until_done
 
 log = get_logger(__name__)
 

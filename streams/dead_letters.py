@@ -13,12 +13,12 @@ from functools import partial
 from faust.types import EventT
 
 from kopilka.logging import get_logger
+from kopilka.retry import until_done
 from schemas.dead_letters import DeadLetter, Stage
 from schemas.routing import tenant_of
 from sinks.dead_letters import DeadLetterStore
 from streams.app import app, dead_letters, resources, settings
 from streams.metrics import DEAD_LETTERS
-from streams.retry import until_done
 
 log = get_logger(__name__)
 

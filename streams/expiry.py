@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 
 from kopilka.expiry import due_commands
 from kopilka.logging import get_logger
+from kopilka.retry import until_done
 from streams.app import app, commands, resources, settings
-from streams.retry import until_done
 
 log = get_logger(__name__)
 

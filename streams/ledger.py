@@ -27,6 +27,7 @@ from faust.types import EventT
 from pydantic import ValidationError
 
 from kopilka.logging import get_logger
+from kopilka.retry import RETRIES
 from schemas.messages import (
     COMMAND_VERSION,
     Command,
@@ -42,7 +43,6 @@ from streams.acks import held
 from streams.app import app, commands, events, ledger_table, outcomes
 from streams.dead_letters import of_event
 from streams.dead_letters import send as send_dead_letter
-from streams.metrics import RETRIES
 from streams.rules import CustomerState, OrderState, Result, apply, order_key
 from streams.settlement import settle_entries
 

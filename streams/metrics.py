@@ -6,7 +6,7 @@ to each topic, commits and table operations. A timer samples the consumer lag of
 topic-partition (highwater minus the next offset to process) and the size of each table
 partition. The ledger's own per-type counter (`streams.ledger.applied`) is read at scrape time.
 Dead letters and retries are counted where they happen (`streams.dead_letters.send`,
-`streams.retry.until_done`).
+`kopilka.retry.until_done`).
 
 Labels are agents, topics, partitions, tables, command types, stages and codes: bounded by the
 code and the partition count, never by tenants or customers. `settings.worker_metrics_port`
@@ -127,9 +127,6 @@ TABLE_BYTES = Gauge(
 )
 DEAD_LETTERS = Counter(
     "kopilka_dead_letters_total", "Dead letters sent, by stage and code", ["stage", "code"]
-)
-RETRIES = Counter(
-    "kopilka_retries_total", "Transient failures retried (streams.retry), by step", ["step"]
 )
 
 

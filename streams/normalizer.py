@@ -19,6 +19,7 @@ import asyncpg
 from kopilka.customers import CustomerDirectory, ReferralRefused
 from kopilka.ids import derived_id
 from kopilka.logging import get_logger
+from kopilka.retry import until_done
 from kopilka.rules_feed import RulesTable
 from kopilka.settings import Settings
 from kopilka.tenants import TenantDirectory
@@ -38,7 +39,6 @@ from schemas.messages import (
 )
 from schemas.tenant_rules import TenantRules
 from streams.grouping import run_grouped
-from streams.retry import until_done
 
 log = get_logger(__name__)
 

@@ -20,9 +20,9 @@ from itertools import islice
 
 from kopilka.ids import derived_id
 from kopilka.logging import get_logger
+from kopilka.retry import until_done
 from schemas.messages import CustomerRef, SettleCommand
 from streams.app import app, commands, ledger_table, resources, settings
-from streams.retry import until_done
 from streams.rules import OrderState
 
 log = get_logger(__name__)

@@ -8,6 +8,10 @@ so no record is ever acknowledged that was neither applied nor dead-lettered.
 
 Permanent: everything else (a constraint the data violates, a value Postgres refuses, a bug).
 `until_done` raises it at once; the caller dead-letters the record (`streams.dead_letters`).
+
+Core, not stream code: the stream's agents and the sinks they feed classify errors alike.
+Importing it imports prometheus_client (RETRIES): the worker's modules and the sinks may, the
+CLI's own imports may not (tests/cli/test_cli_imports.py).
 """
 
 from __future__ import annotations
@@ -18,12 +22,16 @@ from typing import TypeVar
 
 import asyncpg
 from aiokafka.errors import KafkaError
+from prometheus_client import Counter
 
 from kopilka.logging import get_logger
-from streams.metrics import RETRIES
 
 log = get_logger(__name__)
 T = TypeVar("T")
+
+RETRIES = Counter(
+    "kopilka_retries_total", "Transient failures retried (kopilka.retry), by step", ["step"]
+)
 
 _TRANSIENT_TYPES = (
     OSError,  # ConnectionError, refused, reset, no route
