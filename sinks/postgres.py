@@ -1,22 +1,22 @@
-"""Postgres sinks: the ledger (entries + balances) and the webhook audit log.
+"""Postgres sinks: the ledger (entries, lots, balances) and the webhook audit log.
 
-Each sink follows the same small protocol: `add()` rows, `flush()` them in one transaction. The
-agents below feed them in batches and retry a flush that failed for a transient reason until the
-database is back: offsets are acknowledged only after the flush (or the dead letter), and every
-write is idempotent on event_id, so a crash or a replay writes nothing twice.
+Plain classes behind the sink protocol (`sinks.base.Sink`): `add()` records, `flush()` them in
+one transaction; every write is idempotent on event_id, so a record written twice changes
+nothing. They know nothing of the stream: the worker's agents that feed them, acknowledge what
+was flushed and dead-letter what the database refuses are `streams.read_model`; the replay and
+reconcile commands feed `LedgerSink` themselves, passing their own pool or connection to
+`flush(pool)`.
 """
 
 from __future__ import annotations
 
 import logging
 import uuid
-from functools import partial
+from collections.abc import Awaitable, Callable
 
 import asyncpg
-from faust.types import EventT
 
 from kopilka.logging import get_logger
-from kopilka.retry import until_done
 from schemas.events import parse_event
 from schemas.messages import AuditRecord
 from sinks.ledger_rows import (
@@ -26,22 +26,40 @@ from sinks.ledger_rows import (
     newest_balances,
     rows_of,
 )
-from streams.acks import held
-from streams.app import (
-    app,
-    events,
-    resources,
-    settings,
-    webhooks_audit,
-    webhooks_dead,
-)
-from streams.dead_letters import of_event
-from streams.dead_letters import send as send_dead_letter
 
 log = get_logger(__name__)
 
+Connect = Callable[[], Awaitable[asyncpg.Pool]]
 
-class LedgerSink:
+
+class PostgresSink:
+    """What the Postgres sinks share: the pool they write to, which `connect` gives them at
+    `setup()`. The pool is its owner's: `close()` lets go of it without closing it."""
+
+    def __init__(self, connect: Connect | None = None) -> None:
+        self._connect = connect
+        self.pool: asyncpg.Pool | None = None
+
+    async def setup(self) -> None:
+        if self.pool is None and self._connect is not None:
+            self.pool = await self._connect()
+
+    def clear(self) -> None:
+        raise NotImplementedError
+
+    async def close(self) -> None:
+        self.clear()
+        self.pool = None
+
+    def _target(self, pool: asyncpg.Pool | None) -> asyncpg.Pool:
+        """The pool a flush writes to: the one passed in, else the one `setup()` found."""
+        target = pool if pool is not None else self.pool
+        if target is None:
+            raise RuntimeError(f"{type(self).__name__}.flush before setup() and without a pool")
+        return target
+
+
+class LedgerSink(PostgresSink):
     """`loyalty.events` -> ledger_entries (one row per event), lots (what is left of each award)
     and balances (newest seq wins). Lot changes are applied only for events this flush newly
     inserted, in the same transaction, so a replayed event never moves a lot twice."""
@@ -82,7 +100,8 @@ class LedgerSink:
      WHERE b.seq < EXCLUDED.seq
     """
 
-    def __init__(self) -> None:
+    def __init__(self, connect: Connect | None = None) -> None:
+        super().__init__(connect)
         self.events: dict[str, LedgerRows] = {}
         self.tracing = log.is_enabled_for(logging.DEBUG)  # a line per event (kopilka.logging)
         self.traced: list[tuple[str, str | None, str]] = []
@@ -98,9 +117,10 @@ class LedgerSink:
         self.events = {}
         self.traced = []
 
-    async def flush(self, pool: asyncpg.Pool) -> int:
+    async def flush(self, pool: asyncpg.Pool | None = None) -> int:
         if not self.events:
             return 0
+        pool = self._target(pool)
         batch = list(self.events.values())
         entries = _columns(r.entry for r in batch)
         async with pool.acquire() as conn, conn.transaction():
@@ -136,7 +156,7 @@ def _columns(rows) -> list[list]:
     return [list(col) for col in zip(*rows, strict=True)]
 
 
-class AuditSink:
+class AuditSink(PostgresSink):
     """webhooks.audit (accepted, refused) and webhooks.dead -> webhook_audit; dead wins."""
 
     _UPSERT = """
@@ -150,7 +170,8 @@ class AuditSink:
      WHERE EXCLUDED.status = 'dead'
     """
 
-    def __init__(self) -> None:
+    def __init__(self, connect: Connect | None = None) -> None:
+        super().__init__(connect)
         self.rows: dict[str, tuple] = {}
 
     def clear(self) -> None:
@@ -174,9 +195,10 @@ class AuditSink:
         if previous is None or row[3] == "dead":  # one row per event per statement
             self.rows[row[0]] = row
 
-    async def flush(self, pool: asyncpg.Pool) -> int:
+    async def flush(self, pool: asyncpg.Pool | None = None) -> int:
         if not self.rows:
             return 0
+        pool = self._target(pool)
         cols = list(zip(*self.rows.values(), strict=True))
         cols[0] = [uuid.UUID(v) for v in cols[0]]
         cols[1] = [uuid.UUID(v) if v else None for v in cols[1]]
@@ -185,64 +207,3 @@ class AuditSink:
         written = len(self.rows)
         self.rows = {}
         return written
-
-
-async def _drain(stream, sink) -> None:
-    """Batches into the sink. A flush failing for a transient reason is retried until it
-    succeeds (the batch is not acknowledged before); one failing for a permanent reason is
-    split, record by record, and the records the database still refuses are dead-lettered
-    whole, so nothing is acknowledged that was neither written nor dead-lettered."""
-    name = type(sink).__name__
-    async for batch in stream.take_events(
-        settings.sink_batch_size, within=settings.sink_batch_within_s
-    ):
-        with held(batch):
-            await _write(sink, name, batch)
-
-
-async def _write(sink, name: str, batch: list[EventT]) -> None:
-    readable = []
-    for event in batch:
-        try:
-            sink.add(event.value)
-            readable.append(event)
-        except Exception as exc:  # not ours to crash on, not ours to drop: dead-letter it
-            await _dead(event, name, "unreadable_record", exc)
-    pool = await until_done(resources.pool, "connect")
-    try:
-        await until_done(partial(sink.flush, pool), f"{name}.flush")
-    except Exception:
-        log.exception("sink_batch_failed", sink=name, records=len(readable))
-        sink.clear()
-        for event in readable:
-            try:
-                sink.add(event.value)
-                await until_done(partial(sink.flush, pool), f"{name}.flush")
-            except Exception as exc:
-                sink.clear()
-                await _dead(event, name, "refused_by_database", exc)
-
-
-async def _dead(event: EventT, sink: str, code: str, exc: Exception) -> None:
-    reason = f"{sink} could not write this record"
-    await send_dead_letter(of_event(event, "sink.postgres", code, reason, error=exc))
-
-
-audit_topics = app.topic(
-    webhooks_audit.get_topic_name(),
-    webhooks_dead.get_topic_name(),
-    key_type=bytes,
-    value_type=bytes,
-    key_serializer="raw",
-    value_serializer="raw",
-)
-
-
-@app.agent(events)
-async def ledger_sink(stream):
-    await _drain(stream, LedgerSink())
-
-
-@app.agent(audit_topics)
-async def audit_sink(stream):
-    await _drain(stream, AuditSink())

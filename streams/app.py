@@ -1,8 +1,9 @@
 """The Faust application: topics, the ledger table, and the resources its agents share.
 
 Every topic carries raw bytes (our own versioned JSON), never Faust's pickled or wrapped models,
-so any Kafka client can read them. Agents live in `streams.normalize`, `streams.ledger` and
-`sinks.postgres`; importing `streams.worker` wires them all onto this app.
+so any Kafka client can read them. Agents live in `streams.normalize`, `streams.ledger`,
+`streams.read_model` (feeding the sinks of `sinks/`) and the other modules `streams.worker`
+imports, which wires them all onto this app.
 """
 
 from __future__ import annotations

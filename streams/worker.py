@@ -6,13 +6,13 @@ from pathlib import Path
 
 import faust
 
-import sinks.postgres  # noqa: F401 - registers the sink agents
 import streams.dead_letters
 import streams.expiry
 import streams.ledger
 import streams.metrics  # Prometheus: the sensor, the sampler, the endpoint
 import streams.normalize
 import streams.outbound
+import streams.read_model  # the read model's agents: the Postgres sinks fed from the stream
 import streams.settlement
 import streams.watchdog  # noqa: F401 - these imports register the agents and the expiry timer
 from kopilka.logging import dict_config

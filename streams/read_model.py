@@ -1,0 +1,86 @@
+"""The read model's agents: `loyalty.events` -> the ledger sink, `webhooks.audit` and
+`webhooks.dead` -> the audit sink (both in sinks/postgres.py, plain classes of `sinks.base.Sink`).
+
+Each agent feeds its sink in batches and retries a flush that failed for a transient reason
+until the database is back: offsets are acknowledged only after the flush (or the dead letter),
+and every write is idempotent on event_id, so a crash or a replay writes nothing twice.
+"""
+
+from __future__ import annotations
+
+from faust.types import EventT
+
+from kopilka.logging import get_logger
+from kopilka.retry import until_done
+from sinks.base import Sink
+from sinks.postgres import AuditSink, LedgerSink
+from streams.acks import held
+from streams.app import app, events, resources, settings, webhooks_audit, webhooks_dead
+from streams.dead_letters import of_event
+from streams.dead_letters import send as send_dead_letter
+
+log = get_logger(__name__)
+
+
+async def _drain(stream, sink: Sink) -> None:
+    """Batches into the sink. A flush failing for a transient reason is retried until it
+    succeeds (the batch is not acknowledged before); one failing for a permanent reason is
+    split, record by record, and the records the database still refuses are dead-lettered
+    whole, so nothing is acknowledged that was neither written nor dead-lettered."""
+    name = type(sink).__name__
+    try:
+        async for batch in stream.take_events(
+            settings.sink_batch_size, within=settings.sink_batch_within_s
+        ):
+            with held(batch):
+                await _write(sink, name, batch)
+    finally:
+        await sink.close()
+
+
+async def _write(sink: Sink, name: str, batch: list[EventT]) -> None:
+    readable = []
+    for event in batch:
+        try:
+            sink.add(event.value)
+            readable.append(event)
+        except Exception as exc:  # not ours to crash on, not ours to drop: dead-letter it
+            await _dead(event, name, "unreadable_record", exc)
+    await until_done(sink.setup, "connect")
+    try:
+        await until_done(sink.flush, f"{name}.flush")
+    except Exception:
+        log.exception("sink_batch_failed", sink=name, records=len(readable))
+        sink.clear()
+        for event in readable:
+            try:
+                sink.add(event.value)
+                await until_done(sink.flush, f"{name}.flush")
+            except Exception as exc:
+                sink.clear()
+                await _dead(event, name, "refused_by_database", exc)
+
+
+async def _dead(event: EventT, sink: str, code: str, exc: Exception) -> None:
+    reason = f"{sink} could not write this record"
+    await send_dead_letter(of_event(event, "sink.postgres", code, reason, error=exc))
+
+
+audit_topics = app.topic(
+    webhooks_audit.get_topic_name(),
+    webhooks_dead.get_topic_name(),
+    key_type=bytes,
+    value_type=bytes,
+    key_serializer="raw",
+    value_serializer="raw",
+)
+
+
+@app.agent(events)
+async def ledger_sink(stream):
+    await _drain(stream, LedgerSink(resources.pool))
+
+
+@app.agent(audit_topics)
+async def audit_sink(stream):
+    await _drain(stream, AuditSink(resources.pool))
