@@ -25,9 +25,10 @@ test: $(STAMP)  ## the whole suite: unit tests, then end-to-end against real Kaf
 unit: $(STAMP)  ## only the fast, pure tests
 	@$(BIN)/pytest -m "not connected"
 
-lint: $(STAMP)
+lint: $(STAMP)  ## ruff, and the direction of imports between our packages (import-linter)
 	@$(BIN)/ruff check .
 	@$(BIN)/ruff format --check .
+	@$(BIN)/lint-imports
 
 format: $(STAMP)
 	@$(BIN)/ruff check --fix .
