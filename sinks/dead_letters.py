@@ -1,10 +1,10 @@
 """The Postgres home of dead letters: store, list, show, and remember redrives.
 
-`DeadLetterStore` is a plain class over an asyncpg pool; it knows nothing of Kafka or Faust. The
-agent in `streams.dead_letters` feeds it batches from `kopilka.dead-letters`; the CLI
-(`kopilka dead-letters`) and the admin API read it and mark what they redrove. Writes are
-idempotent on the dead letter's id (derived from the source record), so a replayed batch
-stores nothing twice.
+`DeadLetterStore` is a plain class over an asyncpg pool; it knows nothing of Kafka or Faust.
+`DeadLetterSink` puts its writing behind the sink protocol (`sinks.base.Sink`): the agent in
+`streams.dead_letters` feeds it from `kopilka.dead-letters`; the CLI (`kopilka dead-letters`)
+and the admin API read the store and mark what they redrove. Writes are idempotent on the dead
+letter's id (derived from the source record), so a replayed batch stores nothing twice.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 
 from schemas.dead_letters import DeadLetter
+from sinks.postgres import Connect, PostgresSink
 
 MAX_LIMIT = 1000
 
@@ -247,3 +248,26 @@ class DeadLetterStore:
             ids,
         )
         return int(status.rsplit(" ", 1)[-1])
+
+
+class DeadLetterSink(PostgresSink):
+    """`kopilka.dead-letters` records -> `DeadLetterStore.add_many`, in batches."""
+
+    def __init__(self, connect: Connect | None = None) -> None:
+        super().__init__(connect)
+        self.letters: list[DeadLetter] = []
+
+    def add(self, value: bytes) -> None:
+        self.letters.append(DeadLetter.from_bytes(value))  # ValueError: not a dead letter
+
+    def clear(self) -> None:
+        self.letters = []
+
+    async def flush(self, pool: asyncpg.Pool | None = None) -> int:
+        """Stores the batch; returns how many letters it held (those stored before included)."""
+        if not self.letters:
+            return 0
+        await DeadLetterStore(self._target(pool)).add_many(self.letters)
+        written = len(self.letters)
+        self.letters = []
+        return written

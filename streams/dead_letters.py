@@ -2,13 +2,11 @@
 
 `send` is what every agent calls instead of dropping a record; it returns once the broker has
 the dead letter, so the agent may acknowledge the original afterwards. The agent
-`dead_letter_store` keeps every dead letter in Postgres (sinks.dead_letters), where
+`dead_letter_store` keeps every dead letter in Postgres (sinks.dead_letters.DeadLetterSink), where
 `kopilka dead-letters` and the admin API list, show and redrive them.
 """
 
 from __future__ import annotations
-
-from functools import partial
 
 from faust.types import EventT
 
@@ -16,7 +14,7 @@ from kopilka.logging import get_logger
 from kopilka.retry import until_done
 from schemas.dead_letters import DeadLetter, Stage
 from schemas.routing import tenant_of
-from sinks.dead_letters import DeadLetterStore
+from sinks.dead_letters import DeadLetterSink
 from streams.app import app, dead_letters, resources, settings
 from streams.metrics import DEAD_LETTERS
 
@@ -61,37 +59,45 @@ async def send(dl: DeadLetter) -> None:
 async def dead_letter_store(stream):
     """`kopilka.dead-letters` -> Postgres (sinks.dead_letters), in batches; a batch is
     acknowledged once stored, and a database that is away is waited for."""
-    async for batch in stream.take_events(
-        settings.sink_batch_size, within=settings.sink_batch_within_s
-    ):
-        letters = []
-        for event in batch:
-            try:
-                letters.append(DeadLetter.from_bytes(event.value))
-            except ValueError as exc:  # not written by `send`: nothing to store, say where it is
-                log.error(
-                    "dead_letter_unreadable",
-                    partition=event.message.partition,
-                    offset=event.message.offset,
-                    error=str(exc)[:300],
-                )
-        if letters:
-            await _store(letters)
-
-
-async def _store(letters: list[DeadLetter]) -> None:
-    pool = await until_done(resources.pool, "connect")
-    store = DeadLetterStore(pool)
+    sink = DeadLetterSink(resources.pool)
     try:
-        await until_done(partial(store.add_many, letters), "dead_letters.add")
+        async for batch in stream.take_events(
+            settings.sink_batch_size, within=settings.sink_batch_within_s
+        ):
+            readable = []
+            for event in batch:
+                try:
+                    sink.add(event.value)
+                    readable.append(event.value)
+                except ValueError as exc:  # not written by `send`: nothing to store, say where
+                    log.error(
+                        "dead_letter_unreadable",
+                        partition=event.message.partition,
+                        offset=event.message.offset,
+                        error=str(exc)[:300],
+                    )
+            if readable:
+                await _store(sink, readable)
+    finally:
+        await sink.close()
+
+
+async def _store(sink: DeadLetterSink, values: list[bytes]) -> None:
+    await until_done(sink.setup, "connect")
+    try:
+        await until_done(sink.flush, "dead_letters.add")
     except Exception:
         # Not transient (a bug, or a value Postgres refuses): one by one, so that one letter
         # cannot hold back the others.
-        log.exception("dead_letter_batch_failed", records=len(letters))
-        for dl in letters:
+        log.exception("dead_letter_batch_failed", records=len(values))
+        sink.clear()
+        for value in values:
             try:
-                await until_done(partial(store.add_many, [dl]), "dead_letters.add")
+                sink.add(value)
+                await until_done(sink.flush, "dead_letters.add")
             except Exception as exc:
+                sink.clear()
+                dl = DeadLetter.from_bytes(value)
                 log.error(
                     "dead_letter_not_stored",
                     dead_letter_id=dl.dead_letter_id,

@@ -1,8 +1,9 @@
-"""The Postgres sinks as plain calls (no Faust, no Kafka), against the session stack's Postgres.
+"""The Postgres sinks (ledger, audit, dead letters) as plain calls (no Faust, no Kafka), against
+the session stack's Postgres.
 
-What the worker's agents (streams/read_model.py) rely on: the sink protocol, writes idempotent
-on event_id, a lot moved once however often its event is written, a failed flush that keeps its
-batch, and the dead status of an audit row that nothing overwrites.
+What the worker's agents (streams/read_model.py, streams/dead_letters.py) rely on: the sink
+protocol, writes idempotent on their ids, a lot moved once however often its event is written,
+a failed flush that keeps its batch, and the dead status of an audit row that nothing undoes.
 """
 
 from __future__ import annotations
@@ -14,9 +15,11 @@ import asyncpg
 import pytest
 
 from kopilka import db
+from schemas.dead_letters import DeadLetter
 from schemas.events import BonusAwarded, BonusSpent, LotPoints
 from schemas.messages import AuditRecord, CustomerRef
 from sinks.base import Sink
+from sinks.dead_letters import DeadLetterSink
 from sinks.postgres import AuditSink, LedgerSink
 
 pytestmark = pytest.mark.connected
@@ -104,9 +107,10 @@ async def ledger_of(conn: asyncpg.Connection, tenant: str, customer: str) -> dic
     }
 
 
-def test_both_follow_the_sink_protocol():
+def test_each_follows_the_sink_protocol():
     assert isinstance(LedgerSink(), Sink)
     assert isinstance(AuditSink(), Sink)
+    assert isinstance(DeadLetterSink(), Sink)
 
 
 async def test_the_ledger_sink_writes_a_batch_once_however_often_it_is_flushed(pool):
@@ -193,3 +197,33 @@ async def test_the_audit_sink_keeps_one_row_per_request_and_dead_wins(pool):
     assert sorted(tuple(r) for r in rows) == sorted(
         [(accepted, "dead", "unparseable"), (rejected, "rejected", "bad_signature")]
     )
+
+
+async def test_the_dead_letter_sink_stores_each_letter_once(pool):
+    letter = DeadLetter.of(
+        stage="normalize",
+        source_topic="webhooks.raw",
+        partition=0,
+        offset=uuid.uuid4().int % 10**12,  # a source position of its own: its own letter id
+        key=b"k",
+        value=b"\xff not json",
+        code="internal_error",
+        reason="boom",
+    )
+    sink = DeadLetterSink(lambda: _ready(pool))
+    sink.add(letter.to_bytes())
+    with pytest.raises(ValueError):
+        sink.add(b"not a dead letter")
+    sink.add(letter.to_bytes())  # the same letter twice in one batch
+    await sink.setup()
+    assert await sink.flush() == 2
+    sink.add(letter.to_bytes())  # and once more later
+    assert await sink.flush() == 1
+    stored = await pool.fetch(
+        "SELECT value, code FROM dead_letters WHERE id = $1", uuid.UUID(letter.dead_letter_id)
+    )
+    assert [tuple(r) for r in stored] == [(b"\xff not json", "internal_error")]
+
+
+async def _ready(pool: asyncpg.Pool) -> asyncpg.Pool:
+    return pool
