@@ -25,10 +25,11 @@ test: $(STAMP)  ## the whole suite: unit tests, then end-to-end against real Kaf
 unit: $(STAMP)  ## only the fast, pure tests
 	@$(BIN)/pytest -m "not connected"
 
-lint: $(STAMP)  ## ruff, and the direction of imports between our packages (import-linter)
+lint: $(STAMP)  ## ruff, the direction of imports (import-linter), strict types (mypy, see pyproject)
 	@$(BIN)/ruff check .
 	@$(BIN)/ruff format --check .
 	@$(BIN)/lint-imports
+	@$(BIN)/mypy
 
 format: $(STAMP)
 	@$(BIN)/ruff check --fix .

@@ -173,7 +173,7 @@ AnyCommand = Annotated[
     | SettleCommand,
     Field(discriminator="type"),
 ]
-_COMMAND = TypeAdapter(AnyCommand)
+_COMMAND: TypeAdapter[Command] = TypeAdapter(AnyCommand)
 # Every command carries its tenant's rules, and a shop's commands carry the same rules until
 # the shop changes them: validated once per distinct rules text, not once per command (it was
 # half the cost of reading a command). Bounded; cleared when full.
