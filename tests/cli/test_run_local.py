@@ -175,12 +175,6 @@ def _purchase(order: str, email: str) -> dict:
     }
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="open (issue 10): after worker-1 and Postgres are killed -9 the group's rebalance can "
-    "stall (worker-1 logs 'Heartbeat failed ... rebalancing' for minutes) while worker-2 waits "
-    "for messages its retrying stages still hold (suspected); failed in both runs today",
-)
 def test_make_run_restarts_a_killed_worker_and_postgres_and_keeps_processing(run):
     processes = run.wait_for_banner(timeout_s=300)
     expected = {"kafka", "postgres", "redis", "worker-1", "worker-2", "ingest", "dispatch"}
