@@ -21,7 +21,7 @@ from ingest.admin_auth import ADMIN_REFUSALS, admin_only
 from ingest.context import POOL, PRODUCER, SETTINGS
 from ingest.openapi import Param, Resp, document, errors
 from ingest.responses import error, json_response
-from kopilka.logging import get_logger
+from kopilka.core.logging import get_logger
 from kopilka.redrive import redrive_ids
 from schemas.dead_letters import Stage
 from sinks.dead_letters import MAX_LIMIT, DeadLetterStore, Filters, decode_cursor

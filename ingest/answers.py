@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from kopilka.ids import derived_id
+from kopilka.core.ids import derived_id
 from schemas.inbound import ParsedWebhook
 
 

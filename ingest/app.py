@@ -21,11 +21,11 @@ from ingest.responses import database_unavailable, json_errors, json_response
 from ingest.shared_state import edge_state
 from ingest.stream_hub import end_streams, event_hub
 from ingest.webhooks import receive_webhook
-from kopilka import db
+from kopilka.core import db
+from kopilka.core.kafka import ensure_topics, make_producer
+from kopilka.core.logging import get_logger
+from kopilka.core.settings import Settings
 from kopilka.customers import CustomerDirectory
-from kopilka.kafka import ensure_topics, make_producer
-from kopilka.logging import get_logger
-from kopilka.settings import Settings
 from kopilka.tenants import TenantDirectory
 
 log = get_logger(__name__)

@@ -19,8 +19,8 @@ from aiohttp import web
 
 from ingest.ratelimit import Limiter, Quota
 from ingest.responses import error
-from kopilka.cache import TTLCache
-from kopilka.logging import get_logger
+from kopilka.core.cache import TTLCache
+from kopilka.core.logging import get_logger
 
 log = get_logger(__name__)
 

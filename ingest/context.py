@@ -11,8 +11,8 @@ from ingest.order_routes import OrderRoutes
 from ingest.outcomes import OutcomeWaiter
 from ingest.ratelimit import Limiter
 from ingest.replay import ReplayGuard
+from kopilka.core.settings import Settings
 from kopilka.customers import CustomerDirectory
-from kopilka.settings import Settings
 from kopilka.tenants import TenantDirectory
 
 SETTINGS = web.AppKey("settings", Settings)

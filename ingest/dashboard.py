@@ -23,7 +23,7 @@ from ingest.dashboard_session import LocalSessionStore, RedisSessionStore
 from ingest.event_stream import stream_response
 from ingest.openapi import Param, Resp, document, errors
 from ingest.ratelimit import Quota
-from kopilka.logging import get_logger
+from kopilka.core.logging import get_logger
 
 log = get_logger(__name__)
 STATIC_DIR = Path(__file__).resolve().parent / "dashboard_static"

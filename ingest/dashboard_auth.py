@@ -28,8 +28,8 @@ from ingest.attempts import FailedAttempts, client_ip
 from ingest.context import TENANTS
 from ingest.dashboard_html import BASE, View, e, view_of
 from ingest.dashboard_session import COOKIE, SessionStore, new_session
-from kopilka.cache import TTLCache
-from kopilka.logging import get_logger
+from kopilka.core.cache import TTLCache
+from kopilka.core.logging import get_logger
 from kopilka.tenants import digest
 
 log = get_logger(__name__)

@@ -11,7 +11,7 @@ from ingest import dashboard_html as ui
 from ingest.context import POOL
 from ingest.dashboard_auth import authenticated
 from ingest.dashboard_html import BASE, View, csrf_field, e, table
-from kopilka.logging import get_logger
+from kopilka.core.logging import get_logger
 from sinks import subscriptions as subs
 from sinks.subscriptions import InvalidConfig
 

@@ -50,7 +50,7 @@ from ingest.read_api import bearer_tenant
 from ingest.responses import error
 from ingest.stream_catchup import read_backlog
 from ingest.stream_hub import EVENT_HUB, EventHub, Item, Subscriber
-from kopilka.logging import get_logger
+from kopilka.core.logging import get_logger
 from schemas.events import EVENT_TYPES
 
 log = get_logger(__name__)

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from kopilka.settings import Settings
+from kopilka.core.settings import Settings
 from kopilka.tenants import Tenant
 
 _CHUNK = 64 * 1024

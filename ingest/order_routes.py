@@ -22,8 +22,8 @@ from typing import Protocol
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from kopilka.cache import TTLCache
-from kopilka.logging import get_logger
+from kopilka.core.cache import TTLCache
+from kopilka.core.logging import get_logger
 from schemas.inbound import ParsedWebhook
 
 log = get_logger(__name__)

@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 import orjson
 from aiokafka import AIOKafkaConsumer
 
-from kopilka import topics
-from kopilka.kafka import assign_whole_topic
-from kopilka.logging import get_logger
-from kopilka.settings import Settings
+from kopilka.core import topics
+from kopilka.core.kafka import assign_whole_topic
+from kopilka.core.logging import get_logger
+from kopilka.core.settings import Settings
 
 log = get_logger(__name__)
 

@@ -20,8 +20,8 @@ from aiokafka.errors import KafkaError, MessageSizeTooLargeError
 
 from ingest.context import BACKGROUND, PRODUCER, SETTINGS
 from ingest.responses import error
-from kopilka import topics
-from kopilka.logging import get_logger
+from kopilka.core import topics
+from kopilka.core.logging import get_logger
 from schemas.messages import AuditRecord
 
 log = get_logger(__name__)

@@ -9,7 +9,7 @@ import asyncpg
 import orjson
 from aiohttp import web
 
-from kopilka.logging import get_logger
+from kopilka.core.logging import get_logger
 
 log = get_logger(__name__)
 

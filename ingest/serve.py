@@ -26,8 +26,8 @@ import sys
 import tempfile
 import time
 
-from kopilka.logging import get_logger
-from kopilka.settings import Settings
+from kopilka.core.logging import get_logger
+from kopilka.core.settings import Settings
 
 log = get_logger(__name__)
 

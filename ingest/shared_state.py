@@ -23,7 +23,7 @@ from ingest.context import (
 from ingest.order_routes import LocalOrderRoutes, RedisOrderRoutes
 from ingest.ratelimit import LocalLimiter, Quota, RedisLimiter
 from ingest.replay import LocalReplayGuard, RedisReplayGuard
-from kopilka.logging import get_logger
+from kopilka.core.logging import get_logger
 
 log = get_logger(__name__)
 

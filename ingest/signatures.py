@@ -30,7 +30,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from kopilka import standard_webhooks
+from kopilka.core import standard_webhooks
 
 MAX_WEBHOOK_ID = 256
 MAX_SIGNATURES = 16

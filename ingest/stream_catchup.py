@@ -12,9 +12,9 @@ from collections.abc import AsyncIterator
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from kopilka import topics
-from kopilka.logging import get_logger
-from kopilka.settings import Settings
+from kopilka.core import topics
+from kopilka.core.logging import get_logger
+from kopilka.core.settings import Settings
 
 log = get_logger(__name__)
 

@@ -28,10 +28,10 @@ from aiokafka import AIOKafkaConsumer
 from ingest import stream_token
 from ingest.context import SETTINGS
 from ingest.stream_catchup import BacklogReaders
-from kopilka import topics
-from kopilka.kafka import assign_whole_topic
-from kopilka.logging import get_logger
-from kopilka.settings import Settings
+from kopilka.core import topics
+from kopilka.core.kafka import assign_whole_topic
+from kopilka.core.logging import get_logger
+from kopilka.core.settings import Settings
 
 log = get_logger(__name__)
 

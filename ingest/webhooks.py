@@ -55,8 +55,8 @@ from ingest.publish import audit, publish, raw_record
 from ingest.ratelimit import Decision, Quota
 from ingest.replay import PENDING
 from ingest.responses import error, json_response
-from kopilka.ids import new_event_id
-from kopilka.logging import get_logger
+from kopilka.core.ids import new_event_id
+from kopilka.core.logging import get_logger
 from kopilka.tenants import DATABASE_DOWN, SECRET_PREFIX, Tenant
 from schemas.inbound import InboundError, ParsedWebhook, parse_webhook
 from schemas.messages import AuditRecord
@@ -253,7 +253,7 @@ async def _handle(request: web.Request) -> web.StreamResponse:
     counter.inc()
     # DEBUG: a line per request cost 8 % of the ingress's CPU; each acceptance is already in
     # webhook_audit (with its event_id) and in kopilka_webhooks_accepted_total. Its
-    # request_id is in the DEBUG line of every later stage (kopilka.logging).
+    # request_id is in the DEBUG line of every later stage (kopilka.core.logging).
     log.debug(
         "webhook_accepted",
         stage="ingress",

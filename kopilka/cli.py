@@ -17,17 +17,10 @@ import sys
 from datetime import timedelta
 from decimal import Decimal, InvalidOperation
 
-from kopilka import (
-    cli_dead_letters,
-    cli_help,
-    cli_outbound,
-    cli_replay,
-    db,
-    reconcile,
-    run_local,
-)
-from kopilka import logging as klog
-from kopilka.settings import PROJECT_ROOT, get_settings
+from kopilka import cli_dead_letters, cli_help, cli_outbound, cli_replay, reconcile, run_local
+from kopilka.core import db
+from kopilka.core import logging as klog
+from kopilka.core.settings import PROJECT_ROOT, get_settings
 
 
 def _percent(value: str) -> Decimal:
@@ -177,7 +170,7 @@ async def tenants_command(settings, args: argparse.Namespace) -> tuple[int, dict
     from pydantic import ValidationError
 
     from kopilka import rules_feed, tenant_admin
-    from kopilka.kafka import ensure_topics, make_producer
+    from kopilka.core.kafka import ensure_topics, make_producer
     from schemas.tenant_rules import TenantRules
 
     dsn = settings.database_url.get_secret_value()

@@ -21,8 +21,8 @@ import sys
 from datetime import UTC, datetime, timedelta
 from typing import get_args
 
-from kopilka import db
-from kopilka.settings import Settings
+from kopilka.core import db
+from kopilka.core.settings import Settings
 from schemas.dead_letters import Stage
 
 COMMANDS = ("dead-letters",)
@@ -128,7 +128,7 @@ def table(letters: list[dict]) -> str:
 
 async def run_command(settings: Settings, args: argparse.Namespace) -> tuple[int, dict]:
     """Run one parsed `kopilka dead-letters` command: (exit status, what to print)."""
-    from kopilka.kafka import make_producer
+    from kopilka.core.kafka import make_producer
     from kopilka.redrive import redrive_ids, redrive_matching
     from sinks.dead_letters import DeadLetterStore
 

@@ -20,8 +20,9 @@ import asyncio
 import json
 import sys
 
-from kopilka import db, retention
-from kopilka.settings import Settings
+from kopilka import retention
+from kopilka.core import db
+from kopilka.core.settings import Settings
 
 COMMANDS = ("dispatch", "prune", "endpoints", "deliveries", "telegram")
 

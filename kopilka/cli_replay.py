@@ -20,11 +20,11 @@ import sys
 from datetime import UTC, datetime, timedelta
 
 from kopilka import events_rebuild
+from kopilka.core.settings import Settings
 from kopilka.events_redeliver import EndpointRefused, Redelivery, redeliver
 from kopilka.events_replay import CatchUp, Span, catch_up
 from kopilka.progress import serve_metrics
 from kopilka.raw_replay import RawReplay, run
-from kopilka.settings import Settings
 
 COMMANDS = ("replay",)
 _AGO = re.compile(r"(\d+)([smhd])")

@@ -16,9 +16,9 @@ import uuid
 
 import asyncpg
 
-from kopilka.cache import TTLCache
-from kopilka.ids import derived_id
-from kopilka.logging import get_logger
+from kopilka.core.cache import TTLCache
+from kopilka.core.ids import derived_id
+from kopilka.core.logging import get_logger
 from schemas.messages import CustomerRef
 
 log = get_logger(__name__)

@@ -17,6 +17,7 @@ import signal
 import subprocess
 from pathlib import Path
 
+from kopilka.core.settings import PROJECT_ROOT
 from kopilka.kafka_server import (  # noqa: F401 - the stack's one import for every service
     DATA_ROOT,
     KAFKA_VERSION,
@@ -33,7 +34,6 @@ from kopilka.processes import (  # noqa: F401
     spawn,
     wait_until,
 )
-from kopilka.settings import PROJECT_ROOT
 
 # ------------------------------------------------------------------------------------ Postgres
 

@@ -42,6 +42,8 @@ from datetime import UTC, datetime
 
 import asyncpg
 
+from kopilka.core.logging import get_logger
+from kopilka.core.settings import Settings
 from kopilka.events_replay import (
     READ_MODEL,
     HeldConnection,
@@ -51,9 +53,7 @@ from kopilka.events_replay import (
     read_span,
     span_offsets,
 )
-from kopilka.logging import get_logger
 from kopilka.progress import Reporter
-from kopilka.settings import Settings
 from sinks.ledger_rows import AWARD_COLUMNS, BALANCE_COLUMNS, ENTRY_COLUMNS, read_event, rows_of
 
 log = get_logger(__name__)

@@ -26,6 +26,9 @@ from pathlib import Path
 import asyncpg
 import orjson
 
+from kopilka.core.ids import derived_id
+from kopilka.core.logging import get_logger
+from kopilka.core.settings import Settings
 from kopilka.events_replay import (
     Span,
     events_consumer,
@@ -34,10 +37,7 @@ from kopilka.events_replay import (
     save_state,
     span_offsets,
 )
-from kopilka.ids import derived_id
-from kopilka.logging import get_logger
 from kopilka.progress import Reporter
-from kopilka.settings import Settings
 from sinks.subscriptions import WAKE_CHANNEL, wants
 
 log = get_logger(__name__)

@@ -37,11 +37,11 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
-from kopilka import topics
-from kopilka.kafka import assign_whole_topic
-from kopilka.logging import get_logger
+from kopilka.core import topics
+from kopilka.core.kafka import assign_whole_topic
+from kopilka.core.logging import get_logger
+from kopilka.core.settings import Settings
 from kopilka.progress import Reporter
-from kopilka.settings import Settings
 
 log = get_logger(__name__)
 READ_MODEL = ("ledger_entries", "lots", "balances")
@@ -188,7 +188,7 @@ async def apply_upserts(sink, records: list[ConsumerRecord], pool, counts: dict)
 
 async def catch_up(job: CatchUp, settings: Settings, state_dir: Path) -> dict:
     """Upsert the span's events into the live read model, batch by batch (see the docstring)."""
-    from kopilka import db
+    from kopilka.core import db
     from sinks.postgres import LedgerSink
 
     state_path = state_dir / f"events-{job.span.digest('into-postgres')}.json"

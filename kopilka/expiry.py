@@ -12,7 +12,7 @@ from datetime import datetime
 
 import asyncpg
 
-from kopilka.ids import derived_id
+from kopilka.core.ids import derived_id
 from schemas.messages import CustomerRef, ExpireCommand
 
 _DUE = """

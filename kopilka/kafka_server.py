@@ -19,8 +19,8 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from kopilka.core.settings import PROJECT_ROOT
 from kopilka.processes import ManagedProcess, ServiceStartError, free_port, port_open, spawn
-from kopilka.settings import PROJECT_ROOT
 
 KAFKA_VERSION = "3.9.1"
 DATA_ROOT = PROJECT_ROOT / ".data"

@@ -31,10 +31,10 @@ import asyncpg
 import orjson
 from aiokafka import AIOKafkaConsumer
 
-from kopilka import db, topics
-from kopilka.kafka import assign_whole_topic
-from kopilka.logging import get_logger
-from kopilka.settings import Settings
+from kopilka.core import db, topics
+from kopilka.core.kafka import assign_whole_topic
+from kopilka.core.logging import get_logger
+from kopilka.core.settings import Settings
 
 log = get_logger(__name__)
 

@@ -1,7 +1,7 @@
 """Redrive: feed dead letters back to where they came from, byte for byte.
 
 Each dead letter's original key and value go to its original topic and partition (acks=all, the
-idempotent producer of `kopilka.kafka.make_producer`); only once the broker has them is the
+idempotent producer of `kopilka.core.kafka.make_producer`); only once the broker has them is the
 letter marked redriven. A letter already redriven is skipped unless forced, and a redrive that
 happens twice anyway (forced, or a crash between producing and marking) is harmless: every
 stage derives its ids from the record, so the second copy changes nothing. Shared by
@@ -17,8 +17,8 @@ from dataclasses import dataclass, field, replace
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
-from kopilka import topics
-from kopilka.logging import get_logger
+from kopilka.core import topics
+from kopilka.core.logging import get_logger
 from sinks.dead_letters import DeadLetterStore, Filters, StoredDeadLetter
 
 log = get_logger(__name__)

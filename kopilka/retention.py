@@ -39,8 +39,8 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
-from kopilka.logging import get_logger
-from kopilka.settings import Settings
+from kopilka.core.logging import get_logger
+from kopilka.core.settings import Settings
 
 log = get_logger(__name__)
 
@@ -203,7 +203,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 async def prune_command(settings: Settings, dry_run: bool) -> list[dict]:
-    from kopilka import db
+    from kopilka.core import db
 
     dsn = settings.database_url.get_secret_value()
     await db.migrate(dsn)

@@ -15,10 +15,10 @@ import asyncpg
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from kopilka import topics
-from kopilka.kafka import assign_whole_topic
-from kopilka.logging import get_logger
-from kopilka.settings import Settings
+from kopilka.core import topics
+from kopilka.core.kafka import assign_whole_topic
+from kopilka.core.logging import get_logger
+from kopilka.core.settings import Settings
 from kopilka.tenants import Tenant, tenant_by_id
 from schemas.tenant_rules import TenantRules
 

@@ -17,8 +17,8 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from kopilka import db
-from kopilka.settings import PROJECT_ROOT
+from kopilka.core import db
+from kopilka.core.settings import PROJECT_ROOT
 
 DEFAULT_DATA_DIR = PROJECT_ROOT / ".data" / "dev"
 

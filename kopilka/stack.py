@@ -22,10 +22,11 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
-from kopilka import db, devservices, rules_feed
+from kopilka import devservices, rules_feed
+from kopilka.core import db
+from kopilka.core.kafka import ensure_topics, make_producer
+from kopilka.core.settings import PROJECT_ROOT, Settings
 from kopilka.devservices import ManagedProcess, ServiceStartError
-from kopilka.kafka import ensure_topics, make_producer
-from kopilka.settings import PROJECT_ROOT, Settings
 
 
 @dataclass

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from kopilka.logging import get_logger
+from kopilka.core.logging import get_logger
 
 _TAIL_LINES = 15
 

@@ -13,7 +13,7 @@ import asyncpg
 from aiokafka import AIOKafkaProducer
 
 from kopilka import rules_feed
-from kopilka.settings import Settings
+from kopilka.core.settings import Settings
 from kopilka.tenants import NewTenant, Tenant, create_tenant, tenant_by_id, update_rules
 from schemas.tenant_rules import TenantRules
 

@@ -25,9 +25,9 @@ from typing import Literal
 
 import asyncpg
 
-from kopilka import standard_webhooks
-from kopilka.cache import TTLCache
-from kopilka.logging import get_logger
+from kopilka.core import standard_webhooks
+from kopilka.core.cache import TTLCache
+from kopilka.core.logging import get_logger
 from schemas.tenant_rules import TenantRules
 
 SECRET_PREFIX = "whk_"  # noqa: S105 - a prefix, not a secret

@@ -16,7 +16,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from kopilka.ids import derived_id
+from kopilka.core.ids import derived_id
 from schemas.messages import Record
 
 Stage = Literal["normalize", "ledger", "sink.postgres", "outbound"]

@@ -7,7 +7,7 @@ retrying and dead-lettering stay with the feeder (`streams/read_model.py`).
 
 - `setup()`: find what the sink writes to (a pool, a client). Called before a flush, as often as
   the feeder likes: once it has succeeded it does nothing. May fail for a transient reason; the
-  feeder retries it (`kopilka.retry.until_done`).
+  feeder retries it (`kopilka.core.retry.until_done`).
 - `add(value)`: one record's bytes into the buffer. A record the sink cannot read raises
   (ValueError and the like) and leaves the buffer as it was.
 - `flush()`: write everything added, at once, and empty the buffer; returns the records written.

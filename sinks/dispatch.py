@@ -14,9 +14,10 @@ import signal
 
 import asyncpg
 
-from kopilka import db, retention
-from kopilka.logging import get_logger
-from kopilka.settings import Settings
+from kopilka import retention
+from kopilka.core import db
+from kopilka.core.logging import get_logger
+from kopilka.core.settings import Settings
 from sinks import dispatch_metrics
 from sinks.subscriptions import WAKE_CHANNEL
 from sinks.telegram_ingest import TelegramIngest

@@ -14,8 +14,8 @@ import asyncio
 import asyncpg
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
-from kopilka.logging import get_logger
-from kopilka.settings import Settings
+from kopilka.core.logging import get_logger
+from kopilka.core.settings import Settings
 
 log = get_logger(__name__)
 

@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 
 import asyncpg
 
-from kopilka.logging import get_logger
+from kopilka.core.logging import get_logger
 from schemas.events import parse_event
 from schemas.messages import AuditRecord
 from sinks.ledger_rows import (
@@ -103,7 +103,7 @@ class LedgerSink(PostgresSink):
     def __init__(self, connect: Connect | None = None) -> None:
         super().__init__(connect)
         self.events: dict[str, LedgerRows] = {}
-        self.tracing = log.is_enabled_for(logging.DEBUG)  # a line per event (kopilka.logging)
+        self.tracing = log.is_enabled_for(logging.DEBUG)  # a line per event (kopilka.core.logging)
         self.traced: list[tuple[str, str | None, str]] = []
 
     def add(self, raw: bytes) -> None:

@@ -14,8 +14,8 @@ from urllib.parse import urlsplit
 
 import asyncpg
 
-from kopilka.cache import TTLCache
-from kopilka.standard_webhooks import new_secret
+from kopilka.core.cache import TTLCache
+from kopilka.core.standard_webhooks import new_secret
 
 Conn = asyncpg.Connection | asyncpg.Pool
 WAKE_CHANNEL = "kopilka_outbound"  # NOTIFY channel: new or redelivered work for `dispatch`

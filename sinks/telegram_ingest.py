@@ -17,10 +17,10 @@ import orjson
 from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaError
 
-from kopilka import topics
-from kopilka.cache import TTLCache
-from kopilka.logging import get_logger
-from kopilka.settings import Settings
+from kopilka.core import topics
+from kopilka.core.cache import TTLCache
+from kopilka.core.logging import get_logger
+from kopilka.core.settings import Settings
 from sinks.telegram_notifier import TELEGRAM_WAKE
 from sinks.telegram_templates import render
 

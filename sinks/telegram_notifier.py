@@ -47,8 +47,8 @@ from aiogram.exceptions import (
     TelegramUnauthorizedError,
 )
 
-from kopilka.logging import get_logger
-from kopilka.settings import Settings
+from kopilka.core.logging import get_logger
+from kopilka.core.settings import Settings
 from sinks.dispatch_metrics import TELEGRAM_429, TELEGRAM_SENDS
 from sinks.pacing import ChatPacer, TokenBucket
 from sinks.telegram_templates import render

@@ -38,9 +38,9 @@ import aiohttp
 import asyncpg
 import orjson
 
-from kopilka import standard_webhooks
-from kopilka.logging import get_logger
-from kopilka.settings import Settings
+from kopilka.core import standard_webhooks
+from kopilka.core.logging import get_logger
+from kopilka.core.settings import Settings
 from sinks.dispatch_metrics import DELIVERY_ATTEMPTS, DELIVERY_SECONDS, ENDPOINTS_DISABLED
 from sinks.retry_schedule import RetrySchedule, parse_retry_after
 from sinks.ssrf import AddressPolicy, AddressRefused, GuardedResolver, parse_networks

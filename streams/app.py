@@ -16,8 +16,8 @@ import faust
 import orjson
 from faust.serializers import codecs
 
-from kopilka import db, topics
-from kopilka.settings import get_settings
+from kopilka.core import db, topics
+from kopilka.core.settings import get_settings
 from streams.changelog_barrier import DurableTable, wait_for_changelog
 from streams.consumer import StreamConsumer
 
@@ -138,7 +138,7 @@ app = App(
 )
 
 
-# Durability of the topics Faust creates itself (ours are created by kopilka.kafka first, with
+# Durability of the topics Faust creates itself (ours are created by kopilka.core.kafka first, with
 # the same settings): acks=all means min.insync.replicas disks, not one.
 _DURABLE = {"min.insync.replicas": str(settings.min_insync_replicas)}
 
@@ -172,7 +172,7 @@ dead_letters = raw_topic(topics.DEAD_LETTERS)
 # writing the customer entry before the order entry leaves nothing a replay cannot repair.
 # str keys (JSON-encoded by Faust); values are our own JSON as raw bytes (`_StateBytes`).
 ledger_table = app.Table(
-    topics.LEDGER_TABLE,  # its changelog: topics.ledger_changelog, created by kopilka.kafka
+    topics.LEDGER_TABLE,  # its changelog: topics.ledger_changelog, created by kopilka.core.kafka
     key_type=str,
     value_type=bytes,
     partitions=settings.topic_partitions,

@@ -20,7 +20,7 @@ import asyncio
 
 import faust
 
-from kopilka.logging import get_logger
+from kopilka.core.logging import get_logger
 
 log = get_logger(__name__)
 

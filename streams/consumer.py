@@ -43,7 +43,7 @@ from faust.types import TP, Message
 from faust.types.tuples import ack_lock
 from mode.utils.futures import notify
 
-from kopilka.logging import get_logger
+from kopilka.core.logging import get_logger
 
 log = get_logger(__name__)
 

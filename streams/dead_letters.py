@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from faust.types import EventT
 
-from kopilka.logging import get_logger
-from kopilka.retry import until_done
+from kopilka.core.logging import get_logger
+from kopilka.core.retry import until_done
 from schemas.dead_letters import DeadLetter, Stage
 from schemas.routing import tenant_of
 from sinks.dead_letters import DeadLetterSink

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from kopilka.core.logging import get_logger
+from kopilka.core.retry import until_done
 from kopilka.expiry import due_commands
-from kopilka.logging import get_logger
-from kopilka.retry import until_done
 from streams.app import app, commands, resources, settings
 
 log = get_logger(__name__)

@@ -26,8 +26,8 @@ from faust.exceptions import PartitionsMismatch
 from faust.types import EventT
 from pydantic import ValidationError
 
-from kopilka.logging import get_logger
-from kopilka.retry import RETRIES
+from kopilka.core.logging import get_logger
+from kopilka.core.retry import RETRIES
 from schemas.messages import (
     COMMAND_VERSION,
     Command,

@@ -19,7 +19,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from kopilka.logging import get_logger
+from kopilka.core.logging import get_logger
 
 log = get_logger(__name__)
 

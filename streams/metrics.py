@@ -6,7 +6,7 @@ to each topic, commits and table operations. A timer samples the consumer lag of
 topic-partition (highwater minus the next offset to process) and the size of each table
 partition. The ledger's own per-type counter (`streams.ledger.applied`) is read at scrape time.
 Dead letters and retries are counted where they happen (`streams.dead_letters.send`,
-`kopilka.retry.until_done`).
+`kopilka.core.retry.until_done`).
 
 Labels are agents, topics, partitions, tables, command types, stages and codes: bounded by the
 code and the partition count, never by tenants or customers. `settings.worker_metrics_port`
@@ -25,7 +25,7 @@ from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import REGISTRY, Collector
 from prometheus_client.utils import floatToGoString
 
-from kopilka.logging import get_logger
+from kopilka.core.logging import get_logger
 from streams.app import app, settings
 
 log = get_logger(__name__)

@@ -19,8 +19,8 @@ from datetime import UTC, datetime
 
 from faust.types import EventT
 
-from kopilka.ids import derived_id
-from kopilka.logging import get_logger
+from kopilka.core.ids import derived_id
+from kopilka.core.logging import get_logger
 from schemas.messages import AuditRecord, RawEnvelope, RefundCommand
 from schemas.routing import by_order, tenant_of
 from streams.acks import held

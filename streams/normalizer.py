@@ -16,12 +16,12 @@ from decimal import Decimal
 
 import asyncpg
 
+from kopilka.core.ids import derived_id
+from kopilka.core.logging import get_logger
+from kopilka.core.retry import until_done
+from kopilka.core.settings import Settings
 from kopilka.customers import CustomerDirectory, ReferralRefused
-from kopilka.ids import derived_id
-from kopilka.logging import get_logger
-from kopilka.retry import until_done
 from kopilka.rules_feed import RulesTable
-from kopilka.settings import Settings
 from kopilka.tenants import TenantDirectory
 from schemas.frozen_copy import constructed
 from schemas.identity import normalize_phone

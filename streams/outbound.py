@@ -31,10 +31,10 @@ import asyncpg
 import orjson
 from aiokafka.errors import KafkaError, KafkaTimeoutError
 
-from kopilka import topics
-from kopilka.ids import derived_id
-from kopilka.logging import get_logger
-from kopilka.retry import is_transient
+from kopilka.core import topics
+from kopilka.core.ids import derived_id
+from kopilka.core.logging import get_logger
+from kopilka.core.retry import is_transient
 from schemas.dead_letters import DeadLetter
 from sinks.subscriptions import WAKE_CHANNEL, SubscriptionDirectory, wants
 from streams.acks import held
@@ -53,7 +53,7 @@ ON CONFLICT (endpoint_id, event_id) DO NOTHING
 MAX_BACKOFF_S = 5.0
 
 # ------------------------------------------------------------------ the error taxonomy
-# The transient SQLSTATEs are kopilka.retry's; this agent also tells data errors from unknown
+# The transient SQLSTATEs are kopilka.core.retry's; this agent also tells data errors from unknown
 # ones (an unknown one is retried, loudly).
 _DATA_CLASSES = ("22", "23")  # data exception, integrity constraint violation
 

@@ -26,8 +26,8 @@ from datetime import datetime
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from kopilka import topics
-from kopilka.kafka import assign_whole_topic
+from kopilka.core import topics
+from kopilka.core.kafka import assign_whole_topic
 
 REUSE_S = 1.0  # a "yes" is reused this long (for any earlier moment)
 REUSE_NO_S = 0.5  # a "no" this long (for any later moment): many refunds may wait at once

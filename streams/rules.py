@@ -29,7 +29,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from kopilka.ids import derived_id
+from kopilka.core.ids import derived_id
 from schemas.events import (
     BonusAwarded,
     BonusExpired,

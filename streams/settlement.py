@@ -18,9 +18,9 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from itertools import islice
 
-from kopilka.ids import derived_id
-from kopilka.logging import get_logger
-from kopilka.retry import until_done
+from kopilka.core.ids import derived_id
+from kopilka.core.logging import get_logger
+from kopilka.core.retry import until_done
 from schemas.messages import CustomerRef, SettleCommand
 from streams.app import app, commands, ledger_table, resources, settings
 from streams.rules import OrderState

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 
-from kopilka.logging import get_logger
+from kopilka.core.logging import get_logger
 from streams.app import app
 
 log = get_logger(__name__)

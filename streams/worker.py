@@ -15,8 +15,8 @@ import streams.outbound
 import streams.read_model  # the read model's agents: the Postgres sinks fed from the stream
 import streams.settlement
 import streams.watchdog  # noqa: F401 - these imports register the agents and the expiry timer
-from kopilka.logging import dict_config
-from kopilka.settings import get_settings
+from kopilka.core.logging import dict_config
+from kopilka.core.settings import get_settings
 from streams.app import app
 from streams.local_tables import LocalTables
 
@@ -30,7 +30,7 @@ def run() -> None:
         app,
         loglevel=settings.log_level.lower(),
         quiet=True,
-        # Faust's and aiokafka's lines as JSON, like ours (kopilka.logging)
+        # Faust's and aiokafka's lines as JSON, like ours (kopilka.core.logging)
         logging_config=dict_config(settings.log_level, settings.log_format),
     )
     try:

@@ -13,8 +13,8 @@ import pytest
 from prometheus_client import REGISTRY
 
 from kopilka.cli_replay import add_parsers, check_events_args, moment, raw_job, span_of
+from kopilka.core.settings import Settings
 from kopilka.progress import Reporter
-from kopilka.settings import Settings
 
 
 def test_moment_takes_iso_times_and_durations_ago():

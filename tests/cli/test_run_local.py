@@ -24,8 +24,8 @@ from pathlib import Path
 
 import pytest
 
+from kopilka.core.settings import PROJECT_ROOT
 from kopilka.devservices import free_port, postgres_datadir_for
-from kopilka.settings import PROJECT_ROOT
 
 pytestmark = [pytest.mark.connected, pytest.mark.timeout(600)]
 

@@ -1,7 +1,7 @@
 """deploy/k8s: every Kubernetes resource validates against the Kubernetes schemas (the
 `kubernetes-validate` package ships them: no download), strictly (no unknown fields); the Strimzi
 resources, whose CRDs it does not ship, are checked for the fields Strimzi requires; and the
-manifests agree with Kopilka: the topics of kopilka/topics.py, workers <= partitions, the same
+manifests agree with Kopilka: the topics of kopilka/core/topics.py, workers <= partitions, the same
 metrics ports as the settings.
 """
 
@@ -16,7 +16,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from kopilka import topics
+from kopilka.core import topics
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "k8s"

@@ -18,7 +18,7 @@ import pytest
 from outbound_fakes import Answer, Receiver
 from payloads import purchase
 
-from kopilka.settings import PROJECT_ROOT
+from kopilka.core.settings import PROJECT_ROOT
 
 CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 pytestmark = [

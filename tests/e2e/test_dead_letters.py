@@ -20,12 +20,12 @@ from datetime import UTC, datetime
 import pytest
 from payloads import purchase
 
-from kopilka import topics
 from kopilka.cli import parser
 from kopilka.cli_dead_letters import run_command, table
-from kopilka.ids import new_event_id
-from kopilka.kafka import make_producer
-from kopilka.settings import PROJECT_ROOT
+from kopilka.core import topics
+from kopilka.core.ids import new_event_id
+from kopilka.core.kafka import make_producer
+from kopilka.core.settings import PROJECT_ROOT
 from schemas.dead_letters import DeadLetter
 from schemas.messages import RawEnvelope
 

@@ -7,7 +7,7 @@ from importlib import resources
 
 import asyncpg
 
-from kopilka import db
+from kopilka.core import db
 from kopilka.tenants import digest, new_token, tenant_by_api_key, tenant_by_secret
 
 
@@ -19,7 +19,7 @@ async def test_existing_tenants_credentials_move_into_tenant_credentials(dsn):
     try:
         conn = await asyncpg.connect(other)
         try:  # the schema as the skeleton left it, with one shop
-            init = (resources.files("kopilka") / "migrations" / "001_init.sql").read_text()
+            init = (resources.files("kopilka.core") / "migrations" / "001_init.sql").read_text()
             await conn.execute(init)
             await conn.execute(
                 "CREATE TABLE schema_migrations (version text PRIMARY KEY,"

@@ -13,7 +13,7 @@ import asyncpg
 import pytest
 from payloads import WAIT, action, purchase
 
-from kopilka import standard_webhooks
+from kopilka.core import standard_webhooks
 
 
 async def _awarded(db, tenant) -> list[str]:

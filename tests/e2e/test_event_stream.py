@@ -13,8 +13,9 @@ from payloads import WAIT, action, purchase
 from sse import open_stream
 
 from ingest import stream_token
-from kopilka import devservices, topics
-from kopilka.kafka import assign_whole_topic
+from kopilka import devservices
+from kopilka.core import topics
+from kopilka.core.kafka import assign_whole_topic
 
 HEARTBEAT_S = 0.5  # the second ingress's; the session's keeps the default 15 s
 

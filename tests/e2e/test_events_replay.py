@@ -19,7 +19,7 @@ from payloads import WAIT, action, purchase
 from standardwebhooks.webhooks import Webhook
 
 from kopilka import events_rebuild
-from kopilka.settings import PROJECT_ROOT
+from kopilka.core.settings import PROJECT_ROOT
 
 # the first test starts the stack and drives the load; on a loaded 2-core machine that is minutes
 pytestmark = pytest.mark.timeout(600)

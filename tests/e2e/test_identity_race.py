@@ -13,7 +13,7 @@ import uuid
 import asyncpg
 import pytest
 
-from kopilka import db
+from kopilka.core import db
 from kopilka.customers import CustomerDirectory
 
 ROUNDS = 60

@@ -32,7 +32,7 @@ def test_no_issued_secret_appears_in_any_log(stack):
 
 @pytest.mark.logs_audit
 def test_every_kopilka_process_logs_json_lines_faust_and_aiokafka_included(stack):
-    """One configuration (kopilka.logging) for every line a Kopilka process writes: ours, and
+    """One configuration (kopilka.core.logging) for every line a Kopilka process writes: ours, and
     the standard library's loggers (Faust's banner and rebalances, aiokafka, aiohttp)."""
     logs = [stack.data_dir / "logs" / name for name in ("ingest.log", "worker.log", "dispatch.log")]
     loggers: set[str] = set()

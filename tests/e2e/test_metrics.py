@@ -26,7 +26,7 @@ from payloads import action, purchase
 from prometheus_client.parser import text_string_to_metric_families
 
 from kopilka import devservices
-from kopilka.settings import PROJECT_ROOT
+from kopilka.core.settings import PROJECT_ROOT
 
 pytestmark = pytest.mark.connected
 

@@ -15,7 +15,7 @@ from payloads import WAIT, action, purchase
 from prometheus_client.parser import text_string_to_metric_families
 
 from kopilka import devservices
-from kopilka.settings import PROJECT_ROOT
+from kopilka.core.settings import PROJECT_ROOT
 
 
 async def _start(stack, *args: str, env: dict | None = None):

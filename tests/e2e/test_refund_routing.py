@@ -12,7 +12,7 @@ from payloads import action, purchase
 from redis.asyncio import Redis
 
 from ingest.order_routes import RedisOrderRoutes
-from kopilka.kafka import assign_whole_topic
+from kopilka.core.kafka import assign_whole_topic
 from schemas.inbound import parse_webhook
 from schemas.messages import RawEnvelope
 

@@ -1,4 +1,4 @@
-"""One grep finds a webhook's whole story: every stage logs its request id (kopilka.logging).
+"""One grep finds a webhook's whole story: every stage logs its request id (kopilka.core.logging).
 
 The session stack runs at DEBUG, where each stage writes one line per webhook it handles; the
 line with `stage` and `request_id` (the event_id the 202 returned) is looked for in every

@@ -15,8 +15,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from kopilka import db as kdb
 from kopilka import retention
+from kopilka.core import db as kdb
 from sinks import subscriptions
 
 # the first test of a session also waits for the whole stack to start (slow on a busy box)

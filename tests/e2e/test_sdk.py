@@ -28,7 +28,7 @@ from kopilka_client import payloads as sdk_payloads
 from outbound_fakes import Receiver, serve
 
 from kopilka import devservices
-from kopilka.settings import PROJECT_ROOT
+from kopilka.core.settings import PROJECT_ROOT
 
 WAIT_S = 10  # Prefer: wait, Kopilka's longest: a fresh stack on a loaded machine needs it
 

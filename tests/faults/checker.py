@@ -36,7 +36,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from load import Shop
 from model import Expected, Position, event_key, expected
 
-from kopilka.kafka import assign_whole_topic
+from kopilka.core.kafka import assign_whole_topic
 from schemas.messages import RawEnvelope
 from schemas.routing import tenant_of
 from schemas.tenant_rules import TenantRules

@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
-from kopilka.ids import derived_id
+from kopilka.core.ids import derived_id
 from schemas.inbound import InboundError, parse_webhook
 from schemas.messages import (
     Command,

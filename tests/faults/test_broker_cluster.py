@@ -14,7 +14,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from harness import assert_clean, fast, run_scenario
 
-from kopilka import topics
+from kopilka.core import topics
 
 pytestmark = [pytest.mark.disruptive]
 

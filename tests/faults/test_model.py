@@ -9,7 +9,7 @@ from decimal import Decimal
 
 from model import expected
 
-from kopilka.ids import derived_id
+from kopilka.core.ids import derived_id
 from schemas.messages import RawEnvelope
 from schemas.tenant_rules import TenantRules
 

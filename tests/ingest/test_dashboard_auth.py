@@ -18,7 +18,7 @@ from ingest.context import SETTINGS, TENANTS
 from ingest.dashboard_html import BASE
 from ingest.dashboard_session import COOKIE, LocalSessionStore, _storage_key
 from ingest.ratelimit import LocalLimiter, Quota
-from kopilka.settings import Settings
+from kopilka.core.settings import Settings
 from kopilka.tenants import Tenant, digest
 from schemas.tenant_rules import TenantRules
 

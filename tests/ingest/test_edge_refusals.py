@@ -37,8 +37,8 @@ from ingest.ratelimit import LocalLimiter, Quota
 from ingest.replay import LocalReplayGuard
 from ingest.responses import database_unavailable, json_errors, json_response
 from ingest.webhooks import receive_webhook
-from kopilka import standard_webhooks
-from kopilka.settings import Settings
+from kopilka.core import standard_webhooks
+from kopilka.core.settings import Settings
 from kopilka.tenants import TenantDirectory, digest
 
 SECRET = "whk_" + "k" * 32

@@ -9,7 +9,7 @@ import pytest
 
 from ingest import stream_hub, stream_token
 from ingest.stream_hub import EventHub
-from kopilka.settings import Settings
+from kopilka.core.settings import Settings
 
 A, B = "11111111-1111-1111-1111-111111111111", "22222222-2222-2222-2222-222222222222"
 

@@ -9,7 +9,7 @@ import pytest
 
 from ingest import openapi
 from ingest.app import init_app
-from kopilka.settings import Settings
+from kopilka.core.settings import Settings
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ from redis.asyncio import Redis
 
 from ingest.ratelimit import MAX_BATCH, Quota, RedisLimiter
 from kopilka import devservices
-from kopilka.settings import PROJECT_ROOT
+from kopilka.core.settings import PROJECT_ROOT
 
 pytestmark = pytest.mark.connected  # a real redis-server, started here
 

@@ -49,7 +49,7 @@ from benchkit import Shop, new_shop, size_mb, start_stack, start_worker, stop, t
 from loadgen import run
 from procstat import rss_mb
 
-from kopilka.settings import PROJECT_ROOT
+from kopilka.core.settings import PROJECT_ROOT
 
 OUT = PROJECT_ROOT / ".data" / "bench"
 SETTLE_TIMEOUT_S = 120.0

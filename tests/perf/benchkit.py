@@ -14,8 +14,8 @@ import asyncpg
 
 from kopilka import devservices
 from kopilka.cli import create_tenant_json, edge_json
+from kopilka.core.settings import Settings
 from kopilka.devservices import ManagedProcess
-from kopilka.settings import Settings
 from kopilka.stack import Stack
 
 # a shop's own rate limit, high enough never to refuse a benchmark request

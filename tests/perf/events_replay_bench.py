@@ -27,8 +27,9 @@ from benchkit import start_stack
 from procstat import CLK_TCK
 from synthetic_events import records
 
-from kopilka import events_rebuild, topics
-from kopilka.kafka import make_producer
+from kopilka import events_rebuild
+from kopilka.core import topics
+from kopilka.core.kafka import make_producer
 
 SNAPSHOT = {
     "ledger_entries": "SELECT event_id, tenant_id, customer_id, type, order_id, amount, points,"
@@ -110,7 +111,7 @@ async def _produce(settings, items: list[tuple[bytes, bytes]]) -> None:
 
 
 async def _through_sink(dsn: str, items: list[tuple[bytes, bytes]]) -> None:
-    from kopilka import db
+    from kopilka.core import db
     from sinks.postgres import LedgerSink
 
     pool = await db.create_pool(dsn, max_size=2)

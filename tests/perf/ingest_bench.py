@@ -48,7 +48,7 @@ from procstat import cpu_seconds
 from ingest.signatures import sign_standard
 from kopilka import devservices
 from kopilka.cli import create_tenant_json, edge_json
-from kopilka.settings import Settings
+from kopilka.core.settings import Settings
 from kopilka.stack import Stack
 
 WARMUP = 200

@@ -21,7 +21,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from synthetic_events import records
 
-from kopilka import db, devservices
+from kopilka import devservices
+from kopilka.core import db
 
 
 async def measure(dsn: str, n: int, batch: int) -> dict:

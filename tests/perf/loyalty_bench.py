@@ -25,7 +25,7 @@ from benchkit import UNLIMITED, start_stack
 from loadgen import percentile
 
 from kopilka.cli import create_tenant_json, edge_json
-from kopilka.settings import Settings
+from kopilka.core.settings import Settings
 
 WAIT = {"Prefer": "wait=5", "Content-Type": "application/json"}
 

@@ -27,8 +27,9 @@ import orjson
 from aiohttp import web
 from benchkit import UNLIMITED
 
-from kopilka import db, devservices
+from kopilka import devservices
 from kopilka.cli import create_tenant_json, edge_json
+from kopilka.core import db
 from kopilka.stack import Stack
 from sinks.subscriptions import add_endpoint
 

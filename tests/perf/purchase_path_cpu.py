@@ -28,7 +28,7 @@ from loadgen import purchase_factory
 import streams.ledger as ledger_mod
 import streams.normalize as normalize_mod
 import streams.normalizer as normalizer_mod
-from kopilka.ids import derived_id, new_event_id
+from kopilka.core.ids import derived_id, new_event_id
 from schemas.inbound import parse_webhook
 from schemas.messages import CustomerRef, RawEnvelope
 from schemas.tenant_rules import TenantRules

@@ -24,7 +24,7 @@ from pathlib import Path
 from benchkit import new_shop, start_stack, workers
 from loadgen import hammer, purchase_factory, run
 
-from kopilka.settings import PROJECT_ROOT
+from kopilka.core.settings import PROJECT_ROOT
 
 OUT = PROJECT_ROOT / ".data" / "bench"
 

@@ -30,8 +30,9 @@ from aiokafka.errors import KafkaTimeoutError
 from benchkit import start_stack
 
 from ingest.publish import raw_record
-from kopilka import raw_replay, topics
-from kopilka.kafka import make_producer
+from kopilka import raw_replay
+from kopilka.core import topics
+from kopilka.core.kafka import make_producer
 
 
 def refeed_rate(stack, dry_run: bool = False) -> dict:

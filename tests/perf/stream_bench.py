@@ -41,10 +41,10 @@ from loadgen import percentile, run
 from procstat import cpu_seconds
 from stream_clients import Run, orders_of
 
-from kopilka import topics
 from kopilka.cli import create_tenant_json, edge_json
-from kopilka.kafka import assign_whole_topic
-from kopilka.settings import PROJECT_ROOT, Settings
+from kopilka.core import topics
+from kopilka.core.kafka import assign_whole_topic
+from kopilka.core.settings import PROJECT_ROOT, Settings
 from kopilka.stack import Stack
 
 OUT = PROJECT_ROOT / ".data" / "bench" / "stream.json"

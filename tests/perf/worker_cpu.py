@@ -30,7 +30,7 @@ from benchkit import new_shop, start_stack, workers
 from loadgen import hammer, purchase_factory, run
 from procstat import cpu_seconds
 
-from kopilka.settings import PROJECT_ROOT
+from kopilka.core.settings import PROJECT_ROOT
 
 OUT = PROJECT_ROOT / ".data" / "bench"
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from kopilka import topics
-from kopilka.kafka import _topic_configs, durability
-from kopilka.settings import Settings
+from kopilka.core import topics
+from kopilka.core.kafka import _topic_configs, durability
+from kopilka.core.settings import Settings
 
 
 def settings(**env) -> Settings:

@@ -7,7 +7,7 @@ import time
 import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from kopilka.standard_webhooks import headers, new_secret
+from kopilka.core.standard_webhooks import headers, new_secret
 
 
 def test_a_signed_delivery_verifies_with_the_standardwebhooks_package():

@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import pytest
 
-from kopilka import db
+from kopilka.core import db
 from schemas.dead_letters import DeadLetter
 from schemas.events import BonusAwarded, BonusSpent, LotPoints
 from schemas.messages import AuditRecord, CustomerRef

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from kopilka.cache import TTLCache
+from kopilka.core.cache import TTLCache
 
 
 def test_membership_says_what_is_there_and_what_is_not():

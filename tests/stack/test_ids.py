@@ -1,4 +1,4 @@
-"""kopilka.ids.derived_id must stay byte-identical to uuid5 over the joined parts: ids are
+"""kopilka.core.ids.derived_id must stay byte-identical to uuid5 over the joined parts: ids are
 stored forever, and a different id for the same input would award twice on a replay."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from decimal import Decimal
 
 import pytest
 
-from kopilka.ids import NAMESPACE, derived_id, new_event_id
+from kopilka.core.ids import NAMESPACE, derived_id, new_event_id
 
 
 def reference(*parts: object) -> str:

@@ -1,11 +1,11 @@
-"""kopilka.logging: one JSON configuration; DEBUG traces our requests, not the libraries."""
+"""kopilka.core.logging: one JSON configuration; DEBUG traces our requests, not the libraries."""
 
 from __future__ import annotations
 
 import logging
 import logging.config
 
-from kopilka.logging import dict_config
+from kopilka.core.logging import dict_config
 
 
 def _levels(level: str) -> dict[str, int]:

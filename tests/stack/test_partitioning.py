@@ -1,4 +1,4 @@
-"""kopilka.partitioning must place every key exactly where Kafka's default partitioner does."""
+"""kopilka.core.partitioning must place every key exactly where Kafka's default partitioner does."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import random
 from aiokafka.partitioner import DefaultPartitioner as AiokafkaPartitioner
 from aiokafka.partitioner import murmur2 as aiokafka_murmur2
 
-from kopilka.partitioning import DefaultPartitioner, murmur2
+from kopilka.core.partitioning import DefaultPartitioner, murmur2
 
 
 def test_murmur2_matches_aiokafka_for_every_length():

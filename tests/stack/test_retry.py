@@ -6,7 +6,7 @@ import asyncpg
 import pytest
 from aiokafka.errors import KafkaConnectionError, RecordTooLargeError
 
-from kopilka.retry import is_transient, until_done
+from kopilka.core.retry import is_transient, until_done
 
 
 def _pg(sqlstate: str) -> asyncpg.PostgresError:

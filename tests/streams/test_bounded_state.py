@@ -7,7 +7,7 @@ from decimal import Decimal
 
 from test_rules import CUSTOMER, RULES, T0, TENANT, Ledger
 
-from kopilka.ids import derived_id
+from kopilka.core.ids import derived_id
 from schemas.events import parse_event
 from schemas.messages import PurchaseCommand, RefundCommand, SpendCommand
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from kopilka import topics
+from kopilka.core import topics
 from streams.app import _track_topics
 
 

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kopilka.ids import derived_id
+from kopilka.core.ids import derived_id
 from schemas.events import parse_event
 from schemas.messages import (
     Command,

@@ -23,7 +23,7 @@ from kopilka_client.core import Answered, Calls, Config, Sleep, error_for
 from kopilka_client.errors import RetryableError
 
 from ingest import signatures
-from kopilka import standard_webhooks
+from kopilka.core import standard_webhooks
 
 SECRET = standard_webhooks.new_secret()
 URL_SECRET = "whk_" + "x"  # a webhook URL's secret, made up

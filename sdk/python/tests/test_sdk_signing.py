@@ -1,7 +1,7 @@
 """The client signs exactly what Kopilka verifies, and verifies exactly what Kopilka signs.
 
 Kopilka's own code is the judge here: `ingest.signatures.check` (the ingress's verifier) and
-`kopilka.standard_webhooks` (the dispatcher's signer), plus the reference `standardwebhooks`
+`kopilka.core.standard_webhooks` (the dispatcher's signer), plus the reference `standardwebhooks`
 package.
 """
 
@@ -15,7 +15,7 @@ from kopilka_client import WebhookVerificationError, sign_headers, verify
 from standardwebhooks.webhooks import Webhook
 
 from ingest import signatures
-from kopilka import standard_webhooks
+from kopilka.core import standard_webhooks
 
 SECRET = standard_webhooks.new_secret()
 OTHER = standard_webhooks.new_secret()

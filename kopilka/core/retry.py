@@ -24,13 +24,13 @@ import asyncpg
 from aiokafka.errors import KafkaError
 from prometheus_client import Counter
 
-from kopilka.logging import get_logger
+from kopilka.core.logging import get_logger
 
 log = get_logger(__name__)
 T = TypeVar("T")
 
 RETRIES = Counter(
-    "kopilka_retries_total", "Transient failures retried (kopilka.retry), by step", ["step"]
+    "kopilka_retries_total", "Transient failures retried (kopilka.core.retry), by step", ["step"]
 )
 
 _TRANSIENT_TYPES = (

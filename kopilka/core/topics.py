@@ -48,7 +48,7 @@ LEDGER_TABLE = "ledger-state"
 
 
 def ledger_changelog(worker_id: str) -> TopicSpec:
-    """The ledger table's changelog. `kopilka.kafka.ensure_topics` creates it with Kopilka's
+    """The ledger table's changelog. `kopilka.core.kafka.ensure_topics` creates it with Kopilka's
     topics, before any worker joins: created by Faust while the worker joined its group, a
     broker of a fresh cluster could still answer its metadata with no partitions, and Faust
     refused every table write until the metadata was refreshed."""

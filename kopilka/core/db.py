@@ -8,7 +8,7 @@ from importlib import resources
 import asyncpg
 import orjson
 
-from kopilka.logging import get_logger
+from kopilka.core.logging import get_logger
 
 log = get_logger(__name__)
 
@@ -44,7 +44,7 @@ async def wait_for_database(dsn: str, timeout_s: float = 30.0) -> None:
 
 
 def _migrations() -> list[tuple[str, str]]:
-    files = resources.files("kopilka") / "migrations"
+    files = resources.files("kopilka.core") / "migrations"
     return sorted(
         (f.name.removesuffix(".sql"), f.read_text("utf-8"))
         for f in files.iterdir()

@@ -8,10 +8,10 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
-from kopilka import topics
-from kopilka.logging import get_logger
-from kopilka.partitioning import DefaultPartitioner
-from kopilka.settings import Settings
+from kopilka.core import topics
+from kopilka.core.logging import get_logger
+from kopilka.core.partitioning import DefaultPartitioner
+from kopilka.core.settings import Settings
 
 log = get_logger(__name__)
 
