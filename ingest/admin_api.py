@@ -29,10 +29,10 @@ from ingest.api_models import (
 from ingest.context import POOL, PRODUCER, SETTINGS
 from ingest.openapi import Resp, documented, errors
 from ingest.responses import error, json_response
-from kopilka import tenant_admin
 from kopilka.core import topics
 from kopilka.core.logging import get_logger
-from kopilka.expiry import due_commands
+from kopilka.directory import tenant_admin
+from kopilka.directory.expiry import due_commands
 from schemas.errors import InboundError
 from schemas.tenant_rules import TenantRules
 from schemas.text_checks import check_tree

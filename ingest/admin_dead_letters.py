@@ -4,7 +4,8 @@ GET  /api/admin/dead-letters?tenant_id=&stage=&code=&since=&redriven=&limit=&bef
 GET  /api/admin/dead-letters/{dead_letter_id}
 POST /api/admin/dead-letters/{dead_letter_id}/redrive      {"force": false}?
 
-The same store and redrive as `kopilka dead-letters` (sinks.dead_letters, kopilka.redrive).
+The same store and redrive as `kopilka dead-letters` (kopilka.directory.dead_letters,
+kopilka.directory.redrive).
 """
 
 from __future__ import annotations
@@ -22,9 +23,9 @@ from ingest.context import POOL, PRODUCER, SETTINGS
 from ingest.openapi import Param, Resp, document, errors
 from ingest.responses import error, json_response
 from kopilka.core.logging import get_logger
-from kopilka.redrive import redrive_ids
+from kopilka.directory.dead_letters import MAX_LIMIT, DeadLetterStore, Filters, decode_cursor
+from kopilka.directory.redrive import redrive_ids
 from schemas.dead_letters import Stage
-from sinks.dead_letters import MAX_LIMIT, DeadLetterStore, Filters, decode_cursor
 
 log = get_logger(__name__)
 

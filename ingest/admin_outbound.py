@@ -26,10 +26,10 @@ from ingest.admin_auth import ADMIN_REFUSALS, TENANT_PARAM, admin_only
 from ingest.context import POOL
 from ingest.openapi import Param, Resp, document, errors
 from ingest.responses import error, json_response
+from kopilka.directory import subscriptions as subs
+from kopilka.directory.subscriptions import InvalidConfig
 from schemas.errors import InboundError
 from schemas.text_checks import check_tree
-from sinks import subscriptions as subs
-from sinks.subscriptions import InvalidConfig
 
 BASE = "/api/admin/tenants/{tenant_id}"
 

@@ -25,8 +25,8 @@ from kopilka.core import db
 from kopilka.core.kafka import ensure_topics, make_producer
 from kopilka.core.logging import get_logger
 from kopilka.core.settings import Settings
-from kopilka.customers import CustomerDirectory
-from kopilka.tenants import TenantDirectory
+from kopilka.directory.customers import CustomerDirectory
+from kopilka.directory.tenants import TenantDirectory
 
 log = get_logger(__name__)
 

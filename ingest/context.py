@@ -12,8 +12,8 @@ from ingest.outcomes import OutcomeWaiter
 from ingest.ratelimit import Limiter
 from ingest.replay import ReplayGuard
 from kopilka.core.settings import Settings
-from kopilka.customers import CustomerDirectory
-from kopilka.tenants import TenantDirectory
+from kopilka.directory.customers import CustomerDirectory
+from kopilka.directory.tenants import TenantDirectory
 
 SETTINGS = web.AppKey("settings", Settings)
 POOL = web.AppKey("pool", asyncpg.Pool)

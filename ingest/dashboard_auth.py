@@ -30,7 +30,7 @@ from ingest.dashboard_html import BASE, View, e, view_of
 from ingest.dashboard_session import COOKIE, SessionStore, new_session
 from kopilka.core.cache import TTLCache
 from kopilka.core.logging import get_logger
-from kopilka.tenants import digest
+from kopilka.directory.tenants import digest
 
 log = get_logger(__name__)
 

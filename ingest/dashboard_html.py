@@ -20,7 +20,7 @@ from multidict import MultiDict, MultiDictProxy
 from ingest import dashboard_i18n as i18n
 from ingest.context import SETTINGS
 from ingest.dashboard_session import Session
-from kopilka.tenants import Tenant
+from kopilka.directory.tenants import Tenant
 
 BASE = "/dashboard"
 STATIC = f"{BASE}/static"

@@ -1,5 +1,6 @@
 """The dashboard's outbound page: the shop's endpoints, their latest deliveries with every
-attempt, and redelivery of dead ones — through sinks.subscriptions, like the admin API."""
+attempt, and redelivery of dead ones — through kopilka.directory.subscriptions, like the admin
+API."""
 
 from __future__ import annotations
 
@@ -12,8 +13,8 @@ from ingest.context import POOL
 from ingest.dashboard_auth import authenticated
 from ingest.dashboard_html import BASE, View, csrf_field, e, table
 from kopilka.core.logging import get_logger
-from sinks import subscriptions as subs
-from sinks.subscriptions import InvalidConfig
+from kopilka.directory import subscriptions as subs
+from kopilka.directory.subscriptions import InvalidConfig
 
 log = get_logger(__name__)
 DELIVERIES = 50

@@ -18,8 +18,8 @@ from ingest.context import POOL
 from ingest.dashboard_auth import authenticated
 from ingest.dashboard_html import BASE, View, definitions, e, table
 from ingest.read_api import customer_view, identity
+from kopilka.directory import subscriptions as subs
 from schemas.events import EVENT_TYPES
-from sinks import subscriptions as subs
 
 LEDGER_ROWS = 100
 

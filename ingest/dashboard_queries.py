@@ -1,8 +1,8 @@
 """The dashboard's own reads (everything scoped by the signed-in shop's id).
 
 Customers come from the read API's `customer_view`, outbound endpoints, deliveries, attempts and
-Telegram chats from sinks.subscriptions; here is only what nothing else reads: the webhook audit,
-a referrer's identity, and the two charts' series.
+Telegram chats from kopilka.directory.subscriptions; here is only what nothing else reads: the
+webhook audit, a referrer's identity, and the two charts' series.
 """
 
 from __future__ import annotations

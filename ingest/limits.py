@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from kopilka.core.settings import Settings
-from kopilka.tenants import Tenant
+from kopilka.directory.tenants import Tenant
 
 _CHUNK = 64 * 1024
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 import asyncio
 
 from kopilka.core.logging import get_logger
-from kopilka.customers import CustomerDirectory, ReferralRefused
-from kopilka.tenants import DATABASE_DOWN, Tenant
+from kopilka.directory.customers import CustomerDirectory, ReferralRefused
+from kopilka.directory.tenants import DATABASE_DOWN, Tenant
 from schemas.identity import normalize_phone
 from schemas.inbound import InboundError, ParsedWebhook
 from schemas.messages import CustomerRef

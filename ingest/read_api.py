@@ -15,7 +15,7 @@ from aiohttp import web
 from ingest.context import POOL, TENANTS
 from ingest.responses import error, json_response
 from kopilka.core.logging import get_logger
-from kopilka.tenants import Tenant
+from kopilka.directory.tenants import Tenant
 from schemas.identity import normalize_email, normalize_phone
 
 log = get_logger(__name__)

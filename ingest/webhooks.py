@@ -57,7 +57,7 @@ from ingest.replay import PENDING
 from ingest.responses import error, json_response
 from kopilka.core.ids import new_event_id
 from kopilka.core.logging import get_logger
-from kopilka.tenants import DATABASE_DOWN, SECRET_PREFIX, Tenant
+from kopilka.directory.tenants import DATABASE_DOWN, SECRET_PREFIX, Tenant
 from schemas.inbound import InboundError, ParsedWebhook, parse_webhook
 from schemas.messages import AuditRecord
 from schemas.routing import raw_key

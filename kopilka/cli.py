@@ -169,8 +169,8 @@ async def tenants_command(settings, args: argparse.Namespace) -> tuple[int, dict
 
     from pydantic import ValidationError
 
-    from kopilka import rules_feed, tenant_admin
     from kopilka.core.kafka import ensure_topics, make_producer
+    from kopilka.directory import rules_feed, tenant_admin
     from schemas.tenant_rules import TenantRules
 
     dsn = settings.database_url.get_secret_value()
@@ -237,7 +237,7 @@ async def _with_pool(dsn: str, work):
 
 async def edge_json(dsn: str, tenant_id: str, **changes) -> dict:
     """Show a tenant's edge settings after applying `changes` (None = default)."""
-    from kopilka.tenants import set_edge
+    from kopilka.directory.tenants import set_edge
 
     tenant = await _with_pool(dsn, lambda pool: set_edge(pool, tenant_id, **changes))
     if tenant is None:
@@ -246,7 +246,7 @@ async def edge_json(dsn: str, tenant_id: str, **changes) -> dict:
 
 
 async def rotate_json(dsn: str, tenant_id: str, *, grace: timedelta, only=None) -> dict:
-    from kopilka.tenants import ROTATABLE, rotate
+    from kopilka.directory.tenants import ROTATABLE, rotate
 
     what = tuple(k.replace("-", "_") for k in only) if only else ROTATABLE
     issued = await _with_pool(dsn, lambda pool: rotate(pool, tenant_id, grace=grace, what=what))

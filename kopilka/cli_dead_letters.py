@@ -7,8 +7,8 @@ kopilka dead-letters redrive ID... [--force] [--dry-run]
 kopilka dead-letters redrive --tenant ID [--stage S] [--code C] [--since T] [--force] [--dry-run]
 
 T is an ISO 8601 time (UTC when it names no zone) or an age: 90s, 30m, 24h, 7d. A redrive sends
-the original record back to its topic (see kopilka/redrive.py); letters already redriven are
-skipped unless --force. Exit status: 0 done, 1 something not found or not sent, 2 bad usage.
+the original record back to its topic (see kopilka/directory/redrive.py); letters already redriven
+are skipped unless --force. Exit status: 0 done, 1 something not found or not sent, 2 bad usage.
 """
 
 from __future__ import annotations
@@ -83,7 +83,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
 
 def list_filters(args: argparse.Namespace):
-    from sinks.dead_letters import Filters, decode_cursor
+    from kopilka.directory.dead_letters import Filters, decode_cursor
 
     before = None
     if getattr(args, "before", None):
@@ -129,8 +129,8 @@ def table(letters: list[dict]) -> str:
 async def run_command(settings: Settings, args: argparse.Namespace) -> tuple[int, dict]:
     """Run one parsed `kopilka dead-letters` command: (exit status, what to print)."""
     from kopilka.core.kafka import make_producer
-    from kopilka.redrive import redrive_ids, redrive_matching
-    from sinks.dead_letters import DeadLetterStore
+    from kopilka.directory.dead_letters import DeadLetterStore
+    from kopilka.directory.redrive import redrive_ids, redrive_matching
 
     target = redrive_target(args) if args.dl_action == "redrive" else None
     filters = list_filters(args) if args.dl_action == "list" else None

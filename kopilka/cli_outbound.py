@@ -20,9 +20,9 @@ import asyncio
 import json
 import sys
 
-from kopilka import retention
 from kopilka.core import db
 from kopilka.core.settings import Settings
+from kopilka.directory import retention
 
 COMMANDS = ("dispatch", "prune", "endpoints", "deliveries", "telegram")
 
@@ -83,7 +83,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
 
 async def _call(settings: Settings, args: argparse.Namespace):
-    from sinks import subscriptions as s
+    from kopilka.directory import subscriptions as s
 
     dsn = settings.database_url.get_secret_value()
     await db.migrate(dsn)
@@ -138,7 +138,7 @@ def main(args: argparse.Namespace, settings: Settings) -> int:
         report = asyncio.run(retention.prune_command(settings, args.dry_run))
         print(json.dumps(report, indent=2))
         return 0
-    from sinks.subscriptions import InvalidConfig
+    from kopilka.directory.subscriptions import InvalidConfig
 
     try:
         result = asyncio.run(_call(settings, args))

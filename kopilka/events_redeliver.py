@@ -2,7 +2,7 @@
 webhook endpoint again (what Svix calls recover).
 
 The period's events of the endpoint's shop (the record key starts with its tenant id) and of
-the types the endpoint subscribed to (`sinks.subscriptions.wants`) are read from
+the types the endpoint subscribed to (`kopilka.directory.subscriptions.wants`) are read from
 loyalty.events and put back into the outbox the worker's fan-out fills (streams/outbound.py):
 the same row id (derived from endpoint and event), the same payload bytes. The dispatcher then
 sends them with its own signing, pacing, retries and dead-lettering; the `webhook-id` it signs
@@ -29,6 +29,7 @@ import orjson
 from kopilka.core.ids import derived_id
 from kopilka.core.logging import get_logger
 from kopilka.core.settings import Settings
+from kopilka.directory.subscriptions import WAKE_CHANNEL, wants
 from kopilka.events_replay import (
     Span,
     events_consumer,
@@ -38,7 +39,6 @@ from kopilka.events_replay import (
     span_offsets,
 )
 from kopilka.progress import Reporter
-from sinks.subscriptions import WAKE_CHANNEL, wants
 
 log = get_logger(__name__)
 

@@ -156,7 +156,7 @@ def _demo_tenant(stack, settings) -> dict:
         demo = json.loads(path.read_text())
 
         async def exists() -> bool:
-            from kopilka.tenants import tenant_by_secret
+            from kopilka.directory.tenants import tenant_by_secret
 
             pool = await db.create_pool(dsn, min_size=1, max_size=1)
             try:

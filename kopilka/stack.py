@@ -22,11 +22,12 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
-from kopilka import devservices, rules_feed
+from kopilka import devservices
 from kopilka.core import db
 from kopilka.core.kafka import ensure_topics, make_producer
 from kopilka.core.settings import PROJECT_ROOT, Settings
 from kopilka.devservices import ManagedProcess, ServiceStartError
+from kopilka.directory import rules_feed
 
 
 @dataclass

@@ -2,7 +2,7 @@
 
 It runs the webhook dispatcher (sinks.webhook_delivery) and the Telegram notifier
 (sinks.telegram_notifier) side by side, woken by Postgres NOTIFY when new work is written and
-polling as a fallback, and prunes what is past its retention (kopilka.retention) every
+polling as a fallback, and prunes what is past its retention (kopilka.directory.retention) every
 `retention_interval_s`. It holds no state of its own: stop it, kill it, run several; the outboxes
 in Postgres are the state.
 """
@@ -14,12 +14,12 @@ import signal
 
 import asyncpg
 
-from kopilka import retention
 from kopilka.core import db
 from kopilka.core.logging import get_logger
 from kopilka.core.settings import Settings
+from kopilka.directory import retention
+from kopilka.directory.subscriptions import WAKE_CHANNEL
 from sinks import dispatch_metrics
-from sinks.subscriptions import WAKE_CHANNEL
 from sinks.telegram_ingest import TelegramIngest
 from sinks.telegram_notifier import TELEGRAM_WAKE, TelegramSender, make_bot
 from sinks.webhook_delivery import WebhookDispatcher

@@ -41,10 +41,10 @@ import orjson
 from kopilka.core import standard_webhooks
 from kopilka.core.logging import get_logger
 from kopilka.core.settings import Settings
+from kopilka.directory.subscriptions import disable_endpoint
 from sinks.dispatch_metrics import DELIVERY_ATTEMPTS, DELIVERY_SECONDS, ENDPOINTS_DISABLED
 from sinks.retry_schedule import RetrySchedule, parse_retry_after
 from sinks.ssrf import AddressPolicy, AddressRefused, GuardedResolver, parse_networks
-from sinks.subscriptions import disable_endpoint
 from sinks.telegram_notifier import enqueue_notice
 
 log = get_logger(__name__)

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 from kopilka.core.logging import get_logger
 from kopilka.core.retry import until_done
-from kopilka.expiry import due_commands
+from kopilka.directory.expiry import due_commands
 from streams.app import app, commands, resources, settings
 
 log = get_logger(__name__)

@@ -20,9 +20,9 @@ from kopilka.core.ids import derived_id
 from kopilka.core.logging import get_logger
 from kopilka.core.retry import until_done
 from kopilka.core.settings import Settings
-from kopilka.customers import CustomerDirectory, ReferralRefused
-from kopilka.rules_feed import RulesTable
-from kopilka.tenants import TenantDirectory
+from kopilka.directory.customers import CustomerDirectory, ReferralRefused
+from kopilka.directory.rules_feed import RulesTable
+from kopilka.directory.tenants import TenantDirectory
 from schemas.frozen_copy import constructed
 from schemas.identity import normalize_phone
 from schemas.inbound import InboundError, ParsedWebhook, Purchase, parse_webhook
@@ -265,7 +265,7 @@ class Normalizer:
         partition of webhooks.raw (a replay into a new deployment: another partition count).
         Waiting for them would let this customer's later requests, on its own partition,
         overtake its registration; its referrer is found or created by that identity instead,
-        as the referrer's own request will (kopilka.customers derives the id from it). A
+        as the referrer's own request will (kopilka.directory.customers derives the id from it). A
         referral code cannot be created ahead: that registration waits on webhooks.deferred
         (streams.deferral, streams.raw_progress)."""
         if kind not in ("email", "phone"):

@@ -35,8 +35,8 @@ from kopilka.core import topics
 from kopilka.core.ids import derived_id
 from kopilka.core.logging import get_logger
 from kopilka.core.retry import is_transient
+from kopilka.directory.subscriptions import WAKE_CHANNEL, SubscriptionDirectory, wants
 from schemas.dead_letters import DeadLetter
-from sinks.subscriptions import WAKE_CHANNEL, SubscriptionDirectory, wants
 from streams.acks import held
 from streams.app import app, events, raw_topic, resources, settings
 

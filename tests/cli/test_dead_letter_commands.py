@@ -8,7 +8,7 @@ import pytest
 
 from kopilka.cli import parser
 from kopilka.cli_dead_letters import UsageError, list_filters, redrive_target, since
-from sinks.dead_letters import Filters, encode_cursor
+from kopilka.directory.dead_letters import Filters, encode_cursor
 
 TENANT = "0b7c3c0e-8a5e-4f4e-9a59-2f1f7a3e9d10"
 
@@ -97,8 +97,8 @@ def test_reconcile_options():
 
 
 def test_redrive_skips_letters_already_sent_unless_forced_and_unknown_topics_always():
-    from kopilka.redrive import triage
-    from sinks.dead_letters import StoredDeadLetter
+    from kopilka.directory.dead_letters import StoredDeadLetter
+    from kopilka.directory.redrive import triage
 
     def stored(dl_id: str, topic: str = "webhooks.raw", redriven: bool = False):
         at = datetime(2026, 11, 27, tzinfo=UTC)

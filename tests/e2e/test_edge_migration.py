@@ -8,7 +8,7 @@ from importlib import resources
 import asyncpg
 
 from kopilka.core import db
-from kopilka.tenants import digest, new_token, tenant_by_api_key, tenant_by_secret
+from kopilka.directory.tenants import digest, new_token, tenant_by_api_key, tenant_by_secret
 
 
 async def test_existing_tenants_credentials_move_into_tenant_credentials(dsn):

@@ -14,7 +14,7 @@ import asyncpg
 import pytest
 
 from kopilka.core import db
-from kopilka.customers import CustomerDirectory
+from kopilka.directory.customers import CustomerDirectory
 
 ROUNDS = 60
 

@@ -21,11 +21,11 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 from payloads import action, purchase
 
-from kopilka import rules_feed
 from kopilka.core import db as kdb
 from kopilka.core import topics
 from kopilka.core.kafka import assign_whole_topic, make_producer
 from kopilka.core.settings import PROJECT_ROOT
+from kopilka.directory import rules_feed
 from kopilka.stack import Stack
 
 pytestmark = pytest.mark.timeout(900)  # a second stack on a loaded 2-core machine

@@ -15,9 +15,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from kopilka import retention
 from kopilka.core import db as kdb
-from sinks import subscriptions
+from kopilka.directory import retention, subscriptions
 
 # the first test of a session also waits for the whole stack to start (slow on a busy box)
 pytestmark = pytest.mark.timeout(420)

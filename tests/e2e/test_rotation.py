@@ -11,7 +11,7 @@ from datetime import timedelta
 from issued import remember
 from payloads import purchase
 
-from kopilka.tenants import digest
+from kopilka.directory.tenants import digest
 
 
 async def test_webhook_secret_and_api_key_rotate_with_grace(api, tenant, rotate, stack, db):

@@ -24,8 +24,8 @@ from harness import RULES, TABLE, assert_clean, run_scenario
 from outbound_check import check_outbound
 from outside import BotApi, Endpoint
 
+from kopilka.directory import subscriptions
 from schemas.tenant_rules import TenantRules
-from sinks import subscriptions
 
 pytestmark = [pytest.mark.disruptive]
 

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import pytest
 
 from ingest.admin_dead_letters import _Invalid, filters_of
-from sinks.dead_letters import Filters, encode_cursor
+from kopilka.directory.dead_letters import Filters, encode_cursor
 
 
 def test_no_query_lists_everything_fifty_at_a_time():

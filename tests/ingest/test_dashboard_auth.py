@@ -19,7 +19,7 @@ from ingest.dashboard_html import BASE
 from ingest.dashboard_session import COOKIE, LocalSessionStore, _storage_key
 from ingest.ratelimit import LocalLimiter, Quota
 from kopilka.core.settings import Settings
-from kopilka.tenants import Tenant, digest
+from kopilka.directory.tenants import Tenant, digest
 from schemas.tenant_rules import TenantRules
 
 KEY = "kpk_right-key-for-the-test-shop"

@@ -39,7 +39,7 @@ from ingest.responses import database_unavailable, json_errors, json_response
 from ingest.webhooks import receive_webhook
 from kopilka.core import standard_webhooks
 from kopilka.core.settings import Settings
-from kopilka.tenants import TenantDirectory, digest
+from kopilka.directory.tenants import TenantDirectory, digest
 
 SECRET = "whk_" + "k" * 32
 SIGNING = standard_webhooks.new_secret()

@@ -13,7 +13,7 @@ from standardwebhooks import Webhook, WebhookVerificationError
 
 from ingest import signatures
 from ingest.signatures import Refused, Unsigned, Verified, check, sign_x_signature
-from kopilka.tenants import new_signing_secret
+from kopilka.directory.tenants import new_signing_secret
 
 SECRET, OLD_SECRET, FOREIGN = new_signing_secret(), new_signing_secret(), new_signing_secret()
 BODY = b'{"action":"purchase","payload":{"email":"a@example.com","amount":100,"orderId":"1"}}'

@@ -10,7 +10,7 @@ import time
 import asyncpg
 import pytest
 
-from kopilka.tenants import DirectoryUnavailable, TenantDirectory, digest
+from kopilka.directory.tenants import DirectoryUnavailable, TenantDirectory, digest
 
 
 def row(tenant_id: str, name: str = "Shop") -> dict:

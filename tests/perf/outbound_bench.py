@@ -30,8 +30,8 @@ from benchkit import UNLIMITED
 from kopilka import devservices
 from kopilka.cli import create_tenant_json, edge_json
 from kopilka.core import db
+from kopilka.directory.subscriptions import add_endpoint
 from kopilka.stack import Stack
-from sinks.subscriptions import add_endpoint
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -8,8 +8,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from schemas.dead_letters import DeadLetter
-from sinks.dead_letters import (
+from kopilka.directory.dead_letters import (
     Filters,
     StoredDeadLetter,
     clean_text,
@@ -18,6 +17,7 @@ from sinks.dead_letters import (
     row_of,
     tenant_text,
 )
+from schemas.dead_letters import DeadLetter
 
 TENANT = "0b7c3c0e-8a5e-4f4e-9a59-2f1f7a3e9d10"
 

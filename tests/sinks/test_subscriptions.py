@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from sinks.subscriptions import InvalidConfig, check_url, event_types, wants
+from kopilka.directory.subscriptions import InvalidConfig, check_url, event_types, wants
 
 
 def test_event_types_are_normalised_and_star_means_all():

@@ -11,7 +11,7 @@ import pytest
 from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError, MessageSizeTooLargeError
 from faust.types.tuples import Message as FaustMessage
 
-from sinks.subscriptions import TenantSubscriptions
+from kopilka.directory.subscriptions import TenantSubscriptions
 from streams import outbound
 from streams.outbound import Fanout, Source, classify
 

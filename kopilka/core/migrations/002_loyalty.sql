@@ -50,7 +50,7 @@ CREATE UNIQUE INDEX ledger_entries_one_award_idx ON ledger_entries (tenant_id, o
     WHERE type = 'bonus_awarded';
 
 -- When a request's email and phone belong to two different customers, the earlier-created one
--- is used (kopilka/customers.py) and the conflict is recorded here for support to resolve.
+-- is used (kopilka/directory/customers.py) and the conflict is recorded here for support to resolve.
 CREATE TABLE identity_conflicts (
     tenant_id   uuid        NOT NULL,
     chosen_id   uuid        NOT NULL,

@@ -1,4 +1,4 @@
--- Retention (kopilka/retention.py) and fenced outbox leases (issue 10).
+-- Retention (kopilka/directory/retention.py) and fenced outbox leases (issue 10).
 
 -- Pruning walks each growing table by age; without these it would scan whole tables.
 CREATE INDEX IF NOT EXISTS webhook_audit_received_idx ON webhook_audit (received_at);

@@ -19,7 +19,7 @@ from kopilka.core import topics
 from kopilka.core.kafka import assign_whole_topic
 from kopilka.core.logging import get_logger
 from kopilka.core.settings import Settings
-from kopilka.tenants import Tenant, tenant_by_id
+from kopilka.directory.tenants import Tenant, tenant_by_id
 from schemas.tenant_rules import TenantRules
 
 log = get_logger(__name__)

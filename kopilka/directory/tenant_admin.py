@@ -12,9 +12,9 @@ from __future__ import annotations
 import asyncpg
 from aiokafka import AIOKafkaProducer
 
-from kopilka import rules_feed
 from kopilka.core.settings import Settings
-from kopilka.tenants import NewTenant, Tenant, create_tenant, tenant_by_id, update_rules
+from kopilka.directory import rules_feed
+from kopilka.directory.tenants import NewTenant, Tenant, create_tenant, tenant_by_id, update_rules
 from schemas.tenant_rules import TenantRules
 
 

@@ -19,7 +19,7 @@ from aiokafka.errors import KafkaError
 
 from kopilka.core import topics
 from kopilka.core.logging import get_logger
-from sinks.dead_letters import DeadLetterStore, Filters, StoredDeadLetter
+from kopilka.directory.dead_letters import DeadLetterStore, Filters, StoredDeadLetter
 
 log = get_logger(__name__)
 
