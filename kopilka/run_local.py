@@ -2,7 +2,8 @@
 
 Starts what is missing (Kafka, Postgres, Redis unless configured), the demo shop, N stream
 workers, the ingress and the dispatcher; prints where to send webhooks and where every process
-logs; then restarts whatever dies (kopilka.supervisor) until Ctrl-C / SIGTERM stops everything.
+logs; then restarts whatever dies (kopilka.devstack.supervisor) until Ctrl-C / SIGTERM stops
+everything.
 """
 
 from __future__ import annotations
@@ -60,8 +61,8 @@ def add_parser(sub) -> None:
 
 
 def make_stack(args: argparse.Namespace):
-    from kopilka import devservices
-    from kopilka.stack import Stack
+    from kopilka.devstack import devservices
+    from kopilka.devstack.stack import Stack
 
     data_dir = args.data_dir.resolve()
     stack = Stack(
@@ -89,8 +90,8 @@ def make_stack(args: argparse.Namespace):
 
 def run_local(args: argparse.Namespace) -> int:
     """Start what is missing, print where to send webhooks, supervise until Ctrl-C."""
-    from kopilka.devservices import ServiceStartError
-    from kopilka.supervisor import Supervisor
+    from kopilka.devstack.devservices import ServiceStartError
+    from kopilka.devstack.supervisor import Supervisor
 
     started = time.monotonic()
     stack = make_stack(args)

@@ -13,8 +13,8 @@ import sys
 
 import pytest
 
-from kopilka import devservices
-from kopilka.stack import Stack
+from kopilka.devstack import devservices
+from kopilka.devstack.stack import Stack
 
 ADMIN_TOKEN = "test-admin-token"  # a throwaway token for the test stack's admin API
 TELEGRAM_TOKEN = "123456:kopilka-test-bot"  # the fake Bot API server accepts only this one

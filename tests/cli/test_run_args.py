@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from kopilka import devservices
 from kopilka.cli import parser
+from kopilka.devstack import devservices
 from kopilka.run_local import DEFAULT_DATA_DIR, make_stack, process_lines
 
 

@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 
 from kopilka.core.settings import PROJECT_ROOT
-from kopilka.devservices import free_port, postgres_datadir_for
+from kopilka.devstack.devservices import free_port, postgres_datadir_for
 
 pytestmark = [pytest.mark.connected, pytest.mark.timeout(600)]
 

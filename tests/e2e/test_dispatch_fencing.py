@@ -18,8 +18,8 @@ import aiohttp
 import pytest
 from outbound_fakes import Answer, FakeBotApi, Receiver
 
-from kopilka import devservices
 from kopilka.core import db as kdb
+from kopilka.devstack import devservices
 from kopilka.directory import subscriptions
 from sinks.telegram_notifier import _SENDER_LOCK, TelegramSender, make_bot
 from sinks.webhook_delivery import Attempt, WebhookDispatcher

@@ -9,7 +9,7 @@ import aiohttp
 import pytest
 from payloads import purchase
 
-from kopilka import devservices
+from kopilka.devstack import devservices
 
 
 @pytest.fixture

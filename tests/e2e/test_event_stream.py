@@ -13,9 +13,9 @@ from payloads import WAIT, action, purchase
 from sse import open_stream
 
 from ingest import stream_token
-from kopilka import devservices
 from kopilka.core import topics
 from kopilka.core.kafka import assign_whole_topic
+from kopilka.devstack import devservices
 
 HEARTBEAT_S = 0.5  # the second ingress's; the session's keeps the default 15 s
 

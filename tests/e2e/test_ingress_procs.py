@@ -15,7 +15,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from kopilka import devservices
+from kopilka.devstack import devservices
 
 PURCHASE = (
     '{"action":"purchase","payload":{"email":"p%d@procs.example.com","amount":10,"orderId":"P-%d"}}'

@@ -13,7 +13,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
-from kopilka.stack import Stack
+from kopilka.devstack.stack import Stack
 
 pytestmark = pytest.mark.timeout(300)
 

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from kopilka import devservices
+from kopilka.devstack import devservices
 
 
 async def test_body_over_the_shops_cap_gets_413_declared_or_chunked(api, tenant, set_edge):

@@ -25,8 +25,8 @@ from outbound_fakes import Receiver
 from payloads import action, purchase
 from prometheus_client.parser import text_string_to_metric_families
 
-from kopilka import devservices
 from kopilka.core.settings import PROJECT_ROOT
+from kopilka.devstack import devservices
 
 pytestmark = pytest.mark.connected
 

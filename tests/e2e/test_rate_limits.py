@@ -8,7 +8,7 @@ import json
 import pytest
 from payloads import purchase
 
-from kopilka import devservices
+from kopilka.devstack import devservices
 
 
 def batch(prefix: str, n: int) -> list[dict]:

@@ -14,8 +14,8 @@ import aiohttp
 from payloads import WAIT, action, purchase
 from prometheus_client.parser import text_string_to_metric_families
 
-from kopilka import devservices
 from kopilka.core.settings import PROJECT_ROOT
+from kopilka.devstack import devservices
 
 
 async def _start(stack, *args: str, env: dict | None = None):

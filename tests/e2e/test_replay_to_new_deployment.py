@@ -25,8 +25,8 @@ from kopilka.core import db as kdb
 from kopilka.core import topics
 from kopilka.core.kafka import assign_whole_topic, make_producer
 from kopilka.core.settings import PROJECT_ROOT
+from kopilka.devstack.stack import Stack
 from kopilka.directory import rules_feed
-from kopilka.stack import Stack
 
 pytestmark = pytest.mark.timeout(900)  # a second stack on a loaded 2-core machine
 NEW_PARTITIONS = 3
@@ -98,7 +98,8 @@ async def _drive(api, make_tenant) -> tuple[list[dict], int]:
 @pytest.fixture
 def new_deployment(stack):
     """An empty deployment beside the session's: its own Kafka, Postgres and one worker, with
-    another partition count. Started by the same machinery as the session's (kopilka.stack)."""
+    another partition count. Started by the same machinery as the session's
+    (kopilka.devstack.stack)."""
     saved_env = dict(os.environ)  # Stack.settings() writes its env into os.environ
     env = {
         "KOPILKA_TOPIC_PARTITIONS": str(NEW_PARTITIONS),

@@ -27,8 +27,8 @@ from kopilka_client import (
 from kopilka_client import payloads as sdk_payloads
 from outbound_fakes import Receiver, serve
 
-from kopilka import devservices
 from kopilka.core.settings import PROJECT_ROOT
+from kopilka.devstack import devservices
 
 WAIT_S = 10  # Prefer: wait, Kopilka's longest: a fresh stack on a loaded machine needs it
 

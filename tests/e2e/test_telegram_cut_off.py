@@ -18,8 +18,8 @@ import uuid
 import pytest
 from outbound_fakes import FakeBotApi
 
-from kopilka import devservices
 from kopilka.core import db as kdb
+from kopilka.devstack import devservices
 from sinks.telegram_notifier import _SENDER_LOCK, UNKNOWN_OUTCOME, TelegramSender, make_bot
 
 pytestmark = pytest.mark.timeout(420)

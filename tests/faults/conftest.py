@@ -19,9 +19,9 @@ import aiohttp
 import pytest
 from harness import TABLE
 
-from kopilka import devservices
-from kopilka.devservices import ManagedProcess
-from kopilka.stack import Stack
+from kopilka.devstack import devservices
+from kopilka.devstack.devservices import ManagedProcess
+from kopilka.devstack.stack import Stack
 
 ADMIN_TOKEN = "faults-admin-token"  # a throwaway token for this stack's admin API
 
@@ -153,7 +153,7 @@ CLUSTER_HEAP = "256m"  # per broker (light JVM settings: serial GC, C1 only)
 
 class ClusterFaultStack(FaultStack):
     """The fault stack over a local Kafka cluster: the brokers are `kafka-1` ... `kafka-3`, with
-    replication factor 3 and min.insync.replicas 2 for every topic (kopilka.stack)."""
+    replication factor 3 and min.insync.replicas 2 for every topic (kopilka.devstack.stack)."""
 
     async def kill_broker(self, node: int) -> None:
         """kill -9 one broker; it stays down until `restart_broker(node)`."""

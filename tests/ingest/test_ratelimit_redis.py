@@ -8,8 +8,8 @@ import pytest
 from redis.asyncio import Redis
 
 from ingest.ratelimit import MAX_BATCH, Quota, RedisLimiter
-from kopilka import devservices
 from kopilka.core.settings import PROJECT_ROOT
+from kopilka.devstack import devservices
 
 pytestmark = pytest.mark.connected  # a real redis-server, started here
 

@@ -7,7 +7,7 @@ from redis.asyncio import Redis
 
 from ingest.ratelimit import Quota, RedisLimiter
 from ingest.replay import RedisReplayGuard
-from kopilka import devservices
+from kopilka.devstack import devservices
 
 
 @pytest.fixture

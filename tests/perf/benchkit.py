@@ -12,11 +12,11 @@ from pathlib import Path
 
 import asyncpg
 
-from kopilka import devservices
 from kopilka.cli import create_tenant_json, edge_json
 from kopilka.core.settings import Settings
-from kopilka.devservices import ManagedProcess
-from kopilka.stack import Stack
+from kopilka.devstack import devservices
+from kopilka.devstack.devservices import ManagedProcess
+from kopilka.devstack.stack import Stack
 
 # a shop's own rate limit, high enough never to refuse a benchmark request
 UNLIMITED = {"rate_limit_per_minute": 100_000_000, "rate_limit_burst": 1_000_000}

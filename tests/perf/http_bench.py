@@ -14,8 +14,8 @@ from benchkit import Shop
 from loadgen import Result, hammer, percentile, purchase_factory
 from procstat import cpu_seconds
 
-from kopilka import devservices
-from kopilka.stack import Stack
+from kopilka.devstack import devservices
+from kopilka.devstack.stack import Stack
 
 BARE_SERVER = Path(__file__).with_name("bare_server.py")
 WARMUP_S = 2.0

@@ -46,10 +46,10 @@ from loadgen import percentile
 from procstat import cpu_seconds
 
 from ingest.signatures import sign_standard
-from kopilka import devservices
 from kopilka.cli import create_tenant_json, edge_json
 from kopilka.core.settings import Settings
-from kopilka.stack import Stack
+from kopilka.devstack import devservices
+from kopilka.devstack.stack import Stack
 
 WARMUP = 200
 CUSTOMERS = 2_000

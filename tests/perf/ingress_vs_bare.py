@@ -23,8 +23,8 @@ from benchkit import new_shop, start_stack
 from loadgen import run as run_fast
 from procstat import cpu_seconds, rss_mb
 
-from kopilka import devservices
-from kopilka.stack import Stack
+from kopilka.devstack import devservices
+from kopilka.devstack.stack import Stack
 
 Figures = dict
 IDLE_S = 6.0

@@ -21,8 +21,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from synthetic_events import records
 
-from kopilka import devservices
 from kopilka.core import db
+from kopilka.devstack import devservices
 
 
 async def measure(dsn: str, n: int, batch: int) -> dict:

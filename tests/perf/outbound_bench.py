@@ -27,11 +27,11 @@ import orjson
 from aiohttp import web
 from benchkit import UNLIMITED
 
-from kopilka import devservices
 from kopilka.cli import create_tenant_json, edge_json
 from kopilka.core import db
+from kopilka.devstack import devservices
+from kopilka.devstack.stack import Stack
 from kopilka.directory.subscriptions import add_endpoint
-from kopilka.stack import Stack
 
 
 def percentile(values: list[float], q: float) -> float:

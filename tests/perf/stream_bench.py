@@ -45,7 +45,7 @@ from kopilka.cli import create_tenant_json, edge_json
 from kopilka.core import topics
 from kopilka.core.kafka import assign_whole_topic
 from kopilka.core.settings import PROJECT_ROOT, Settings
-from kopilka.stack import Stack
+from kopilka.devstack.stack import Stack
 
 OUT = PROJECT_ROOT / ".data" / "bench" / "stream.json"
 

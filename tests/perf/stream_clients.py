@@ -9,7 +9,7 @@ from collections import Counter
 import aiohttp
 import orjson
 
-from kopilka.stack import Stack
+from kopilka.devstack.stack import Stack
 
 
 class Stream:

@@ -16,7 +16,7 @@ from benchkit import WORKER_READY, Shop, pids, stop, workers
 from loadgen import hammer, purchase_factory
 from procstat import cpu_seconds, rss_mb
 
-from kopilka.stack import Stack
+from kopilka.devstack.stack import Stack
 
 Figures = dict
 

@@ -1,10 +1,10 @@
-"""Pure parts of kopilka.kafka_server: cluster ids and the rendered broker properties."""
+"""Pure parts of kopilka.devstack.kafka_server: cluster ids and the rendered broker properties."""
 
 from __future__ import annotations
 
 import uuid
 
-from kopilka import kafka_server
+from kopilka.devstack import kafka_server
 
 
 def test_a_cluster_id_never_starts_with_a_dash(monkeypatch):

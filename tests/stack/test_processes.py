@@ -6,7 +6,7 @@ import os
 import signal
 import time
 
-from kopilka.processes import spawn
+from kopilka.devstack.processes import spawn
 
 
 def _wait_for_children(pid: int, count: int) -> None:

@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
-from kopilka.processes import ServiceStartError, spawn
-from kopilka.stack import Stack
+from kopilka.devstack.processes import ServiceStartError, spawn
+from kopilka.devstack.stack import Stack
 
 SLEEP = ["sleep", "30"]
 CRASH = [sys.executable, "-c", "import sys; sys.exit(2)"]

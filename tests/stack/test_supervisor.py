@@ -12,8 +12,8 @@ import time
 import pytest
 from structlog.testing import capture_logs
 
-from kopilka.processes import ServiceStartError, spawn
-from kopilka.supervisor import Backoff, Supervisor
+from kopilka.devstack.processes import ServiceStartError, spawn
+from kopilka.devstack.supervisor import Backoff, Supervisor
 
 CRASH = [sys.executable, "-c", "import sys; print('boom', flush=True); sys.exit(3)"]
 SLEEP = ["sleep", "30"]

@@ -1,7 +1,8 @@
 """Child processes of the local stack: start one in its own session, wait for it, stop or kill it.
 
-The servers (kopilka.kafka_server, kopilka.devservices) and the Kopilka processes
-(kopilka.stack) are all `ManagedProcess`es; kopilka.supervisor restarts the ones that die.
+The servers (kopilka.devstack.kafka_server, kopilka.devstack.devservices) and the Kopilka
+processes (kopilka.devstack.stack) are all `ManagedProcess`es; kopilka.devstack.supervisor restarts
+the ones that die.
 """
 
 from __future__ import annotations

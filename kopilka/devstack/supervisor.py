@@ -2,7 +2,7 @@
 
 The supervisor watches named child processes (anything with `alive()`, `returncode`, `log_path`
 and `log_tail()`, e.g. a `ManagedProcess`) and owns no knowledge of what they are: restarting
-one is the `restart(name)` callable it is given (kopilka.stack.Stack.restart for the local
+one is the `restart(name)` callable it is given (kopilka.devstack.stack.Stack.restart for the local
 stack). The first restart waits `initial_s`, each further one twice as long up to `max_s`; a
 child that stayed up `stable_after_s` counts as healthy again and its next restart waits
 `initial_s`. A restart that fails (the child does not come up) is retried on the same schedule.
@@ -68,7 +68,7 @@ class Supervisor:
         self._restart = restart
         self.backoff = backoff or Backoff()
         self._clock = clock
-        self._log = log or get_logger("kopilka.supervisor")
+        self._log = log or get_logger("kopilka.devstack.supervisor")
         self._watched: dict[str, _Watched] = {}  # in the order they were started
         self.stopped = False
         self.restarting: str | None = None  # the child being restarted right now, if any

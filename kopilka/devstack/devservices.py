@@ -2,9 +2,9 @@
 
 Used by `make run` (when `KAFKA_BOOTSTRAP_SERVERS` / `DATABASE_URL` / `REDIS_URL` are unset) and
 by the test session. Postgres is the server from Debian's `postgresql` package, Redis Debian's
-`redis-server`; Kafka (single node or a local cluster) is in kopilka.kafka_server and the process
-plumbing in kopilka.processes, both re-exported here. A service that does not come up raises
-`ServiceStartError` carrying the tail of its log.
+`redis-server`; Kafka (single node or a local cluster) is in kopilka.devstack.kafka_server and the
+process plumbing in kopilka.devstack.processes, both re-exported here. A service that does not come
+up raises `ServiceStartError` carrying the tail of its log.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import subprocess
 from pathlib import Path
 
 from kopilka.core.settings import PROJECT_ROOT
-from kopilka.kafka_server import (  # noqa: F401 - the stack's one import for every service
+from kopilka.devstack.kafka_server import (  # noqa: F401 - the stack's one import for every service
     DATA_ROOT,
     KAFKA_VERSION,
     KafkaCluster,
@@ -26,7 +26,7 @@ from kopilka.kafka_server import (  # noqa: F401 - the stack's one import for ev
     start_kafka,
     start_kafka_cluster,
 )
-from kopilka.processes import (  # noqa: F401
+from kopilka.devstack.processes import (  # noqa: F401
     ManagedProcess,
     ServiceStartError,
     free_port,

@@ -20,7 +20,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kopilka.core.settings import PROJECT_ROOT
-from kopilka.processes import ManagedProcess, ServiceStartError, free_port, port_open, spawn
+from kopilka.devstack.processes import (
+    ManagedProcess,
+    ServiceStartError,
+    free_port,
+    port_open,
+    spawn,
+)
 
 KAFKA_VERSION = "3.9.1"
 DATA_ROOT = PROJECT_ROOT / ".data"

@@ -4,8 +4,8 @@ Kafka, Postgres and Redis are started only when `KAFKA_BOOTSTRAP_SERVERS` / `DAT
 `REDIS_URL` are not set;
 then the migrations are applied, the topics created, and the ingress, the stream workers (one or
 several, each named: `worker`, `worker-2`, ...) and the dispatcher run as child processes.
-`restart(name)` starts a dead one again in its place (kopilka.supervisor uses it); `stop()` ends
-everything it started, newest first.
+`restart(name)` starts a dead one again in its place (kopilka.devstack.supervisor uses it);
+`stop()` ends everything it started, newest first.
 """
 
 from __future__ import annotations
@@ -22,11 +22,11 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
-from kopilka import devservices
 from kopilka.core import db
 from kopilka.core.kafka import ensure_topics, make_producer
 from kopilka.core.settings import PROJECT_ROOT, Settings
-from kopilka.devservices import ManagedProcess, ServiceStartError
+from kopilka.devstack import devservices
+from kopilka.devstack.devservices import ManagedProcess, ServiceStartError
 from kopilka.directory import rules_feed
 
 
@@ -299,7 +299,7 @@ class Stack:
             [sys.executable, "-m", "kopilka", command],
             log_path,
             env=env,
-            cwd=Path(__file__).resolve().parent.parent,
+            cwd=Path(__file__).resolve().parents[2],  # the project
         )
         if metrics_var:
             proc.extra["metrics_port"] = int(env[metrics_var])
