@@ -1,3 +1,3 @@
-from kopilka.cli import main
+from kopilka.cli.main import main
 
 main()

@@ -1,8 +1,9 @@
 """What one loyalty event writes to the Postgres read model, as plain rows (pure, no I/O).
 
 Shared by the worker's ledger sink (sinks/postgres.py, upserts into the live tables) and by
-`kopilka replay events --into postgres` (kopilka/events_rebuild.py, COPY into a fresh schema), so
-the two can never disagree on what an event means for `ledger_entries`, `lots` and `balances`.
+`kopilka replay events --into postgres` (kopilka/cli/events_rebuild.py, COPY into a fresh
+schema), so the two can never disagree on what an event means for `ledger_entries`, `lots` and
+`balances`.
 """
 
 from __future__ import annotations

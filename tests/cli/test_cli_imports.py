@@ -9,7 +9,7 @@ import sys
 
 
 def test_the_cli_imports_without_prometheus_client():
-    probe = "import sys, kopilka.cli; print('prometheus_client' in sys.modules)"
+    probe = "import sys, kopilka.cli.main; print('prometheus_client' in sys.modules)"
     out = subprocess.run(
         [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
     )

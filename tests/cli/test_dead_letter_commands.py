@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from kopilka.cli import parser
-from kopilka.cli_dead_letters import UsageError, list_filters, redrive_target, since
+from kopilka.cli.dead_letters import UsageError, list_filters, redrive_target, since
+from kopilka.cli.main import parser
 from kopilka.directory.dead_letters import Filters, encode_cursor
 
 TENANT = "0b7c3c0e-8a5e-4f4e-9a59-2f1f7a3e9d10"

@@ -8,8 +8,8 @@ import re
 
 import pytest
 
-from kopilka import cli
-from kopilka.cli_help import command_tree, install
+from kopilka.cli import main as cli
+from kopilka.cli.help import command_tree, install
 
 
 def _help(capsys, *argv: str) -> str:

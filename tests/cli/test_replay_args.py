@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from prometheus_client import REGISTRY
 
-from kopilka.cli_replay import add_parsers, check_events_args, moment, raw_job, span_of
+from kopilka.cli.progress import Reporter
+from kopilka.cli.replay import add_parsers, check_events_args, moment, raw_job, span_of
 from kopilka.core.settings import Settings
-from kopilka.progress import Reporter
 
 
 def test_moment_takes_iso_times_and_durations_ago():

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from kopilka.cli import parser
+from kopilka.cli.main import parser
+from kopilka.cli.run_local import DEFAULT_DATA_DIR, make_stack, process_lines
 from kopilka.devstack import devservices
-from kopilka.run_local import DEFAULT_DATA_DIR, make_stack, process_lines
 
 
 def test_run_defaults_to_one_worker_in_the_dev_data_dir():

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import pytest
 
-from kopilka.cli import parser
+from kopilka.cli.main import parser
 
 
 def parse(*argv: str):

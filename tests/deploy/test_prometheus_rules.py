@@ -120,7 +120,7 @@ def test_dashboard_uses_only_metrics_kopilka_exports():
         "ingest/webhooks.py",
         "streams/metrics.py",
         "sinks/dispatch_metrics.py",
-        "kopilka/progress.py",
+        "kopilka/cli/progress.py",
         "kopilka/core/retry.py",
     ):
         defined |= set(re.findall(r'"(kopilka_[a-z0-9_]+)"', (ROOT / source).read_text()))
@@ -149,7 +149,7 @@ def test_readme_lists_every_metric():
         "ingest/webhooks.py",
         "streams/metrics.py",
         "sinks/dispatch_metrics.py",
-        "kopilka/progress.py",
+        "kopilka/cli/progress.py",
         "kopilka/core/retry.py",
     ):
         defined |= set(re.findall(r'"(kopilka_[a-z0-9_]+)"', (ROOT / source).read_text()))

@@ -10,7 +10,7 @@ import asyncpg
 import pytest
 from issued import remember
 
-from kopilka.cli import edge_json, rotate_json
+from kopilka.cli.main import edge_json, rotate_json
 
 
 class Api:

@@ -20,8 +20,8 @@ from datetime import UTC, datetime
 import pytest
 from payloads import purchase
 
-from kopilka.cli import parser
-from kopilka.cli_dead_letters import run_command, table
+from kopilka.cli.dead_letters import run_command, table
+from kopilka.cli.main import parser
 from kopilka.core import topics
 from kopilka.core.ids import new_event_id
 from kopilka.core.kafka import make_producer

@@ -18,7 +18,7 @@ from outbound_fakes import Receiver
 from payloads import WAIT, action, purchase
 from standardwebhooks.webhooks import Webhook
 
-from kopilka import events_rebuild
+from kopilka.cli import events_rebuild
 from kopilka.core.settings import PROJECT_ROOT
 
 # the first test starts the stack and drives the load; on a loaded 2-core machine that is minutes

@@ -7,7 +7,7 @@ import uuid
 from payloads import WAIT, action, purchase
 from test_dead_letters import kopilka
 
-from kopilka.reconcile import changelog_topic, read_topic, run
+from kopilka.cli.reconcile import changelog_topic, read_topic, run
 
 
 async def reconcile(stack, tenant: dict, *, repair: bool = False, settle_s: float = 0):

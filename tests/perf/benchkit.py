@@ -12,7 +12,7 @@ from pathlib import Path
 
 import asyncpg
 
-from kopilka.cli import create_tenant_json, edge_json
+from kopilka.cli.main import create_tenant_json, edge_json
 from kopilka.core.settings import Settings
 from kopilka.devstack import devservices
 from kopilka.devstack.devservices import ManagedProcess

@@ -27,7 +27,7 @@ from benchkit import start_stack
 from procstat import CLK_TCK
 from synthetic_events import records
 
-from kopilka import events_rebuild
+from kopilka.cli import events_rebuild
 from kopilka.core import topics
 from kopilka.core.kafka import make_producer
 

@@ -46,7 +46,7 @@ from loadgen import percentile
 from procstat import cpu_seconds
 
 from ingest.signatures import sign_standard
-from kopilka.cli import create_tenant_json, edge_json
+from kopilka.cli.main import create_tenant_json, edge_json
 from kopilka.core.settings import Settings
 from kopilka.devstack import devservices
 from kopilka.devstack.stack import Stack

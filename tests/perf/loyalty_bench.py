@@ -24,7 +24,7 @@ import asyncpg
 from benchkit import UNLIMITED, start_stack
 from loadgen import percentile
 
-from kopilka.cli import create_tenant_json, edge_json
+from kopilka.cli.main import create_tenant_json, edge_json
 from kopilka.core.settings import Settings
 
 WAIT = {"Prefer": "wait=5", "Content-Type": "application/json"}

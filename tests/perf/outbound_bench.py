@@ -27,7 +27,7 @@ import orjson
 from aiohttp import web
 from benchkit import UNLIMITED
 
-from kopilka.cli import create_tenant_json, edge_json
+from kopilka.cli.main import create_tenant_json, edge_json
 from kopilka.core import db
 from kopilka.devstack import devservices
 from kopilka.devstack.stack import Stack

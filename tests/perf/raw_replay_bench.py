@@ -30,7 +30,7 @@ from aiokafka.errors import KafkaTimeoutError
 from benchkit import start_stack
 
 from ingest.publish import raw_record
-from kopilka import raw_replay
+from kopilka.cli import raw_replay
 from kopilka.core import topics
 from kopilka.core.kafka import make_producer
 

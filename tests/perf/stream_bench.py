@@ -41,7 +41,7 @@ from loadgen import percentile, run
 from procstat import cpu_seconds
 from stream_clients import Run, orders_of
 
-from kopilka.cli import create_tenant_json, edge_json
+from kopilka.cli.main import create_tenant_json, edge_json
 from kopilka.core import topics
 from kopilka.core.kafka import assign_whole_topic
 from kopilka.core.settings import PROJECT_ROOT, Settings

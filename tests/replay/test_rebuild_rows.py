@@ -1,5 +1,5 @@
 """The events rebuild's pure parts: its one-pass event reader (sinks.ledger_rows.read_event)
-says what parse_event says (the sink's reader), and a batch's rows (kopilka.events_rebuild) are
+says what parse_event says (the sink's reader), and a batch's rows (kopilka.cli.events_rebuild) are
 what the sink would write for it."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import orjson
 import pytest
 
-from kopilka.events_rebuild import Rebuild, _rows
+from kopilka.cli.events_rebuild import Rebuild, _rows
 from schemas.events import (
     EVENT_TYPES,
     BonusAwarded,

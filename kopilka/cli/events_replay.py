@@ -3,7 +3,7 @@
 Three jobs, one reader (`read_span` below):
 
 * `--into postgres` rebuilds the Postgres read model from the whole topic into a fresh schema
-  and swaps it in, in one transaction (kopilka/events_rebuild.py);
+  and swaps it in, in one transaction (kopilka/cli/events_rebuild.py);
 * `--into postgres --from T` catches the *live* read model up from a point instead (this
   module, `catch_up`): every event from T on is upserted the way the worker's sink writes it
   (sinks/postgres.py LedgerSink, idempotent on event_id: an event already recorded changes
@@ -11,7 +11,7 @@ Three jobs, one reader (`read_span` below):
   restored from a backup taken at T, or the sink lost a stretch; rebuilding from T alone into a
   fresh schema would throw away everything before T, so a partial rebuild never swaps;
 * `--to-endpoint ID --from T --to T` puts a period's events back into a shop endpoint's outbox
-  (kopilka/events_redeliver.py).
+  (kopilka/cli/events_redeliver.py).
 
 The read model is `ledger_entries`, `lots` and `balances`: every row of them is derived from
 events (sinks/ledger_rows.py), so the topic alone can rebuild them. Everything else is owned by
@@ -37,11 +37,11 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
+from kopilka.cli.progress import Reporter
 from kopilka.core import topics
 from kopilka.core.kafka import assign_whole_topic
 from kopilka.core.logging import get_logger
 from kopilka.core.settings import Settings
-from kopilka.progress import Reporter
 
 log = get_logger(__name__)
 READ_MODEL = ("ledger_entries", "lots", "balances")

@@ -26,11 +26,7 @@ from pathlib import Path
 import asyncpg
 import orjson
 
-from kopilka.core.ids import derived_id
-from kopilka.core.logging import get_logger
-from kopilka.core.settings import Settings
-from kopilka.directory.subscriptions import WAKE_CHANNEL, wants
-from kopilka.events_replay import (
+from kopilka.cli.events_replay import (
     Span,
     events_consumer,
     load_state,
@@ -38,7 +34,11 @@ from kopilka.events_replay import (
     save_state,
     span_offsets,
 )
-from kopilka.progress import Reporter
+from kopilka.cli.progress import Reporter
+from kopilka.core.ids import derived_id
+from kopilka.core.logging import get_logger
+from kopilka.core.settings import Settings
+from kopilka.directory.subscriptions import WAKE_CHANNEL, wants
 
 log = get_logger(__name__)
 

@@ -19,12 +19,12 @@ import re
 import sys
 from datetime import UTC, datetime, timedelta
 
-from kopilka import events_rebuild
+from kopilka.cli import events_rebuild
+from kopilka.cli.events_redeliver import EndpointRefused, Redelivery, redeliver
+from kopilka.cli.events_replay import CatchUp, Span, catch_up
+from kopilka.cli.progress import serve_metrics
+from kopilka.cli.raw_replay import RawReplay, run
 from kopilka.core.settings import Settings
-from kopilka.events_redeliver import EndpointRefused, Redelivery, redeliver
-from kopilka.events_replay import CatchUp, Span, catch_up
-from kopilka.progress import serve_metrics
-from kopilka.raw_replay import RawReplay, run
 
 COMMANDS = ("replay",)
 _AGO = re.compile(r"(\d+)([smhd])")

@@ -149,7 +149,7 @@ def run_local(args: argparse.Namespace) -> int:
 
 def _demo_tenant(stack, settings) -> dict:
     """The demo shop's credentials: created on the first start, kept in the data dir."""
-    from kopilka.cli import create_tenant_json
+    from kopilka.cli.main import create_tenant_json
 
     path: Path = stack.data_dir / "demo-tenant.json"
     dsn = settings.database_url.get_secret_value()

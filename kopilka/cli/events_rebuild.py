@@ -1,6 +1,6 @@
 """`kopilka replay events --into postgres`: rebuild the read model from loyalty.events.
 
-The read model (`ledger_entries`, `lots`, `balances`; why only these: kopilka/events_replay.py)
+The read model (`ledger_entries`, `lots`, `balances`; why only these: kopilka/cli/events_replay.py)
 is rebuilt in a fresh schema `kopilka_rebuild_<UTC time>` while the live tables keep serving,
 then swapped in, in one transaction, so the read API sees the old model or the new one, never
 half of either. Steps:
@@ -42,9 +42,7 @@ from datetime import UTC, datetime
 
 import asyncpg
 
-from kopilka.core.logging import get_logger
-from kopilka.core.settings import Settings
-from kopilka.events_replay import (
+from kopilka.cli.events_replay import (
     READ_MODEL,
     HeldConnection,
     Span,
@@ -53,7 +51,9 @@ from kopilka.events_replay import (
     read_span,
     span_offsets,
 )
-from kopilka.progress import Reporter
+from kopilka.cli.progress import Reporter
+from kopilka.core.logging import get_logger
+from kopilka.core.settings import Settings
 from sinks.ledger_rows import AWARD_COLUMNS, BALANCE_COLUMNS, ENTRY_COLUMNS, read_event, rows_of
 
 log = get_logger(__name__)

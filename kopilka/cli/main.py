@@ -1,5 +1,5 @@
 """`kopilka`: the command line. `kopilka --help` lists every command and subcommand (generated
-from the parsers registered here and in the cli_* modules: kopilka/cli_help.py);
+from the parsers registered here and in the other modules of kopilka/cli/: kopilka/cli/help.py);
 `kopilka COMMAND --help` gives each one's options. Tenant rule options, for reference:
   --base-percent 5 --level NAME:MIN_SPEND:PERCENT (repeat; --no-levels clears)
   --referral-percent 3 --referral-mode first_purchase|every_purchase
@@ -17,7 +17,11 @@ import sys
 from datetime import timedelta
 from decimal import Decimal, InvalidOperation
 
-from kopilka import cli_dead_letters, cli_help, cli_outbound, cli_replay, reconcile, run_local
+from kopilka.cli import dead_letters as cli_dead_letters
+from kopilka.cli import help as cli_help
+from kopilka.cli import outbound as cli_outbound
+from kopilka.cli import reconcile, run_local
+from kopilka.cli import replay as cli_replay
 from kopilka.core import db
 from kopilka.core import logging as klog
 from kopilka.core.settings import PROJECT_ROOT, get_settings
@@ -109,7 +113,7 @@ def parser() -> argparse.ArgumentParser:
         usage="%(prog)s [-h] COMMAND [ARGS ...]",
         description="Kopilka loyalty-bonus engine",
     )
-    # the commands are listed once, one line each, in the epilog (kopilka/cli_help.py)
+    # the commands are listed once, one line each, in the epilog (kopilka/cli/help.py)
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND", help=argparse.SUPPRESS)
     run_local.add_parser(sub)
     ingest = sub.add_parser("ingest", aliases=["ingress"], help="run the HTTP ingress")

@@ -1,8 +1,8 @@
 """`kopilka --help`: every command and subcommand on one line each, read from the parsers.
 
-The list is generated from what kopilka/cli.py and the cli_* modules register, so a command
-added anywhere shows up in the help without anyone editing a docstring (and a command
-registered without a `help=` is caught by tests/cli/test_help.py).
+The list is generated from what kopilka/cli/main.py and the other modules of kopilka/cli/
+register, so a command added anywhere shows up in the help without anyone editing a docstring
+(and a command registered without a `help=` is caught by tests/cli/test_help.py).
 """
 
 from __future__ import annotations

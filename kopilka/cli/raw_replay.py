@@ -30,10 +30,10 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from kopilka.cli.progress import Reporter
 from kopilka.core import topics
 from kopilka.core.kafka import assign_whole_topic, make_producer
 from kopilka.core.settings import Settings
-from kopilka.progress import Reporter
 from schemas.routing import tenant_of
 
 BATCH = 2000  # records per fetch
