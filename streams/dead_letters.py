@@ -15,6 +15,7 @@ from kopilka.core.retry import until_done
 from schemas.dead_letters import DeadLetter, Stage
 from schemas.routing import tenant_of
 from sinks.dead_letters import DeadLetterSink
+from streams.acks import held
 from streams.app import app, dead_letters, resources, settings
 from streams.metrics import DEAD_LETTERS
 
@@ -64,20 +65,21 @@ async def dead_letter_store(stream):
         async for batch in stream.take_events(
             settings.sink_batch_size, within=settings.sink_batch_within_s
         ):
-            readable = []
-            for event in batch:
-                try:
-                    sink.add(event.value)
-                    readable.append(event.value)
-                except ValueError as exc:  # not written by `send`: nothing to store, say where
-                    log.error(
-                        "dead_letter_unreadable",
-                        partition=event.message.partition,
-                        offset=event.message.offset,
-                        error=str(exc)[:300],
-                    )
-            if readable:
-                await _store(sink, readable)
+            with held(batch):  # acknowledged once stored: a stop mid-retry keeps them unread
+                readable = []
+                for event in batch:
+                    try:
+                        sink.add(event.value)
+                        readable.append(event.value)
+                    except ValueError as exc:  # not written by `send`: nothing to store, say where
+                        log.error(
+                            "dead_letter_unreadable",
+                            partition=event.message.partition,
+                            offset=event.message.offset,
+                            error=str(exc)[:300],
+                        )
+                if readable:
+                    await _store(sink, readable)
     finally:
         await sink.close()
 

@@ -29,6 +29,20 @@ RETRY_EVERY = timedelta(seconds=1)
 LONGEST_NAP_S = 2.0  # a not_before further off than this (a clock jump) is not slept on
 
 
+def raw_stored_at(env: RawEnvelope, record_timestamp_s: float | None) -> datetime:
+    """When this deployment's webhooks.raw stored the record: the moment the backlog it waits
+    for is measured from (streams.raw_progress). Not `received_at`, which a replay into a new
+    deployment keeps from the old one (the wait would end at once). A record sent round keeps
+    its first round's; one an older worker sent round has none and is measured as that worker
+    did, from `received_at` (its own timestamp on webhooks.deferred moves every round).
+    `record_timestamp_s`: the Kafka record's timestamp, in seconds (Faust's message.timestamp)."""
+    if env.stored_at is not None:
+        return env.stored_at
+    if env.deferred_until is not None or not record_timestamp_s:
+        return env.received_at
+    return datetime.fromtimestamp(record_timestamp_s, UTC)
+
+
 def first_deferral(
     env: RawEnvelope, wait_s: float, now: datetime, stored_at: datetime | None = None
 ) -> RawEnvelope:

@@ -37,7 +37,7 @@ from streams.app import (
 )
 from streams.dead_letters import of_event
 from streams.dead_letters import send as send_dead_letter
-from streams.deferral import deferral, nap_until, once_more
+from streams.deferral import deferral, nap_until, once_more, raw_stored_at
 from streams.normalizer import Normalized, Normalizer, accepted, dead_letter
 from streams.raw_progress import RawProgress
 
@@ -54,16 +54,6 @@ def _by_order(event: EventT, env: RawEnvelope, result: Normalized) -> bool:
         (c.order_id for c in result.commands if type(c) is RefundCommand), None
     )
     return order_id is not None and event.key == by_order(env.tenant_id, order_id)
-
-
-def _stored_at(event: EventT, env: RawEnvelope) -> datetime:
-    """When this deployment's webhooks.raw stored the record: the moment its backlog is
-    measured from. Not `received_at`, which a replay into a new deployment keeps from the old
-    one (the wait would then end at once). A record sent round keeps its first round's."""
-    if env.stored_at is not None:
-        return env.stored_at
-    stamp = event.message.timestamp  # seconds; on webhooks.deferred (an older worker's): later
-    return datetime.fromtimestamp(stamp, UTC) if stamp else env.received_at
 
 
 async def _raw_backlog_done(stored_at: datetime) -> bool:
@@ -124,7 +114,10 @@ async def _normalize_batch(events: list[EventT]) -> None:
             envs.append(env)
             sources.append(event)
     now = datetime.now(UTC)
-    stored = [_stored_at(event, env) for event, env in zip(sources, envs, strict=True)]
+    stored = [
+        raw_stored_at(env, event.message.timestamp)
+        for event, env in zip(sources, envs, strict=True)
+    ]
     # A record past its wait is refused only if the backlog before it was done before it was
     # normalised: what it waits for, normalised in between, is done but not in its result.
     settled = [
@@ -138,6 +131,9 @@ async def _normalize_batch(events: list[EventT]) -> None:
         log.exception("normalize_batch_failed", records=len(envs))
         results = [await _one_by_one(env) for env in envs]
     resolved = time.perf_counter()
+    # the next round's times from now, not from before normalising: that may have waited out a
+    # database outage, and a first deadline already past would cut the wait short
+    later = datetime.now(UTC)
     deferred = 0
     tracing = log.is_enabled_for(logging.DEBUG)
     for event, env, result, at, done_before in zip(
@@ -147,9 +143,9 @@ async def _normalize_batch(events: list[EventT]) -> None:
         # or one whose order is not claimed yet: round webhooks.deferred (streams.deferral)
         early = _by_order(event, env, result) and not await _raw_backlog_done(at)
         if early or result.waiting_for is not None:
-            again = deferral(env, settings.refund_order_wait_s, now, at)
+            again = deferral(env, settings.refund_order_wait_s, later, at)
             if again is None and (early or not done_before):
-                again = once_more(env, now)  # what it waits for may be in that backlog
+                again = once_more(env, later)  # what it waits for may be in that backlog
             if again is not None:
                 await webhooks_deferred.send(key=event.key, value=again.to_bytes())
                 deferred += 1

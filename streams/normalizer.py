@@ -267,7 +267,11 @@ class Normalizer:
         overtake its registration; its referrer is found or created by that identity instead,
         as the referrer's own request will (kopilka.directory.customers derives the id from it). A
         referral code cannot be created ahead: that registration waits on webhooks.deferred
-        (streams.deferral, streams.raw_progress)."""
+        (streams.deferral, streams.raw_progress).
+
+        Limits (README, Referrals): a referrer first seen by phone but named here by email
+        becomes two customers (identity_conflicts), and replayed records older than the ingress's
+        check (26 Nov 2026) would make a customer of a mistyped referrer."""
         if kind not in ("email", "phone"):
             raise Refused(refused.code, refused.reason, "referrer", waiting_for="referrer")
         referrer = await until_done(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from schemas.messages import RawEnvelope
-from streams.deferral import RETRY_EVERY, deferral, once_more
+from streams.deferral import RETRY_EVERY, deferral, once_more, raw_stored_at
 
 T0 = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
 
@@ -54,3 +54,17 @@ def test_it_keeps_when_this_deployments_raw_topic_stored_it_round_after_round():
     again = deferral(RawEnvelope.from_bytes(first.to_bytes()), 30, stored + timedelta(seconds=3))
     assert again.stored_at == stored
     assert once_more(again, stored + timedelta(seconds=90)).stored_at == stored
+
+
+def test_the_moment_is_when_this_deployment_stored_it_and_a_round_keeps_it():
+    stored = T0 + timedelta(days=40)  # a replay, 40 days after the shop sent it
+    assert raw_stored_at(_refund(), stored.timestamp()) == stored
+    first = deferral(_refund(), 30, stored, stored)
+    # its own timestamp on webhooks.deferred is later: the first round's moment is kept
+    assert raw_stored_at(first, (stored + timedelta(seconds=5)).timestamp()) == stored
+
+
+def test_an_older_workers_round_is_measured_from_received_at_as_it_was():
+    older = _refund().model_copy(update={"deferred_until": T0 + timedelta(seconds=30)})
+    assert raw_stored_at(older, (T0 + timedelta(seconds=7)).timestamp()) == T0
+    assert raw_stored_at(_refund(), None) == T0  # no record timestamp: the ingress's time
