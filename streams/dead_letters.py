@@ -11,13 +11,13 @@ from __future__ import annotations
 from faust.types import EventT
 
 from kopilka.core.logging import get_logger
-from kopilka.core.retry import until_done
 from schemas.dead_letters import DeadLetter, Stage
 from schemas.routing import tenant_of
 from sinks.dead_letters import DeadLetterSink
 from streams.acks import held
 from streams.app import app, dead_letters, resources, settings
 from streams.metrics import DEAD_LETTERS
+from streams.sink_batches import write_batch
 
 log = get_logger(__name__)
 
@@ -70,7 +70,7 @@ async def dead_letter_store(stream):
                 for event in batch:
                     try:
                         sink.add(event.value)
-                        readable.append(event.value)
+                        readable.append(event)
                     except ValueError as exc:  # not written by `send`: nothing to store, say where
                         log.error(
                             "dead_letter_unreadable",
@@ -79,34 +79,21 @@ async def dead_letter_store(stream):
                             error=str(exc)[:300],
                         )
                 if readable:
-                    await _store(sink, readable)
+                    await write_batch(sink, "dead_letters.add", readable, _not_stored)
     finally:
         await sink.close()
 
 
-async def _store(sink: DeadLetterSink, values: list[bytes]) -> None:
-    await until_done(sink.setup, "connect")
-    try:
-        await until_done(sink.flush, "dead_letters.add")
-    except Exception:
-        # Not transient (a bug, or a value Postgres refuses): one by one, so that one letter
-        # cannot hold back the others.
-        log.exception("dead_letter_batch_failed", records=len(values))
-        sink.clear()
-        for value in values:
-            try:
-                sink.add(value)
-                await until_done(sink.flush, "dead_letters.add")
-            except Exception as exc:
-                sink.clear()
-                dl = DeadLetter.from_bytes(value)
-                log.error(
-                    "dead_letter_not_stored",
-                    dead_letter_id=dl.dead_letter_id,
-                    stage=dl.stage,
-                    source_topic=dl.source_topic,
-                    partition=dl.partition,
-                    offset=dl.offset,
-                    error=type(exc).__name__,
-                    detail=str(exc)[:300],
-                )
+async def _not_stored(event: EventT, exc: Exception) -> None:
+    """A letter Postgres refuses even alone: it stays on the topic; the log says which."""
+    dl = DeadLetter.from_bytes(event.value)
+    log.error(
+        "dead_letter_not_stored",
+        dead_letter_id=dl.dead_letter_id,
+        stage=dl.stage,
+        source_topic=dl.source_topic,
+        partition=dl.partition,
+        offset=dl.offset,
+        error=type(exc).__name__,
+        detail=str(exc)[:300],
+    )

@@ -11,13 +11,13 @@ from __future__ import annotations
 from faust.types import EventT
 
 from kopilka.core.logging import get_logger
-from kopilka.core.retry import until_done
 from sinks.base import Sink
 from sinks.postgres import AuditSink, LedgerSink
 from streams.acks import held
 from streams.app import app, events, resources, settings, webhooks_audit, webhooks_dead
 from streams.dead_letters import of_event
 from streams.dead_letters import send as send_dead_letter
+from streams.sink_batches import write_batch
 
 log = get_logger(__name__)
 
@@ -46,19 +46,11 @@ async def _write(sink: Sink, name: str, batch: list[EventT]) -> None:
             readable.append(event)
         except Exception as exc:  # not ours to crash on, not ours to drop: dead-letter it
             await _dead(event, name, "unreadable_record", exc)
-    await until_done(sink.setup, "connect")
-    try:
-        await until_done(sink.flush, f"{name}.flush")
-    except Exception:
-        log.exception("sink_batch_failed", sink=name, records=len(readable))
-        sink.clear()
-        for event in readable:
-            try:
-                sink.add(event.value)
-                await until_done(sink.flush, f"{name}.flush")
-            except Exception as exc:
-                sink.clear()
-                await _dead(event, name, "refused_by_database", exc)
+
+    async def refused(event: EventT, exc: Exception) -> None:
+        await _dead(event, name, "refused_by_database", exc)
+
+    await write_batch(sink, f"{name}.flush", readable, refused)
 
 
 async def _dead(event: EventT, sink: str, code: str, exc: Exception) -> None:
