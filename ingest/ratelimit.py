@@ -13,7 +13,6 @@ The answer carries the IETF RateLimit header fields (draft-ietf-httpapi-ratelimi
 
 from __future__ import annotations
 
-import asyncio
 import math
 import time
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from typing import Protocol
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from ingest.coalesce import Coalescer
 from kopilka.core.logging import get_logger
 
 log = get_logger(__name__)
@@ -132,15 +132,15 @@ return out
 """
 
 MAX_BATCH = 256
-_Hit = tuple[str, Quota, asyncio.Future]
 
 
 class RedisLimiter:
     """One bucket per tenant in Redis, shared by every ingress process that uses this Redis.
 
-    Hits are batched: while one script call is in flight, the hits that arrive meanwhile wait
-    and go together in the next call (up to MAX_BATCH), so under load many requests share one
-    round trip and its client-side cost; a lone request still goes at once.
+    Hits are batched (ingest.coalesce): while one script call is in flight, the hits that
+    arrive meanwhile wait and go together in the next call (up to MAX_BATCH), so under load
+    many requests share one round trip and its client-side cost; a lone request still goes at
+    once.
 
     Redis unreachable: this process's own buckets decide meanwhile (a warning is logged at most
     once a minute), so an outage of Redis loosens the limit instead of refusing every shop.
@@ -153,28 +153,14 @@ class RedisLimiter:
         self._prefix = prefix
         self._fallback = LocalLimiter()
         self._warned_at = -math.inf
-        self._pending: list[_Hit] = []
-        self._sending = False
+        self._hits: Coalescer[tuple[str, Quota], Decision] = Coalescer(self._send, MAX_BATCH)
 
     async def hit(self, tenant_id: str, quota: Quota) -> Decision:
-        future = asyncio.get_running_loop().create_future()
-        self._pending.append((tenant_id, quota, future))
-        if not self._sending:
-            self._sending = True
-            asyncio.get_running_loop().call_soon(self._send_next)  # after this turn's hits
-        return await future
+        return await self._hits.submit((tenant_id, quota))
 
-    def _send_next(self) -> None:
-        if not self._pending:
-            self._sending = False
-            return
-        batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
-        task = asyncio.ensure_future(self._send(batch))
-        task.add_done_callback(lambda _task: self._send_next())
-
-    async def _send(self, batch: list[_Hit]) -> None:
+    async def _send(self, batch: list[tuple[str, Quota]]) -> list[Decision]:
         keys, args = [], []
-        for tenant_id, quota, _ in batch:
+        for tenant_id, quota in batch:
             keys.append(self._prefix + tenant_id)
             args += (quota.interval_us, quota.capacity_us)
         try:
@@ -183,16 +169,8 @@ class RedisLimiter:
             if time.monotonic() - self._warned_at > 60:
                 self._warned_at = time.monotonic()
                 log.warning("rate_limit_redis_unavailable", error=type(exc).__name__)
-            for tenant_id, quota, future in batch:
-                if not future.done():
-                    future.set_result(await self._fallback.hit(tenant_id, quota))
-            return
-        except BaseException as exc:  # never leave a request waiting on a lost batch
-            for _, _, future in batch:
-                if not future.done():
-                    future.set_exception(exc)
-            raise
-        for i, (_, quota, future) in enumerate(batch):
-            if not future.done():  # the request may have gone meanwhile
-                allowed, slack, reset = flat[3 * i : 3 * i + 3]
-                future.set_result(_decide(quota, int(allowed), int(slack), int(reset)))
+            return [await self._fallback.hit(tenant_id, quota) for tenant_id, quota in batch]
+        return [
+            _decide(quota, int(flat[3 * i]), int(flat[3 * i + 1]), int(flat[3 * i + 2]))
+            for i, (_, quota) in enumerate(batch)
+        ]

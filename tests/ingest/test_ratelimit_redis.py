@@ -8,28 +8,8 @@ import pytest
 from redis.asyncio import Redis
 
 from ingest.ratelimit import MAX_BATCH, Quota, RedisLimiter
-from kopilka.core.settings import PROJECT_ROOT
-from kopilka.devstack import devservices
 
-pytestmark = pytest.mark.connected  # a real redis-server, started here
-
-
-@pytest.fixture(scope="module")
-def redis_url():
-    proc = devservices.start_redis(
-        PROJECT_ROOT / ".data" / "test-ratelimit-redis", devservices.free_port()
-    )
-    yield proc.extra["url"]
-    proc.stop()
-
-
-@pytest.fixture
-async def redis(redis_url):
-    client = Redis.from_url(redis_url)
-    await client.flushdb()
-    await client.config_resetstat()
-    yield client
-    await client.aclose()
+pytestmark = pytest.mark.connected  # a real redis-server (tests/ingest/conftest.py)
 
 
 async def _script_calls(redis: Redis) -> int:
