@@ -26,9 +26,13 @@ def derived_id(*parts: object) -> str:
 
 
 def new_event_id() -> str:
-    """A time-ordered random id (UUIDv7 layout) for things that happen once, like a request."""
-    ms = time.time_ns() // 1_000_000
-    rand = int.from_bytes(os.urandom(10), "big")
-    value = (ms & ((1 << 48) - 1)) << 80 | 0x7 << 76 | (rand >> 68 & 0xFFF) << 64
-    value |= 0b10 << 62 | rand & ((1 << 62) - 1)
-    return str(uuid.UUID(int=value))
+    """A time-ordered random id (UUIDv7 layout) for things that happen once, like a request.
+
+    48 bits of Unix milliseconds, the version, 74 random bits and the variant, spelt as bytes:
+    one per accepted webhook, so it is kept cheap (uuid.UUID(int=...) cost twice as much)."""
+    b = bytearray((time.time_ns() // 1_000_000 & 0xFFFF_FFFF_FFFF).to_bytes(6, "big"))
+    b += os.urandom(10)
+    b[6] = 0x70 | b[6] & 0x0F
+    b[8] = 0x80 | b[8] & 0x3F
+    h = b.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"

@@ -4,6 +4,7 @@ stored forever, and a different id for the same input would award twice on a rep
 from __future__ import annotations
 
 import random
+import time
 import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -86,3 +87,13 @@ def test_new_event_ids_are_version_7_and_distinct():
     ids = {new_event_id() for _ in range(1000)}
     assert len(ids) == 1000
     assert all(uuid.UUID(i).version == 7 for i in ids)
+    assert all(uuid.UUID(i).variant == uuid.RFC_4122 for i in ids)
+
+
+def test_new_event_ids_carry_the_millisecond_they_were_made_in_order():
+    before = time.time_ns() // 1_000_000
+    first, second = new_event_id(), new_event_id()
+    after = time.time_ns() // 1_000_000
+    ms = uuid.UUID(first).int >> 80
+    assert before <= ms <= after
+    assert (uuid.UUID(first).int >> 80) <= (uuid.UUID(second).int >> 80)
