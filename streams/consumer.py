@@ -44,6 +44,7 @@ from faust.types.tuples import ack_lock
 from mode.utils.futures import notify
 
 from kopilka.core.logging import get_logger
+from streams.consumer_thread import ConsumerThread
 
 log = get_logger(__name__)
 
@@ -66,6 +67,9 @@ class StreamConsumer(faust_aiokafka.Consumer):
         # the generation in which a seek of ours last put each partition where its stream
         # needs to go on from: until then (after an assignment) nothing of it is handed over
         self._positioned: dict[TP, int] = {}
+
+    def _new_consumer_thread(self) -> ConsumerThread:
+        return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
     def _lock(self) -> asyncio.Lock:
         if self._position_lock is None:
