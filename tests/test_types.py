@@ -1,11 +1,12 @@
-"""schemas/ and the pure rules core (streams/rules.py) type-check under mypy --strict: the
-files and options are pyproject.toml's [tool.mypy]. A type error fails this test with mypy's
-report (file, line, what is wrong)."""
+"""schemas/ and the pure rules core (the package streams/rules/, every module of it) type-check
+under mypy --strict: the files and options are pyproject.toml's [tool.mypy]. A type error fails
+this test with mypy's report (file, line, what is wrong)."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -21,3 +22,12 @@ def test_schemas_and_the_rules_core_pass_mypy_strict(tmp_path):
         timeout=300,
     )
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_the_strict_list_names_the_whole_rules_package():
+    """Every module of the rules core is checked, including a new action's module: the list
+    names the package's folder, not its files one by one."""
+    files = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["mypy"]["files"]
+    assert "schemas" in files
+    assert "streams/rules" in files
+    assert (ROOT / "streams" / "rules" / "__init__.py").is_file()
