@@ -17,7 +17,7 @@ Where each part lives:
 - `arithmetic`: points from money (`award_points`, `share`, `money`);
 - `builder`: the `Builder` every handler uses to move points and emit events, and `Result`;
 - one module per action — `purchase`, `referral`, `register`, `spend`, `refund`, `expire` —
-  each with its `order_key` and `handle`, registered in the one table `actions.ACTIONS`;
+  each with its `order_key` and `handle`, registered in the one table `handlers.HANDLERS`;
 - `dispatch`: `apply()`, which consults that table, and the replay memory (`remembered`).
 """
 

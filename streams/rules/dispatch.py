@@ -1,4 +1,4 @@
-"""`apply()`: one command to one customer's ledger, through its action (streams.rules.actions).
+"""`apply()`: one command to one customer's ledger, through its handler (streams.rules.handlers).
 
 Replays: the same command (same `command_id`) re-emits the very events it emitted the first time
 (kept for the last `REMEMBERED_PER_ORDER` commands of an order, `REMEMBERED_PER_CUSTOMER` of the
@@ -12,8 +12,8 @@ from collections.abc import Mapping
 
 from schemas.frozen_copy import replaced
 from schemas.messages import Command, parse_command
-from streams.rules.actions import ACTIONS
 from streams.rules.builder import Result
+from streams.rules.handlers import HANDLERS
 from streams.rules.state import NO_ORDER, CustomerState, OrderState, Remembered
 
 # How many commands' events are kept for exact re-emission: per order (purchase, spend, refunds,
@@ -25,8 +25,8 @@ REMEMBERED_PER_CUSTOMER = 8
 
 def order_key(cmd: Command) -> str | None:
     """The order-table key a command needs (within its customer), or None."""
-    action = ACTIONS.get(type(cmd))
-    return action.order_key(cmd) if action is not None else None
+    handler = HANDLERS.get(type(cmd))
+    return handler.order_key(cmd) if handler is not None else None
 
 
 def remembered(
@@ -39,8 +39,8 @@ def remembered(
 
 def apply(state: CustomerState, orders: Mapping[str, OrderState], cmd: Command) -> Result:
     """Apply one command to one customer's ledger."""
-    action = ACTIONS.get(type(cmd))
-    key = action.order_key(cmd) if action is not None else None
+    handler = HANDLERS.get(type(cmd))
+    key = handler.order_key(cmd) if handler is not None else None
     order = (orders.get(key) or NO_ORDER) if key is not None else None
     if key is not None and state.last_command == cmd.command_id and state.last_order_key == key:
         order = state.last_order  # the order entry's write was lost; the customer entry has it
@@ -50,9 +50,9 @@ def apply(state: CustomerState, orders: Mapping[str, OrderState], cmd: Command) 
         return Result(
             state, order, list(seen.events), seen.status, followups, seen.reason, replayed=True
         )
-    if action is None:
-        raise KeyError(type(cmd))  # no action for it (a settle command is not the rules' job)
-    result = action.handle(state, order or NO_ORDER, cmd)
+    if handler is None:
+        raise KeyError(type(cmd))  # no handler for it (a settle command is not the rules' job)
+    result = handler.handle(state, order or NO_ORDER, cmd)
     if result.status == "duplicate":
         return result
     memo = Remembered(

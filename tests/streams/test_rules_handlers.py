@@ -1,4 +1,4 @@
-"""The one table of actions (streams.rules.actions): every command the ledger applies has its
+"""The one table of handlers (streams.rules.handlers): every command the ledger applies has its
 entry, each entry's module is where its rules live, and the table alone decides the order key."""
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from schemas.messages import (
 )
 from schemas.tenant_rules import TenantRules
 from streams.rules import CustomerState, apply, order_key
-from streams.rules.actions import ACTIONS
+from streams.rules.handlers import HANDLERS
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 BASE = {
@@ -37,16 +37,16 @@ RULED = {**BASE, "rules": TenantRules()}
 RULES_DIR = Path(streams.rules.__file__).parent
 
 
-def test_every_command_but_settle_has_an_action_and_settle_has_none():
+def test_every_command_but_settle_has_a_handler_and_settle_has_none():
     commands = set(typing.get_args(typing.get_args(AnyCommand)[0]))
-    assert set(ACTIONS) == commands - {SettleCommand}
+    assert set(HANDLERS) == commands - {SettleCommand}
 
 
-@pytest.mark.parametrize("command", ACTIONS, ids=lambda c: c.__name__)
+@pytest.mark.parametrize("command", HANDLERS, ids=lambda c: c.__name__)
 def test_each_action_lives_in_its_own_module_of_the_package(command):
-    action = ACTIONS[command]
-    module = action.handle.__module__
-    assert module == action.order_key.__module__
+    handler = HANDLERS[command]
+    module = handler.handle.__module__
+    assert module == handler.order_key.__module__
     assert module.startswith("streams.rules.")
     assert module.rsplit(".", 1)[1] == command.model_fields["type"].default
     assert (RULES_DIR / f"{module.rsplit('.', 1)[1]}.py").is_file()
