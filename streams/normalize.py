@@ -38,8 +38,9 @@ from streams.app import (
 from streams.dead_letters import of_event
 from streams.dead_letters import send as send_dead_letter
 from streams.deferral import deferral, nap_until, once_more, raw_stored_at
-from streams.normalizer import Normalized, Normalizer, accepted, dead_letter
+from streams.normalizer import Normalized, Normalizer
 from streams.raw_progress import RawProgress
+from streams.request_records import accepted, dead_letter
 
 log = get_logger(__name__)
 

@@ -17,8 +17,9 @@ import uuid
 import asyncpg
 
 from kopilka.core.cache import TTLCache
-from kopilka.core.ids import derived_id
 from kopilka.core.logging import get_logger
+from kopilka.directory import new_customers
+from kopilka.directory.new_customers import customer_id as new_customer_id
 from schemas.messages import CustomerRef
 
 log = get_logger(__name__)
@@ -81,6 +82,20 @@ class CustomerDirectory:
         self._cache.set(cache_key, ref)
         return ref
 
+    async def create_new(
+        self, tenant_id: str, people: list[tuple[str | None, str | None, str | None]]
+    ) -> int:
+        """Create together the plainly new customers among `people` (email, phone, name), as
+        `resolve` would one by one (kopilka.directory.new_customers), and keep them: `resolve`
+        then answers for them without a round trip. How many were created."""
+        todo = [(e, p, n) for e, p, n in people if (tenant_id, e, p) not in self._cache]
+        if len(todo) < 2:  # one by one costs the same
+            return 0
+        made = await new_customers.create_new(self.pool, tenant_id, todo)
+        for (email, phone), ref in made.items():
+            self._cache.set((tenant_id, email, phone), ref)
+        return len(made)
+
     async def _resolve_once(
         self, tenant_id: str, email: str | None, phone: str | None, name: str | None
     ) -> asyncpg.Record:
@@ -92,8 +107,7 @@ class CustomerDirectory:
         async with self.pool.acquire() as conn, conn.transaction():
             rows = await conn.fetch(_FIND, tenant, email, phone)
             if not rows:
-                first = ("phone", phone) if phone else ("email", email)
-                customer_id = uuid.UUID(derived_id(tenant_id, "customer", *first))
+                customer_id = new_customer_id(tenant_id, (email, phone))
                 await conn.execute(
                     "INSERT INTO customers (id, tenant_id, email, phone, name)"
                     " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING",

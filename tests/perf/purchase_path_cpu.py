@@ -28,6 +28,7 @@ from loadgen import purchase_factory
 import streams.ledger as ledger_mod
 import streams.normalize as normalize_mod
 import streams.normalizer as normalizer_mod
+import streams.request_records as request_records
 from kopilka.core.ids import derived_id, new_event_id
 from schemas.inbound import parse_webhook
 from schemas.messages import CustomerRef, RawEnvelope
@@ -73,7 +74,7 @@ class Path_:
             customer = CustomerRef(id=derived_id(env.tenant_id, "customer", "email", p.email))
             cmd = normalizer_mod.purchase_command(env, self.rules, p, customer)
             cmds.append((cmd.key, cmd.to_bytes()))
-        audit = normalizer_mod.accepted(env, len(cmds), 0).to_bytes()
+        audit = request_records.accepted(env, len(cmds), 0).to_bytes()
         return cmds, audit
 
     def ledger(self, key: bytes, value: bytes) -> list[bytes]:
