@@ -82,7 +82,7 @@ def main() -> int:
             shop = await new_shop(settings.database_url.get_secret_value(), "Profile shop")
             host, port, path = settings.http_host, settings.http_port, shop.path
             await hammer(host, port, path, purchase_factory("WARM"), concurrency=8, count=2_000)
-            await shop.wait_for_awards(1_000, 120)  # the worker is past its start-up
+            await shop.wait_for_awards(2_000, 120)  # past its start-up, every customer known
             cmd = [py_spy, "record", "--pid", str(target), "--rate", str(args.rate)]
             cmd += ["--duration", str(round(args.seconds)), "--format", "speedscope"]
             cmd += ["--output", str(output)]
