@@ -1,0 +1,146 @@
+"""The base of every inbound wire model: field names in any case, blanks as absent, and
+pydantic's errors turned into the one `InboundError` that names the field as it was sent.
+
+Shops send ``Email``, ``EMAIL`` or ``email``; a blank value never hides a non-blank one under
+another spelling. Each model's pre-validator (`InboundModel.prepare`) folds the object it is
+given onto its field names (`names`: the lower-case keys each field may arrive under), so the
+fields' own validators see one value each. A field's error is located again from the raw body
+with the same fold (`refusal`): ``payload.purchases[3].orderId``, ``Phone``, ``[1].payment.amount``,
+with the keys as the shop spelt them, and the field's own name when it is missing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+
+from schemas.errors import InboundError
+from schemas.inbound.fields import invalid
+
+Hit = tuple[str, Any]  # (the key as sent, its value)
+
+
+def is_blank(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and not value.strip())
+
+
+def fold(obj: Mapping[str, Any]) -> dict[str, Hit]:
+    """Lower-case key -> (key as sent, value); a blank value never hides a non-blank one."""
+    items: dict[str, Hit] = {}
+    for key, value in obj.items():
+        seen = items.get(key.lower())
+        if seen is None or (is_blank(seen[1]) and not is_blank(value)):
+            items[key.lower()] = (key, value)
+    return items
+
+
+class InboundModel(BaseModel):
+    """A JSON object of an inbound format; extra fields are allowed and ignored."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    # field -> the lower-case keys it may arrive under, in order of preference (default: its
+    # own name); hidden fields (`fields.Check`) are listed in `hidden` and read no key
+    aliases: ClassVar[Mapping[str, tuple[str, ...]]] = {}
+    hidden: ClassVar[frozenset[str]] = frozenset()
+    # field -> (code, reason) when it is absent (default: missing_field, "<field> is required")
+    missing: ClassVar[Mapping[str, tuple[str, str]]] = {}
+    # fields holding an object or array of objects -> that object's model (to locate errors)
+    children: ClassVar[Mapping[str, type[InboundModel]]] = {}
+    names: ClassVar[dict[str, tuple[str, ...]]] = {}
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        cls.names = {
+            field: cls.aliases.get(field, (field.lower(),))
+            for field in cls.model_fields
+            if field not in cls.hidden
+        }
+
+    @classmethod
+    def hits(cls, folded: Mapping[str, Hit]) -> dict[str, Hit]:
+        """Field -> (key as sent, value) of each field present with a non-blank value."""
+        found: dict[str, Hit] = {}
+        for field, names in cls.names.items():
+            for name in names:
+                hit = folded.get(name)
+                if hit is not None and not is_blank(hit[1]):
+                    found[field] = hit
+                    break
+        return found
+
+    @model_validator(mode="before")
+    @classmethod
+    def _prepared(cls, data: Any) -> Any:
+        return cls.prepare_any(data)
+
+    @classmethod
+    def prepare_any(cls, data: Any) -> dict[str, Any]:
+        """An object's values by field name; anything but an object is refused."""
+        if not isinstance(data, dict):
+            raise invalid("must be an object", "")
+        return cls.prepare(data, fold(data))
+
+    @classmethod
+    def prepare(cls, data: dict[str, Any], folded: dict[str, Hit]) -> dict[str, Any]:
+        """The values the fields validate, by field name; subclasses add their quirks."""
+        return {field: value for field, (_, value) in cls.hits(folded).items()}
+
+    @classmethod
+    def raw_child(cls, field: str, value: Any) -> Any:
+        """The raw value a child model was validated from (a field that arrives as a JSON
+        string of an object parses it here); used only to locate an error."""
+        return value
+
+
+def refusal(
+    exc: ValidationError, model: type[InboundModel], raw: Any, prefix: Sequence[str | int] = ()
+) -> InboundError:
+    """The InboundError of the first of `exc`'s errors (pydantic lists them in field order).
+
+    `raw` is what `model` validated, or holds it at `prefix` (a batch item validated alone:
+    ``("payload", "purchases", 3)`` in the body the batch's model validated)."""
+    first = exc.errors(include_url=False)[0]
+    loc = (*prefix, *first["loc"])
+    return located(first["type"], first.get("ctx") or {}, first["msg"], model, raw, loc)
+
+
+def located(
+    kind: str,
+    ctx: Mapping[str, Any],
+    msg: str,
+    model: type[InboundModel],
+    raw: Any,
+    loc: Sequence[str | int],
+) -> InboundError:
+    """Walk `loc` through `raw` with each model's fold: the path with the keys as sent."""
+    path, node, cls = "", raw, model
+    owner, last = model, ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+            node = node[part] if isinstance(node, list) and 0 <= part < len(node) else None
+            continue
+        if cls is None or part not in cls.names:
+            continue  # a hidden field: its refusal names its path itself
+        hit = cls.hits(fold(node)).get(part) if isinstance(node, dict) else None
+        path = join(path, hit[0] if hit else part)
+        owner, last = cls, part
+        node = cls.raw_child(part, hit[1]) if hit else None
+        cls = cls.children.get(part)
+    if kind == "missing":
+        code, reason = owner.missing.get(last, ("missing_field", f"{last} is required"))
+        return InboundError(422, code, reason, path)
+    if "reason" not in ctx:  # one of pydantic's own errors: no field type raises them
+        return InboundError(422, "invalid_field", msg, path or None)
+    field = join(path, ctx["path"]) if "path" in ctx else path
+    return InboundError(422, kind, ctx["reason"], field or None)
+
+
+def join(path: str, name: str) -> str:
+    if not path or not name:
+        return path or name
+    return path + name if name.startswith("[") else f"{path}.{name}"
