@@ -20,6 +20,9 @@ from schemas.errors import InboundError
 from schemas.inbound.fields import invalid
 
 Hit = tuple[str, Any]  # (the key as sent, its value)
+# per model, per tuple of keys as sent: (field, the keys it may be read from, in order)
+Plan = tuple[tuple[str, tuple[str, ...]], ...]
+MAX_PLANS = 1024
 
 
 def is_blank(value: Any) -> bool:
@@ -36,6 +39,10 @@ def fold(obj: Mapping[str, Any]) -> dict[str, Hit]:
     return items
 
 
+class Prepared(dict[str, Any]):
+    """Values a parent's pre-validator already read for a child model, by field name."""
+
+
 class InboundModel(BaseModel):
     """A JSON object of an inbound format; extra fields are allowed and ignored."""
 
@@ -50,6 +57,8 @@ class InboundModel(BaseModel):
     # fields holding an object or array of objects -> that object's model (to locate errors)
     children: ClassVar[Mapping[str, type[InboundModel]]] = {}
     names: ClassVar[dict[str, tuple[str, ...]]] = {}
+    # shops send the same keys body after body: where each field is read, by tuple of keys
+    plans: ClassVar[dict[tuple[str, ...], Plan]] = {}
 
     @classmethod
     def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
@@ -59,16 +68,43 @@ class InboundModel(BaseModel):
             for field in cls.model_fields
             if field not in cls.hidden
         }
+        cls.plans = {}
 
     @classmethod
-    def hits(cls, folded: Mapping[str, Hit]) -> dict[str, Hit]:
+    def plan(cls, keys: tuple[str, ...]) -> Plan:
+        plan = cls.plans.get(keys)
+        if plan is None:
+            if len(cls.plans) >= MAX_PLANS:
+                cls.plans.clear()
+            lowered = [(key, key.lower()) for key in keys]
+            plan = cls.plans[keys] = tuple(
+                (field, found)
+                for field, names in cls.names.items()
+                if (found := tuple(k for n in names for k, low in lowered if low == n))
+            )
+        return plan
+
+    @classmethod
+    def hits(cls, obj: dict[str, Any]) -> dict[str, Hit]:
         """Field -> (key as sent, value) of each field present with a non-blank value."""
         found: dict[str, Hit] = {}
-        for field, names in cls.names.items():
-            for name in names:
-                hit = folded.get(name)
-                if hit is not None and not is_blank(hit[1]):
-                    found[field] = hit
+        for field, keys in cls.plan(tuple(obj)):
+            for key in keys:
+                value = obj[key]
+                if value is not None and not (isinstance(value, str) and not value.strip()):
+                    found[field] = (key, value)
+                    break
+        return found
+
+    @classmethod
+    def values(cls, obj: dict[str, Any]) -> dict[str, Any]:
+        """Field -> value of each field present with a non-blank value."""
+        found: dict[str, Any] = {}
+        for field, keys in cls.plan(tuple(obj)):
+            for key in keys:
+                value = obj[key]
+                if value is not None and not (isinstance(value, str) and not value.strip()):
+                    found[field] = value
                     break
         return found
 
@@ -82,12 +118,14 @@ class InboundModel(BaseModel):
         """An object's values by field name; anything but an object is refused."""
         if not isinstance(data, dict):
             raise invalid("must be an object", "")
-        return cls.prepare(data, fold(data))
+        if isinstance(data, Prepared):
+            return data
+        return cls.prepare(data)
 
     @classmethod
-    def prepare(cls, data: dict[str, Any], folded: dict[str, Hit]) -> dict[str, Any]:
+    def prepare(cls, data: dict[str, Any]) -> dict[str, Any]:
         """The values the fields validate, by field name; subclasses add their quirks."""
-        return {field: value for field, (_, value) in cls.hits(folded).items()}
+        return cls.values(data)
 
     @classmethod
     def raw_child(cls, field: str, value: Any) -> Any:
@@ -117,7 +155,8 @@ def located(
     loc: Sequence[str | int],
 ) -> InboundError:
     """Walk `loc` through `raw` with each model's fold: the path with the keys as sent."""
-    path, node, cls = "", raw, model
+    path, node = "", raw
+    cls: type[InboundModel] | None = model
     owner, last = model, ""
     for part in loc:
         if isinstance(part, int):
@@ -126,7 +165,7 @@ def located(
             continue
         if cls is None or part not in cls.names:
             continue  # a hidden field: its refusal names its path itself
-        hit = cls.hits(fold(node)).get(part) if isinstance(node, dict) else None
+        hit = cls.hits(node).get(part) if isinstance(node, dict) else None
         path = join(path, hit[0] if hit else part)
         owner, last = cls, part
         node = cls.raw_child(part, hit[1]) if hit else None

@@ -14,7 +14,14 @@ import codecs
 from typing import Any
 
 from schemas.errors import InboundError
-from schemas.inbound.body import FORM_MEDIA, decode, is_json_media, load_json, media_type, parse_form
+from schemas.inbound.body import (
+    FORM_MEDIA,
+    decode,
+    is_json_media,
+    load_json,
+    media_type,
+    parse_form,
+)
 from schemas.inbound.parsed import ParsedWebhook
 from schemas.inbound.standard import parse_standard
 from schemas.inbound.tilda import parse_tilda

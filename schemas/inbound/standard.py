@@ -1,244 +1,30 @@
-"""Kopilka's standard JSON: ``{"action": ..., "payload": {...}}``, one model per action.
+"""Kopilka's standard JSON: ``{"action": ..., "payload": {...}}``, one envelope model per
+action around its payload model (`payloads`).
 
-The models validate the body and are the OpenAPI document's request schemas. Field names are
-read in any case (`model.InboundModel`); the customer is named by ``email`` and/or ``phone``.
-A batch's purchases are validated one by one: a bad one is refused alone, with its reason, and
-the rest go ahead.
+The models validate the body and are the OpenAPI document's request schemas. The action is
+read stripped and in any case; the payload's field names in any case. A batch's purchases are
+validated one by one: a bad one is refused alone, with its reason, and the rest go ahead.
 """
 
 from __future__ import annotations
 
-from decimal import Decimal
-from typing import Annotated, Any, ClassVar, Literal, cast
+from typing import Any, ClassVar, Literal, cast
 
-from pydantic import (
-    BeforeValidator,
-    Field,
-    PlainValidator,
-    ValidationError,
-    ValidatorFunctionWrapHandler,
-    WithJsonSchema,
-    WrapValidator,
-)
+from pydantic import ConfigDict, ValidationError
 
 from schemas.errors import InboundError
-from schemas.inbound.fields import (
-    MAX_ITEMS,
-    MAX_ORDER_ID,
-    Check,
-    Email,
-    Money,
-    OrderId,
-    Phone,
-    Points,
-    Refusal,
-    Text,
-    array,
-    from_inbound,
-    invalid,
-    money,
-    read_text,
+from schemas.inbound.model import Hit, InboundModel, join, refusal
+from schemas.inbound.parsed import ItemError, ParsedWebhook, Purchase, parsed
+from schemas.inbound.payloads import (
+    BatchPayload,
+    PurchasePayload,
+    RefundPayload,
+    RegisterPayload,
+    SpendPayload,
 )
-from schemas.inbound.model import Hit, InboundModel, fold, join, refusal
-from schemas.inbound.parsed import (
-    ItemError,
-    ParsedWebhook,
-    Purchase,
-    ReferrerKind,
-    Refund,
-    Registration,
-    Spend,
-    parsed,
-    purchase,
-)
-from schemas.text_checks import check_tree, identifier
+from schemas.text_checks import check_tree
 
 SUPPORTED_ACTIONS = ("purchase", "batch_purchase", "register_user", "spend_bonuses", "refund")
-_NO_IDENTITY = Refusal("missing_field", "an email or a phone is required", "email")
-_ORDER_MISSING = ("missing_field", "order id is required")
-
-
-class Identified(InboundModel):
-    """A payload naming the customer by email and/or phone (at least one)."""
-
-    model_config = {
-        "json_schema_extra": {"anyOf": [{"required": ["email"]}, {"required": ["phone"]}]}
-    }
-    hidden: ClassVar[frozenset[str]] = frozenset({"identity"})
-
-    email: Email | None = Field(None, examples=["anna@example.com"])
-    phone: Phone | None = Field(None, examples=["+7 999 123-45-67"])
-    identity: Check = None
-
-    @classmethod
-    def prepare(cls, data: dict[str, Any], folded: dict[str, Hit]) -> dict[str, Any]:
-        values = super().prepare(data, folded)
-        if "email" not in values and "phone" not in values:
-            values["identity"] = _NO_IDENTITY
-        return values
-
-
-class PurchasePayload(Identified):
-    """A purchase; the customer is named by `email` and/or `phone` (at least one)."""
-
-    missing: ClassVar[dict[str, tuple[str, str]]] = {
-        "orderId": _ORDER_MISSING,
-        "amount": ("missing_field", "amount is required"),
-    }
-
-    orderId: OrderId = Field(description="the shop's order id: one award per order")
-    amount: Money = Field(examples=[5000])
-    name: Text | None = None
-    description: Text | None = None
-
-    def purchase(self, index: int = 0) -> Purchase:
-        return purchase(
-            order_id=self.orderId,
-            amount=self.amount,
-            email=self.email,
-            phone=self.phone,
-            name=self.name,
-            description=self.description,
-            source="standard",
-            index=index,
-        )
-
-
-def _alone(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
-    """A batch item's own outcome: the validated payload, or the ValidationError refusing it."""
-    try:
-        return handler(value)
-    except ValidationError as exc:
-        return exc
-
-
-def _purchases(value: Any) -> Any:
-    if not array(value):
-        raise invalid("must hold at least one purchase")
-    return value
-
-
-class BatchPayload(InboundModel):
-    missing: ClassVar[dict[str, tuple[str, str]]] = {
-        "purchases": ("missing_field", "purchases array is required")
-    }
-    children: ClassVar[dict[str, type[InboundModel]]] = {"purchases": PurchasePayload}
-
-    purchases: Annotated[
-        list[Annotated[PurchasePayload, WrapValidator(_alone)]],
-        BeforeValidator(_purchases),
-        Field(min_length=1, max_length=MAX_ITEMS),
-    ]
-
-    def outcomes(self) -> list[PurchasePayload | ValidationError]:
-        """Each item: its payload, or the error refusing it."""
-        return cast(list[PurchasePayload | ValidationError], self.purchases)
-
-
-def referral_code(value: Any) -> str | None:
-    code = read_text(value, MAX_ORDER_ID)
-    if not code:
-        return code
-    try:
-        return identifier("", code).upper()
-    except InboundError as exc:
-        raise from_inbound(exc) from None
-
-
-_REFERRERS: tuple[tuple[str, ReferrerKind], ...] = (
-    ("referralCode", "code"),
-    ("referrerEmail", "email"),
-    ("referrerPhone", "phone"),
-)
-
-
-class RegisterPayload(Identified):
-    """A customer by email and/or phone; the referrer (optional) by one of the three fields."""
-
-    aliases: ClassVar[dict[str, tuple[str, ...]]] = {
-        "referralCode": ("referralcode", "referrercode")
-    }
-    hidden: ClassVar[frozenset[str]] = frozenset({"identity", "referrer"})
-
-    referrer: Check = None
-    referralCode: Annotated[
-        str,
-        PlainValidator(referral_code),
-        WithJsonSchema({"type": "string", "maxLength": MAX_ORDER_ID}),
-    ] | None = Field(None, description="the referrer's code (also read as referrerCode)")
-    referrerEmail: Email | None = None
-    referrerPhone: Phone | None = None
-    name: Text | None = None
-
-    @classmethod
-    def prepare(cls, data: dict[str, Any], folded: dict[str, Hit]) -> dict[str, Any]:
-        values = super().prepare(data, folded)
-        named = [field for field, _ in _REFERRERS if field in values]
-        if len(named) > 1:
-            hits = cls.hits(folded)
-            values["referrer"] = Refusal(
-                "invalid_field",
-                "name the referrer once: referralCode, referrerEmail or referrerPhone",
-                hits[named[1]][0],
-            )
-        return values
-
-    def registration(self) -> Registration:
-        kind: ReferrerKind | None = None
-        referrer: str | None = None
-        for field, field_kind in _REFERRERS:
-            if getattr(self, field) is not None:
-                kind, referrer = field_kind, getattr(self, field)
-                break
-        return Registration(
-            email=self.email,
-            phone=self.phone,
-            name=self.name,
-            referrer_kind=kind if referrer else None,
-            referrer=referrer,
-        )
-
-
-class SpendPayload(Identified):
-    missing: ClassVar[dict[str, tuple[str, str]]] = {
-        "orderId": _ORDER_MISSING,
-        "points": ("missing_field", "points to spend are required"),
-    }
-
-    orderId: OrderId
-    points: Points
-    orderAmount: Money | None = Field(
-        None, description="needed when the shop caps spends below 100 %"
-    )
-
-    def spend(self) -> Spend:
-        return Spend(
-            email=self.email,
-            phone=self.phone,
-            order_id=self.orderId,
-            points=self.points,
-            order_amount=self.orderAmount,
-        )
-
-
-def refund_amount(value: Any) -> Decimal:
-    amount = money(value)
-    if amount.is_zero():
-        raise invalid("a refund must be more than 0 (omit it for a full refund)")
-    return amount
-
-
-class RefundPayload(InboundModel):
-    missing: ClassVar[dict[str, tuple[str, str]]] = {"orderId": _ORDER_MISSING}
-
-    orderId: OrderId
-    amount: Annotated[Money, PlainValidator(refund_amount)] | None = Field(
-        None, description="omit for a full refund of what is left"
-    )
-    refundId: OrderId | None = Field(None, description="tells apart partial refunds of one order")
-
-    def refund(self) -> Refund:
-        return Refund(order_id=self.orderId, refund_id=self.refundId, amount=self.amount)
 
 
 class Envelope(InboundModel):
@@ -249,8 +35,8 @@ class Envelope(InboundModel):
     }
 
     @classmethod
-    def prepare(cls, data: dict[str, Any], folded: dict[str, Hit]) -> dict[str, Any]:
-        values = super().prepare(data, folded)
+    def prepare(cls, data: dict[str, Any]) -> dict[str, Any]:
+        values = cls.values(data)
         values["action"] = action_name(data.get("action"))
         return values
 
@@ -258,8 +44,8 @@ class Envelope(InboundModel):
 class StandardWebhook(Envelope):
     """Kopilka's standard JSON: an action and its payload (here: a purchase)."""
 
-    model_config = {
-        "json_schema_extra": {
+    model_config = ConfigDict(
+        json_schema_extra={
             "examples": [
                 {
                     "action": "purchase",
@@ -272,7 +58,7 @@ class StandardWebhook(Envelope):
                 }
             ]
         }
-    }
+    )
     children: ClassVar[dict[str, type[InboundModel]]] = {"payload": PurchasePayload}
 
     action: Literal["purchase"]
@@ -348,8 +134,8 @@ def parse_standard(obj: dict[str, Any], region: str, plain: bool = False) -> Par
             "action",
         )
     model = WEBHOOKS[name]
-    payload = model.hits(fold(obj)).get("payload")
-    if not plain and payload is not None and isinstance(payload[1], dict):
+    payload = None if plain else model.hits(obj).get("payload")
+    if payload is not None and isinstance(payload[1], dict):
         # batch items are checked one by one (a bad one is refused alone)
         items = _items(payload) if name == "batch_purchase" else None
         check_tree(obj, skip=frozenset({items[0]}) if items else frozenset())
@@ -364,13 +150,13 @@ def parse_standard(obj: dict[str, Any], region: str, plain: bool = False) -> Par
 
 def _items(payload: Hit) -> Hit | None:
     """(path of the batch's purchases as sent, the raw items)."""
-    hit = BatchPayload.hits(fold(payload[1])).get("purchases")
+    hit = BatchPayload.hits(payload[1]).get("purchases")
     return None if hit is None else (join(payload[0], hit[0]), hit[1])
 
 
 def _batch(webhook: BatchWebhook, obj: dict[str, Any], plain: bool) -> ParsedWebhook:
     """Each item is its own purchase: bad items are listed with their reason, the rest go."""
-    payload = BatchWebhook.hits(fold(obj))["payload"]
+    payload = BatchWebhook.hits(obj)["payload"]
     base, raw_items = cast(Hit, _items(payload))
     purchases: list[Purchase] = []
     rejected: list[ItemError] = []
@@ -388,7 +174,7 @@ def _batch(webhook: BatchWebhook, obj: dict[str, Any], plain: bool) -> ParsedWeb
             bought = item.purchase(index=i)
             order_id = bought.order_id
             if order_id in seen:
-                key = PurchasePayload.hits(fold(raw))["orderId"][0]
+                key = PurchasePayload.hits(raw)["orderId"][0]
                 raise InboundError(
                     422, "invalid_field", "the same orderId appears earlier", join(path, key)
                 )

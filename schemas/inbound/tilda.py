@@ -15,11 +15,12 @@ from decimal import Decimal
 from typing import Annotated, Any, ClassVar
 from urllib.parse import unquote
 
-from pydantic import Field, PlainValidator, RootModel, TypeAdapter, ValidationError
-from pydantic.json_schema import JsonDict, SkipJsonSchema
+from pydantic import ConfigDict, Field, PlainValidator, RootModel, TypeAdapter, ValidationError
+from pydantic.json_schema import SkipJsonSchema
 from pydantic_core import PydanticCustomError
 
 from schemas.errors import InboundError
+from schemas.frozen_copy import constructed
 from schemas.inbound.body import load_json
 from schemas.inbound.fields import (
     MAX_ATTRIBUTE,
@@ -40,7 +41,7 @@ from schemas.inbound.fields import (
     order_id,
     refused,
 )
-from schemas.inbound.model import Hit, InboundModel, fold, is_blank, refusal
+from schemas.inbound.model import Hit, InboundModel, Prepared, is_blank, refusal
 from schemas.inbound.parsed import ParsedWebhook, Product, Purchase, parsed, purchase
 from schemas.text_checks import check_tree, check_value
 
@@ -76,14 +77,15 @@ class TildaProduct(InboundModel):
         return super().prepare_any(data)
 
     def product(self) -> Product:
+        """The cart line, with only the numbers it had (validated: no second look)."""
         if self.listed is not None:
-            return Product(name=self.name or "", amount=self.listed)
+            return constructed(Product, name=self.name or "", amount=self.listed)
         numbers = {
             key: value
             for key in ("quantity", "price", "amount")
             if (value := getattr(self, key)) is not None
         }
-        return Product(name=self.name or "", **numbers)
+        return constructed(Product, name=self.name or "", **numbers)
 
 
 class TildaPayment(InboundModel):
@@ -98,10 +100,12 @@ class TildaPayment(InboundModel):
 
     orderid: OrderId = Field(description="Tilda's order number (else the top-level tranid)")
     amount: Money
-    products: Annotated[list[TildaProduct], ArrayCheck, Field(max_length=MAX_ITEMS)] = []
+    products: Annotated[list[TildaProduct], ArrayCheck, Field(max_length=MAX_ITEMS)] = Field(
+        default_factory=list
+    )
 
 
-def _or_json_string(schema: JsonDict) -> None:
+def _or_json_string(schema: dict[str, Any]) -> None:
     ref = schema.pop("$ref")
     schema["anyOf"] = [
         {"$ref": ref},
@@ -115,7 +119,7 @@ def _attributes(value: Any) -> dict[str, str]:
     return dict(value)
 
 
-def _documented_extras(schema: JsonDict) -> None:
+def _documented_extras(schema: dict[str, Any]) -> None:
     properties = schema["properties"]
     assert isinstance(properties, dict)
     properties["tranid"] = {
@@ -130,7 +134,7 @@ class TildaOrder(InboundModel):
     case; the customer by email and/or phone; formid, formname, tranid, utm_* and delivery*
     fields and the TILDAUTM cookie's utm_* are kept as the purchase's attributes."""
 
-    model_config = {"json_schema_extra": _documented_extras}
+    model_config = ConfigDict(json_schema_extra=_documented_extras)
     aliases: ClassVar[dict[str, tuple[str, ...]]] = {
         "email": ("email", "ma_email"),
         "phone": ("phone", "ma_phone"),
@@ -144,11 +148,13 @@ class TildaOrder(InboundModel):
     phone: Phone | None = Field(None, description="any common notation; also ma_phone")
     identity: Check = None
     name: Text | None = Field(None, description="also read from ma_name")
-    attributes: SkipJsonSchema[Annotated[dict[str, str], PlainValidator(_attributes)]] = {}
+    attributes: SkipJsonSchema[Annotated[dict[str, str], PlainValidator(_attributes)]] = Field(
+        default_factory=dict
+    )
 
     @classmethod
-    def prepare(cls, data: dict[str, Any], folded: dict[str, Hit]) -> dict[str, Any]:
-        hits = cls.hits(folded)
+    def prepare(cls, data: dict[str, Any]) -> dict[str, Any]:
+        hits = cls.hits(data)
         values = {field: value for field, (_, value) in hits.items()}
         payment_key, payment = hits.get("payment", ("payment", {}))
         if isinstance(payment, str):
@@ -159,20 +165,20 @@ class TildaOrder(InboundModel):
                 raise from_inbound(exc) from None
         if not isinstance(payment, dict):
             raise invalid("must be an object or a JSON string of one", payment_key)
-        pay = fold(payment)
-        values["payment"] = payment
-        if "orderid" not in TildaPayment.hits(pay):
-            tranid = _first(folded, "tranid", "systranid")
+        paid = TildaPayment.values(payment)
+        if "orderid" not in paid:
+            tranid = first(data, "tranid", "systranid")
             if tranid is not None:
                 try:
-                    values["payment"] = {**payment, "orderid": order_id(tranid[1])}
+                    paid["orderid"] = order_id(tranid[1])
                 except PydanticCustomError as exc:
                     reason = (exc.context or {}).get("reason", exc.message())
                     raise refused(exc.type, reason, tranid[0]) from None
+        values["payment"] = Prepared(paid)
         if "email" not in values and "phone" not in values:
             values["identity"] = _NO_IDENTITY
         try:
-            values["attributes"] = _known_extras(pay, folded)
+            values["attributes"] = _known_extras(payment, data)
         except InboundError as exc:
             values["attributes"] = Refusal(exc.code, exc.reason, exc.field or "")
         return values
@@ -200,30 +206,32 @@ class TildaOrder(InboundModel):
         )
 
 
-class TildaOrders(RootModel[Annotated[list[TildaOrder], Field(min_length=1, max_length=MAX_ITEMS)]]):
+class TildaOrders(
+    RootModel[Annotated[list[TildaOrder], Field(min_length=1, max_length=MAX_ITEMS)]]
+):
     """Tilda's JSON array: one object per order."""
 
 
 _ORDERS = TypeAdapter(list[TildaOrder])
 
 
-def _first(folded: dict[str, Hit], *names: str) -> Hit | None:
+def first(obj: dict[str, Any], *names: str) -> Hit | None:
+    """(key as sent, value) of the first of `names` (lower-case) present and not blank."""
     for name in names:
-        hit = folded.get(name)
-        if hit is not None and not is_blank(hit[1]):
-            return hit
+        for key, value in obj.items():
+            if key.lower() == name and not is_blank(value):
+                return key, value
     return None
 
 
 def is_tilda_test(obj: dict[str, Any]) -> bool:
     """Tilda's connection check: ``test=test`` and no payment."""
-    folded = fold(obj)
-    test = _first(folded, "test")
+    test = first(obj, "test")
     return (
         test is not None
         and isinstance(test[1], str)
         and test[1].strip().lower() == "test"
-        and _first(folded, "payment") is None
+        and first(obj, "payment") is None
     )
 
 
@@ -255,25 +263,42 @@ def parse_tilda(data: Any, region: str) -> ParsedWebhook:
     return parsed("purchase", purchases=tuple(o.purchase(i) for i, o in enumerate(orders)))
 
 
-def _known_extras(payment: dict[str, Hit], top: dict[str, Hit]) -> dict[str, str]:
+def _known_extras(payment: dict[str, Any], top: dict[str, Any]) -> dict[str, str]:
     """Known extra fields (payment's first, then top-level, then UTM from COOKIES)."""
     found: dict[str, str] = {}
-    for name, (_, value) in [*payment.items(), *top.items()]:
+    top_known, cookies = _known(top)
+    for name, value in [*_known(payment)[0].items(), *top_known.items()]:
         if len(found) >= MAX_ATTRIBUTES:
             break
-        known = name in _ATTRIBUTE_KEYS or name.startswith(_ATTRIBUTE_PREFIXES)
-        if not known or len(name) > MAX_ATTRIBUTE or name in found:
+        if name in found:
             continue
         if isinstance(value, bool):
             found[name] = "true" if value else "false"
         elif isinstance(value, str | int | Decimal):
             found[name] = str(value)[:MAX_ATTRIBUTE]
-    cookies = _first(top, "cookies")
     if cookies is not None and isinstance(cookies[1], str):
         for name, value in _cookie_utm(cookies[1], cookies[0]).items():
             if len(found) < MAX_ATTRIBUTES:
                 found.setdefault(name, value)
     return found
+
+
+def _known(obj: dict[str, Any]) -> tuple[dict[str, Any], Hit | None]:
+    """(lower-case name -> value of the fields kept as attributes, the COOKIES field); a blank
+    value never hides a non-blank one under another spelling."""
+    picked: dict[str, Any] = {}
+    cookies: Hit | None = None
+    for key, value in obj.items():
+        name = key.lower()
+        if name == "cookies" and cookies is None and not is_blank(value):
+            cookies = key, value
+        if not (name in _ATTRIBUTE_KEYS or name.startswith(_ATTRIBUTE_PREFIXES)):
+            continue
+        if len(name) > MAX_ATTRIBUTE:
+            continue
+        if name not in picked or (is_blank(picked[name]) and not is_blank(value)):
+            picked[name] = value
+    return picked, cookies
 
 
 def _cookie_utm(cookies: str, field: str) -> dict[str, str]:

@@ -49,7 +49,9 @@ def tilda_json(n: int) -> bytes:
 
 
 def batch(n: int) -> bytes:
-    items = [{"email": f"u{i}@example.com", "amount": i % 5000, "orderId": f"O-{i}"} for i in range(n)]
+    items = [
+        {"email": f"u{i}@example.com", "amount": i % 5000, "orderId": f"O-{i}"} for i in range(n)
+    ]
     return json.dumps({"action": "batch_purchase", "payload": {"purchases": items}}).encode()
 
 
