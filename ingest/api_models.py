@@ -2,14 +2,16 @@
 
 Responses are built with these shapes by the handlers; schemathesis checks every live response
 against the document generated from them, so a handler that drifts from its model fails CI.
+The webhook's request bodies are not here: they are the models in `schemas.inbound` that
+validate them, so the document shows exactly what the parser accepts.
 """
 
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Annotated, Literal
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, RootModel
+from pydantic import BaseModel, ConfigDict, Field
 
 from schemas.tenant_rules import Level, TenantRules
 
@@ -23,145 +25,8 @@ class ErrorBody(BaseModel):
 
 
 # ----------------------------------------------------------------------------------- webhooks
-
-
-class PurchasePayload(BaseModel):
-    """A purchase; the customer is named by `email` and/or `phone` (at least one)."""
-
-    model_config = ConfigDict(
-        extra="allow",
-        json_schema_extra={"anyOf": [{"required": ["email"]}, {"required": ["phone"]}]},
-    )
-
-    email: str = Field(
-        None, max_length=254, json_schema_extra={"format": "email"}, examples=["anna@example.com"]
-    )
-    phone: str = Field(
-        None,
-        description="any common notation; read in the shop's region (RU by default)",
-        pattern=r"^\+7 ?9[0-9]{2} ?[0-9]{3}-?[0-9]{2}-?[0-9]{2}$",
-        examples=["+7 999 123-45-67"],
-    )
-    amount: (
-        Annotated[float, Field(ge=0, lt=1e9, multiple_of=0.01)]
-        | Annotated[str, Field(pattern=r"^[0-9]{1,12}(\.[0-9]{1,12})?$")]
-    ) = Field(description="a number or a numeric string; exact decimal", examples=[5000])
-    orderId: str | int = Field(
-        description="the shop's order id: one award per order",
-        json_schema_extra={"minLength": 1, "maxLength": 128, "pattern": r"\S"},
-        examples=["ORDER-1"],
-    )
-    description: str | None = Field(None, max_length=1024)
-
-
-_IDENTITY = {"anyOf": [{"required": ["email"]}, {"required": ["phone"]}]}
-_EMAIL = {"format": "email"}
-_ORDER = {"minLength": 1, "maxLength": 128, "pattern": r"\S"}
-Money = (
-    Annotated[float, Field(ge=0, lt=1e9, multiple_of=0.01)]
-    | Annotated[str, Field(pattern=r"^[0-9]{1,12}(\.[0-9]{1,12})?$")]
-)
-
-
-class BatchPayload(BaseModel):
-    purchases: list[PurchasePayload] = Field(min_length=1, max_length=50_000)
-
-
-class RegisterPayload(BaseModel):
-    """A customer by email and/or phone; the referrer (optional) by one of the three fields."""
-
-    model_config = ConfigDict(extra="allow", json_schema_extra=_IDENTITY)
-
-    email: str = Field(None, max_length=254, json_schema_extra=_EMAIL)
-    phone: str = Field(None, description="any common notation")
-    name: str | None = Field(None, max_length=1024)
-    referralCode: str = Field(None, max_length=128, description="the referrer's code")
-    referrerEmail: str = Field(None, max_length=254, json_schema_extra=_EMAIL)
-    referrerPhone: str = Field(None)
-
-
-class SpendPayload(BaseModel):
-    model_config = ConfigDict(extra="allow", json_schema_extra=_IDENTITY)
-
-    email: str = Field(None, max_length=254, json_schema_extra=_EMAIL)
-    phone: str = Field(None, description="any common notation")
-    points: int | Annotated[str, Field(pattern=r"^[0-9]{1,12}$")] = Field(
-        description="whole points, at least 1"
-    )
-    orderId: str | int = Field(json_schema_extra=_ORDER)
-    orderAmount: Money = Field(None, description="needed when the shop caps spends below 100 %")
-
-
-class RefundPayload(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-    orderId: str | int = Field(json_schema_extra=_ORDER)
-    amount: Money = Field(None, description="omit for a full refund of what is left")
-    refundId: str | int = Field(None, description="tells apart partial refunds of one order")
-
-
-class StandardWebhook(BaseModel):
-    """Kopilka's standard JSON: an action and its payload (here: a purchase)."""
-
-    model_config = ConfigDict(
-        extra="allow",
-        json_schema_extra={
-            "examples": [
-                {
-                    "action": "purchase",
-                    "payload": {
-                        "email": "anna@example.com",
-                        "amount": 5000,
-                        "orderId": "ORDER-1",
-                        "description": "Order #1",
-                    },
-                }
-            ]
-        },
-    )
-
-    action: Literal["purchase"]
-    payload: PurchasePayload
-
-
-class BatchWebhook(BaseModel):
-    """Up to 50,000 purchases (4 MiB); each is its own purchase, refused or accepted alone."""
-
-    action: Literal["batch_purchase"]
-    payload: BatchPayload
-
-
-class RegisterWebhook(BaseModel):
-    action: Literal["register_user"]
-    payload: RegisterPayload
-
-
-class SpendWebhook(BaseModel):
-    action: Literal["spend_bonuses"]
-    payload: SpendPayload
-
-
-class RefundWebhook(BaseModel):
-    action: Literal["refund"]
-    payload: RefundPayload
-
-
-class TildaJson(BaseModel):
-    """What Tilda posts as JSON (an object, or an array of them): fields in any case, `payment`
-    as an object or a JSON string. See the README for every variant Kopilka reads."""
-
-    model_config = ConfigDict(extra="allow")
-
-
-class TildaJsonArray(RootModel[list[TildaJson]]):
-    """Tilda's JSON array form: one object per order."""
-
-
-class TildaForm(BaseModel):
-    """Tilda's default form encoding: flat fields and bracket keys (`payment[orderid]=…`);
-    `test=test` is Tilda's connection check."""
-
-    model_config = ConfigDict(extra="allow")
+# The request bodies of POST /api/webhook/{secret} are the models that validate them:
+# schemas.inbound (StandardWebhook, BatchWebhook, ..., TildaOrder, TildaOrders).
 
 
 class BatchItem(BaseModel):

@@ -24,15 +24,7 @@ from prometheus_client import Counter, Histogram
 from ingest import answers, precheck, signatures
 from ingest.answers import expected_commands
 from ingest.api_models import (
-    BatchWebhook,
-    RefundWebhook,
-    RegisterWebhook,
-    SpendWebhook,
-    StandardWebhook,
     TildaCheckOk,
-    TildaForm,
-    TildaJson,
-    TildaJsonArray,
     WebhookAccepted,
     WebhookDuplicate,
     WebhookProcessed,
@@ -58,7 +50,18 @@ from ingest.responses import error, json_response
 from kopilka.core.ids import new_event_id
 from kopilka.core.logging import get_logger
 from kopilka.directory.tenants import DATABASE_DOWN, SECRET_PREFIX, Tenant
-from schemas.inbound import InboundError, ParsedWebhook, parse_webhook
+from schemas.inbound import (
+    BatchWebhook,
+    InboundError,
+    ParsedWebhook,
+    RefundWebhook,
+    RegisterWebhook,
+    SpendWebhook,
+    StandardWebhook,
+    TildaOrder,
+    TildaOrders,
+    parse_webhook,
+)
 from schemas.messages import AuditRecord
 from schemas.routing import raw_key
 from schemas.text_checks import shown
@@ -112,10 +115,10 @@ _LIMITED = {"RateLimit": False, "RateLimit-Policy": False}
             RegisterWebhook,
             SpendWebhook,
             RefundWebhook,
-            TildaJson,
-            TildaJsonArray,
+            TildaOrder,
+            TildaOrders,
         ],
-        "application/x-www-form-urlencoded": TildaForm,
+        "application/x-www-form-urlencoded": TildaOrder,
     },
     responses={
         200: Resp(

@@ -188,7 +188,7 @@ def array(value: Any) -> Any:
 
 _MONEY_SCHEMA = {
     "anyOf": [
-        {"type": "number", "minimum": 0, "exclusiveMaximum": 1e9, "multipleOf": 0.01},
+        {"type": "number", "minimum": 0, "exclusiveMaximum": 10**MAX_INT_DIGITS},
         {"type": "string", "pattern": r"^[0-9]{1,12}(\.[0-9]{1,12})?$"},
     ],
     "description": "a number or a numeric string; exact decimal, at most 12 integer and 12 "

@@ -56,6 +56,8 @@ class InboundModel(BaseModel):
     missing: ClassVar[Mapping[str, tuple[str, str]]] = {}
     # fields holding an object or array of objects -> that object's model (to locate errors)
     children: ClassVar[Mapping[str, type[InboundModel]]] = {}
+    # hidden fields validated from a value sent elsewhere -> where it was sent (for errors)
+    moved: ClassVar[Mapping[str, tuple[str, ...]]] = {}
     names: ClassVar[dict[str, tuple[str, ...]]] = {}
     # shops send the same keys body after body: where each field is read, by tuple of keys
     plans: ClassVar[dict[tuple[str, ...], Plan]] = {}
@@ -158,7 +160,12 @@ def located(
     path, node = "", raw
     cls: type[InboundModel] | None = model
     owner, last = model, ""
-    for part in loc:
+    parts = list(reversed(loc))
+    while parts:
+        part = parts.pop()
+        if isinstance(part, str) and cls is not None and part in cls.moved:
+            parts.extend(reversed(cls.moved[part]))
+            continue
         if isinstance(part, int):
             path += f"[{part}]"
             node = node[part] if isinstance(node, list) and 0 <= part < len(node) else None

@@ -57,10 +57,10 @@ class TildaProduct(InboundModel):
 
     hidden: ClassVar[frozenset[str]] = frozenset({"listed"})
 
-    name: ShortText | None = None
     quantity: Money | None = None
     price: Money | None = None
     amount: Money | None = None
+    name: ShortText | None = None
     # the price of a "name=price" string, as written (not held to the amount limits)
     listed: SkipJsonSchema[Decimal | None] = None
 
@@ -88,6 +88,12 @@ class TildaProduct(InboundModel):
         return constructed(Product, name=self.name or "", **numbers)
 
 
+def _lines_or_strings(schema: dict[str, Any]) -> None:
+    schema["items"] = {
+        "anyOf": [schema["items"], {"type": "string", "description": "'name=price' or a name"}]
+    }
+
+
 class TildaPayment(InboundModel):
     """The order itself; other fields (promocode, discount, subtotal, delivery…) are kept as
     the purchase's attributes."""
@@ -101,7 +107,7 @@ class TildaPayment(InboundModel):
     orderid: OrderId = Field(description="Tilda's order number (else the top-level tranid)")
     amount: Money
     products: Annotated[list[TildaProduct], ArrayCheck, Field(max_length=MAX_ITEMS)] = Field(
-        default_factory=list
+        default_factory=list, json_schema_extra=_lines_or_strings
     )
 
 
@@ -140,13 +146,20 @@ class TildaOrder(InboundModel):
         "phone": ("phone", "ma_phone"),
         "name": ("name", "ma_name"),
     }
-    hidden: ClassVar[frozenset[str]] = frozenset({"identity", "attributes"})
-    children: ClassVar[dict[str, type[InboundModel]]] = {"payment": TildaPayment}
+    hidden: ClassVar[frozenset[str]] = frozenset({"identity", "lines", "attributes"})
+    children: ClassVar[dict[str, type[InboundModel]]] = {
+        "payment": TildaPayment,
+        "lines": TildaProduct,
+    }
+    # the cart is validated after the customer, as a field of the order (an order with a bad
+    # email and a bad cart line is refused for its email), and named where it was sent
+    moved: ClassVar[dict[str, tuple[str, ...]]] = {"lines": ("payment", "products")}
 
     payment: TildaPayment = Field(json_schema_extra=_or_json_string)
     email: Email | None = Field(None, description="also read from ma_email")
     phone: Phone | None = Field(None, description="any common notation; also ma_phone")
     identity: Check = None
+    lines: SkipJsonSchema[Annotated[list[TildaProduct], ArrayCheck]] = Field(default_factory=list)
     name: Text | None = Field(None, description="also read from ma_name")
     attributes: SkipJsonSchema[Annotated[dict[str, str], PlainValidator(_attributes)]] = Field(
         default_factory=dict
@@ -174,6 +187,8 @@ class TildaOrder(InboundModel):
                 except PydanticCustomError as exc:
                     reason = (exc.context or {}).get("reason", exc.message())
                     raise refused(exc.type, reason, tranid[0]) from None
+        if "products" in paid:
+            values["lines"] = paid.pop("products")
         values["payment"] = Prepared(paid)
         if "email" not in values and "phone" not in values:
             values["identity"] = _NO_IDENTITY
@@ -199,7 +214,7 @@ class TildaOrder(InboundModel):
             email=self.email,
             phone=self.phone,
             name=self.name,
-            products=tuple(line.product() for line in self.payment.products),
+            products=tuple(line.product() for line in self.lines),
             source="tilda",
             attributes=self.attributes,
             index=index,
