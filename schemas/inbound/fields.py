@@ -31,6 +31,7 @@ MAX_ATTRIBUTE = 256
 MAX_ATTRIBUTES = 64
 MAX_POINTS = 10**12
 _DIGITS = frozenset("0123456789")
+_INT_LIMIT = 10**MAX_INT_DIGITS
 
 
 def refused(code: str, reason: str, path: str | None = None) -> PydanticCustomError:
@@ -81,6 +82,8 @@ def decimal_text(text: str) -> Decimal | None:
 
 def money(value: Any) -> Decimal:
     """A non-negative exact Decimal from a JSON number or a numeric string."""
+    if type(value) is int and 0 <= value < _INT_LIMIT:  # the common case, checked at once
+        return Decimal(value)
     if isinstance(value, bool):
         number = None
     elif isinstance(value, int):
