@@ -2,11 +2,13 @@
 pydantic's errors turned into the one `InboundError` that names the field as it was sent.
 
 Shops send ``Email``, ``EMAIL`` or ``email``; a blank value never hides a non-blank one under
-another spelling. Each model's pre-validator (`InboundModel.prepare`) folds the object it is
+another spelling. Each model's pre-validator (`InboundModel.prepare`) reads the object it is
 given onto its field names (`names`: the lower-case keys each field may arrive under), so the
-fields' own validators see one value each. A field's error is located again from the raw body
-with the same fold (`refusal`): ``payload.purchases[3].orderId``, ``Phone``, ``[1].payment.amount``,
-with the keys as the shop spelt them, and the field's own name when it is missing.
+fields' own validators see one value each; where each field is read is kept per tuple of keys
+(`plan`), as shops send the same keys body after body. A field's error is located again in
+the raw body the same way (`refusal`): ``payload.purchases[3].orderId``, ``Phone``,
+``[1].payment.amount``, with the keys as the shop spelt them, and the field's own name when it
+is missing.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ Hit = tuple[str, Any]  # (the key as sent, its value)
 # per model, per tuple of keys as sent: (field, the keys it may be read from, in order)
 Plan = tuple[tuple[str, tuple[str, ...]], ...]
 MAX_PLANS = 1024
+MAX_PLAN_KEYS = 64
 
 
 def is_blank(value: Any) -> bool:
@@ -74,16 +77,19 @@ class InboundModel(BaseModel):
 
     @classmethod
     def plan(cls, keys: tuple[str, ...]) -> Plan:
+        """Where each field present is read, for an object with these keys."""
         plan = cls.plans.get(keys)
         if plan is None:
-            if len(cls.plans) >= MAX_PLANS:
-                cls.plans.clear()
             lowered = [(key, key.lower()) for key in keys]
-            plan = cls.plans[keys] = tuple(
+            plan = tuple(
                 (field, found)
                 for field, names in cls.names.items()
                 if (found := tuple(k for n in names for k, low in lowered if low == n))
             )
+            if len(keys) <= MAX_PLAN_KEYS:  # a form of 50,000 fields is not kept
+                if len(cls.plans) >= MAX_PLANS:
+                    cls.plans.clear()
+                cls.plans[keys] = plan
         return plan
 
     @classmethod

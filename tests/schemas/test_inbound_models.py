@@ -28,7 +28,7 @@ from schemas.inbound import (
     parse_webhook,
 )
 from schemas.inbound.fields import MAX_ORDER_ID, email, money, order_id
-from schemas.inbound.model import MAX_PLANS, fold, is_blank
+from schemas.inbound.model import MAX_PLAN_KEYS, MAX_PLANS, fold, is_blank
 from schemas.text_checks import identifier
 
 JSON = "application/json"
@@ -105,6 +105,9 @@ def test_plans_of_keys_are_bounded() -> None:
     for i in range(MAX_PLANS + 10):
         StandardWebhook.hits({"payload": {}, f"extra{i}": 1})
     assert len(StandardWebhook.plans) <= MAX_PLANS
+    huge = {f"k{i}": 1 for i in range(MAX_PLAN_KEYS + 1)}
+    assert StandardWebhook.hits({**huge, "Payload": "x"}) == {"payload": ("Payload", "x")}
+    assert all(len(keys) <= MAX_PLAN_KEYS for keys in StandardWebhook.plans)
 
 
 # --- the document is the validator --------------------------------------------------------
