@@ -82,7 +82,9 @@ class PurchasePayload(Identified):
         "amount": ("missing_field", "amount is required"),
     }
 
-    orderId: OrderId = Field(description="the shop's order id: one award per order")
+    orderId: OrderId = Field(
+        description="the shop's order id: one award per order", examples=["ORDER-1"]
+    )
     amount: Money = Field(examples=[5000])
     name: Text | None = None
     description: Text | None = None
