@@ -51,7 +51,7 @@ class WebhookAccepted(BaseModel):
     rejected: list[BatchItemRefused] = Field(None, description="batch only")
 
 
-class Outcome(BaseModel):
+class OutcomeBody(BaseModel):
     index: int = Field(description="the item (batch position; 0 otherwise)")
     status: Literal["applied", "duplicate", "rejected"]
     reason: str | None
@@ -67,7 +67,7 @@ class WebhookProcessed(BaseModel):
     orders: list[str] = Field(None)
     accepted: list[BatchItem] = Field(None)
     rejected: list[BatchItemRefused] = Field(None)
-    outcomes: list[Outcome]
+    outcomes: list[OutcomeBody]
 
 
 class WebhookDuplicate(BaseModel):

@@ -55,7 +55,7 @@ class Refused:
     field: str | None = None
 
 
-Outcome = Verified | Unsigned | Refused
+Verdict = Verified | Unsigned | Refused  # what a signature check concludes
 
 
 standard_key = standard_webhooks.key
@@ -74,7 +74,7 @@ def check(
     *,
     now: float,
     tolerance_s: int = 300,
-) -> Outcome:
+) -> Verdict:
     """Verify a request's signature against the tenant's mode and secrets."""
     if mode == "off":
         return Unsigned()
@@ -94,7 +94,7 @@ def check(
 
 def _standard(
     secrets: Sequence[str], headers: Mapping[str, str], body: bytes, now: float, tolerance_s: int
-) -> Outcome:
+) -> Verdict:
     for name in _STANDARD_HEADERS:
         if not headers.get(name, "").strip():
             return Refused("missing_signature", f"the {name} header is missing or empty", name)
@@ -165,7 +165,7 @@ def _v1_signatures(header: str) -> list[bytes]:
     return found
 
 
-def _x_signature(secrets: Sequence[str], header: str, body: bytes) -> Outcome:
+def _x_signature(secrets: Sequence[str], header: str, body: bytes) -> Verdict:
     value = header.strip().lower().removeprefix("sha256=")
     try:
         given = bytes.fromhex(value)

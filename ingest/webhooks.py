@@ -338,7 +338,7 @@ async def _rate_limit(request: web.Request, tenant: Tenant) -> Decision:
     return await request.app[LIMITER].hit(tenant.id, Quota(per_minute, burst))
 
 
-def _verify_signature(request: web.Request, tenant: Tenant, body: bytes) -> signatures.Outcome:
+def _verify_signature(request: web.Request, tenant: Tenant, body: bytes) -> signatures.Verdict:
     return signatures.check(
         tenant.signature_mode,
         tenant.signing_secrets,

@@ -20,8 +20,8 @@ from kopilka.core.settings import Settings
 from kopilka.directory import retention
 from kopilka.directory.subscriptions import WAKE_CHANNEL
 from sinks import dispatch_metrics
-from sinks.telegram_ingest import TelegramIngest
 from sinks.telegram_notifier import TELEGRAM_WAKE, TelegramSender, make_bot
+from sinks.telegram_outbox import TelegramOutbox
 from sinks.webhook_delivery import WebhookDispatcher
 
 log = get_logger(__name__)
@@ -55,7 +55,7 @@ async def serve(settings: Settings, stopping: asyncio.Event) -> None:
     await db.wait_for_database(dsn, timeout_s=120)
     pool = await db.create_pool(dsn, min_size=1, max_size=10)
     webhooks = WebhookDispatcher(pool, settings)
-    ingest = TelegramIngest(pool, settings)
+    ingest = TelegramOutbox(pool, settings)
     bot = make_bot(settings)
     sender = TelegramSender(pool, settings, bot) if bot else None
     if sender is None:

@@ -4,7 +4,7 @@ Plain classes behind the sink protocol (`sinks.base.Sink`): `add()` records, `fl
 one transaction; every write is idempotent on event_id, so a record written twice changes
 nothing. They know nothing of the stream: the worker's agents that feed them, acknowledge what
 was flushed and dead-letter what the database refuses are `streams.read_model`; the replay and
-reconcile commands feed `LedgerSink` themselves, passing their own pool or connection to
+reconcile commands feed `ReadModelSink` themselves, passing their own pool or connection to
 `flush(pool)`.
 """
 
@@ -59,7 +59,7 @@ class PostgresSink:
         return target
 
 
-class LedgerSink(PostgresSink):
+class ReadModelSink(PostgresSink):
     """`loyalty.events` -> ledger_entries (one row per event), lots (what is left of each award)
     and balances (newest seq wins). Lot changes are applied only for events this flush newly
     inserted, in the same transaction, so a replayed event never moves a lot twice."""

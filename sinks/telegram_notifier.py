@@ -1,6 +1,6 @@
 """Telegram notifications: `notifications.telegram` -> a Postgres outbox -> the Bot API (aiogram).
 
-Two loops in the `kopilka dispatch` process: `TelegramIngest` (sinks.telegram_ingest) fills
+Two loops in the `kopilka dispatch` process: `TelegramOutbox` (sinks.telegram_outbox) fills
 the outbox, and here
 
 * `TelegramSender` sends the outbox through aiogram, oldest first per chat, at most

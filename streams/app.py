@@ -171,7 +171,7 @@ dead_letters = raw_topic(topics.DEAD_LETTERS)
 # of the event being processed). After a crash the changelog holds a prefix of the writes, so
 # writing the customer entry before the order entry leaves nothing a replay cannot repair.
 # str keys (JSON-encoded by Faust); values are our own JSON as raw bytes (`_StateBytes`).
-ledger_table = app.Table(
+state_table = app.Table(
     topics.LEDGER_TABLE,  # its changelog: topics.ledger_changelog, created by kopilka.core.kafka
     key_type=str,
     value_type=bytes,
@@ -183,7 +183,7 @@ ledger_table = app.Table(
         "max.message.bytes": str(settings.max_record_bytes + 64 * 1024),
     },
 )
-ledger_table.value_serializer = "kopilka-state"  # Faust derives it from the type otherwise
+state_table.value_serializer = "kopilka-state"  # Faust derives it from the type otherwise
 
 
 class Resources:

@@ -40,7 +40,7 @@ from schemas.messages import (
     parse_command,
 )
 from streams.acks import held
-from streams.app import app, commands, events, ledger_table, outcomes
+from streams.app import app, commands, events, outcomes, state_table
 from streams.dead_letters import of_event
 from streams.dead_letters import send as send_dead_letter
 from streams.rules import CustomerState, OrderState, Result, apply, order_key
@@ -111,11 +111,11 @@ def step(customer_key: str, cmd: Command) -> Result:
     after the command that makes the order known: the result is the one the shop's order of
     requests gives."""
     ckey = f"c|{customer_key}"
-    state = _customers.load(ckey, ledger_table.get(ckey))
+    state = _customers.load(ckey, state_table.get(ckey))
     okey = order_key(cmd)
     if okey is None:
         return _stored(customer_key, None, state, None, apply(state, {}, cmd))
-    order = OrderState.from_bytes(ledger_table.get(f"o|{customer_key}|{okey}"))
+    order = OrderState.from_bytes(state_table.get(f"o|{customer_key}|{okey}"))
     if type(cmd) is RefundCommand and not _known(state, okey, order):
         return _park(customer_key, okey, state, cmd)
     result = _stored(customer_key, okey, state, order, apply(state, {okey: order}, cmd))
@@ -130,14 +130,14 @@ def _stored(
     """Write what `result` changed (or, for a replay, everything it touched) to the table."""
     if result.state is not state or result.replayed:
         ckey = f"c|{customer_key}"
-        ledger_table[ckey] = _customers.stored(ckey, result.state)
+        state_table[ckey] = _customers.stored(ckey, result.state)
     # apply() copies what it changes: an order it returns unchanged is the very object
     if (
         okey is not None
         and result.order is not None
         and (result.replayed or result.order is not order)
     ):
-        ledger_table[f"o|{customer_key}|{okey}"] = result.order.to_bytes()
+        state_table[f"o|{customer_key}|{okey}"] = result.order.to_bytes()
     return result
 
 
@@ -151,9 +151,9 @@ def _known(state: CustomerState, okey: str, order: OrderState) -> bool:
 
 def _park(customer_key: str, okey: str, state: CustomerState, cmd: RefundCommand) -> Result:
     pkey = f"p|{customer_key}|{okey}"
-    parked = _parked(ledger_table.get(pkey))
+    parked = _parked(state_table.get(pkey))
     if all(refund.command_id != cmd.command_id for refund in parked):
-        ledger_table[pkey] = orjson.dumps([r.model_dump_json() for r in (*parked, cmd)])
+        state_table[pkey] = orjson.dumps([r.model_dump_json() for r in (*parked, cmd)])
         log.info(
             "refund_parked",
             tenant_id=cmd.tenant_id,
@@ -167,7 +167,7 @@ def _park(customer_key: str, okey: str, state: CustomerState, cmd: RefundCommand
 def _unpark(customer_key: str, okey: str, result: Result) -> Result:
     """Apply the refunds parked on this order, each stored as if it came on its own."""
     pkey = f"p|{customer_key}|{okey}"
-    parked = _parked(ledger_table.get(pkey))
+    parked = _parked(state_table.get(pkey))
     if not parked:
         return result
     state, order = result.state, result.order
@@ -177,7 +177,7 @@ def _unpark(customer_key: str, okey: str, result: Result) -> Result:
         result.events.extend(done.events)
         result.followups.extend(done.followups)
         log.info("parked_refund_applied", command_id=refund.command_id, status=done.status)
-    del ledger_table[pkey]
+    del state_table[pkey]
     result.state, result.order = state, order
     return result
 

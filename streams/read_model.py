@@ -12,7 +12,7 @@ from faust.types import EventT
 
 from kopilka.core.logging import get_logger
 from sinks.base import Sink
-from sinks.postgres import AuditSink, LedgerSink
+from sinks.postgres import AuditSink, ReadModelSink
 from streams.acks import held
 from streams.app import app, events, resources, settings, webhooks_audit, webhooks_dead
 from streams.dead_letters import of_event
@@ -69,8 +69,8 @@ audit_topics = app.topic(
 
 
 @app.agent(events)
-async def ledger_sink(stream):
-    await _drain(stream, LedgerSink(resources.pool))
+async def read_model_sink(stream):
+    await _drain(stream, ReadModelSink(resources.pool))
 
 
 @app.agent(audit_topics)

@@ -22,7 +22,7 @@ from kopilka.core.ids import derived_id
 from kopilka.core.logging import get_logger
 from kopilka.core.retry import until_done
 from schemas.messages import CustomerRef, SettleCommand
-from streams.app import app, commands, ledger_table, resources, settings
+from streams.app import app, commands, resources, settings, state_table
 from streams.rules import OrderState
 
 log = get_logger(__name__)
@@ -55,12 +55,12 @@ def settle_entries(customer_key: str, cmd: SettleCommand) -> int:
     shrunk = 0
     for order_id in cmd.order_ids:
         key = f"o|{customer_key}|{order_id}"
-        stored = ledger_table.get(key)
+        stored = state_table.get(key)
         if stored is None:
             continue
         order = OrderState.from_bytes(stored)
         if not order.settled:
-            ledger_table[key] = settled(order).to_bytes()
+            state_table[key] = settled(order).to_bytes()
             shrunk += 1
     return shrunk
 

@@ -355,9 +355,9 @@ async def _upsert(job, conn, consumer, live, s, start, end, reporter, locked=Fal
     (the sink's unqualified table names find them first on the search path)."""
     if all(start[tp] >= end[tp] for tp in start):
         return  # nothing came meanwhile (and importing the sink starts a Faust app: ~0.5 s)
-    from sinks.postgres import LedgerSink
+    from sinks.postgres import ReadModelSink
 
-    sink, counts = LedgerSink(), {"read": 0, "written": 0, "unreadable": 0}
+    sink, counts = ReadModelSink(), {"read": 0, "written": 0, "unreadable": 0}
     await conn.execute(f"SET {'LOCAL ' if locked else ''}search_path TO {s}, {live}")
     try:
         async for records, position in read_span(consumer, start, end, None, job.batch):

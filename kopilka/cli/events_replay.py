@@ -6,7 +6,7 @@ Three jobs, one reader (`read_span` below):
   and swaps it in, in one transaction (kopilka/cli/events_rebuild.py);
 * `--into postgres --from T` catches the *live* read model up from a point instead (this
   module, `catch_up`): every event from T on is upserted the way the worker's sink writes it
-  (sinks/postgres.py LedgerSink, idempotent on event_id: an event already recorded changes
+  (sinks/postgres.py ReadModelSink, idempotent on event_id: an event already recorded changes
   nothing, one that is missing is added and moves its lots). What it is for: the database was
   restored from a backup taken at T, or the sink lost a stretch; rebuilding from T alone into a
   fresh schema would throw away everything before T, so a partial rebuild never swaps;
@@ -174,7 +174,7 @@ class CatchUp:
 
 
 async def apply_upserts(sink, records: list[ConsumerRecord], pool, counts: dict) -> None:
-    """The sink's own upsert of these records (LedgerSink.flush); unreadable ones are counted
+    """The sink's own upsert of these records (ReadModelSink.flush); unreadable ones are counted
     and skipped, as the sink dead-letters them."""
     for record in records:
         counts["read"] += 1
@@ -189,7 +189,7 @@ async def apply_upserts(sink, records: list[ConsumerRecord], pool, counts: dict)
 async def catch_up(job: CatchUp, settings: Settings, state_dir: Path) -> dict:
     """Upsert the span's events into the live read model, batch by batch (see the docstring)."""
     from kopilka.core import db
-    from sinks.postgres import LedgerSink
+    from sinks.postgres import ReadModelSink
 
     state_path = state_dir / f"events-{job.span.digest('into-postgres')}.json"
     consumer = events_consumer(settings)
@@ -199,7 +199,7 @@ async def catch_up(job: CatchUp, settings: Settings, state_dir: Path) -> dict:
         saved = load_state(state_path)
         _, start, end = await span_offsets(consumer, job.span, saved)
         reporter = Reporter("replay events", sum(max(0, end[tp] - start[tp]) for tp in start))
-        sink = LedgerSink()
+        sink = ReadModelSink()
         async for records, position in read_span(consumer, start, end, job.span.until, job.batch):
             await apply_upserts(sink, records, pool, job.counts)
             save_state(state_path, {str(p): o for p, o in position.items()})

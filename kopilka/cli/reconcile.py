@@ -11,7 +11,7 @@ the engine by moments, so drift is re-checked for up to `--settle` seconds befor
 `--repair` rewrites the Postgres copy of each drifting customer from `loyalty.events`: in one
 transaction its ledger entries, lots and balance are deleted and every event of the customer
 (the topic's key is tenant:customer) is applied again through the Postgres sink's own code
-(`sinks.postgres.LedgerSink`). Best run while the shop is quiet: an event the sink writes for
+(`sinks.postgres.ReadModelSink`). Best run while the shop is quiet: an event the sink writes for
 that customer during the repair can be undone by it (the check after the repair would show it).
 
 Exit status: 0 no drift (after the repair, with --repair), 1 drift, 2 bad usage.
@@ -225,7 +225,7 @@ class _Held:
 
 async def repair(settings: Settings, pool: asyncpg.Pool, customers: Iterable[CustomerKey]) -> int:
     """Rewrite these customers' ledger, lots and balance in Postgres from loyalty.events."""
-    from sinks.postgres import LedgerSink
+    from sinks.postgres import ReadModelSink
 
     wanted = {f"{t}:{c}".encode(): (t, c) for t, c in customers}
     if not wanted:
@@ -236,7 +236,7 @@ async def repair(settings: Settings, pool: asyncpg.Pool, customers: Iterable[Cus
             by_customer[wanted[key]].append(value)
     for (tenant, customer), raws in by_customer.items():
         t, c = uuid.UUID(tenant), uuid.UUID(customer)
-        sink = LedgerSink()
+        sink = ReadModelSink()
         for raw in raws:
             sink.add(raw)
         async with pool.acquire() as conn, conn.transaction():

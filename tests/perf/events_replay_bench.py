@@ -112,10 +112,10 @@ async def _produce(settings, items: list[tuple[bytes, bytes]]) -> None:
 
 async def _through_sink(dsn: str, items: list[tuple[bytes, bytes]]) -> None:
     from kopilka.core import db
-    from sinks.postgres import LedgerSink
+    from sinks.postgres import ReadModelSink
 
     pool = await db.create_pool(dsn, max_size=2)
-    sink = LedgerSink()
+    sink = ReadModelSink()
     for i in range(0, len(items), 1000):
         for _, value in items[i : i + 1000]:
             sink.add(value)

@@ -33,7 +33,7 @@ from kopilka.core.ids import derived_id, new_event_id
 from schemas.inbound import parse_webhook
 from schemas.messages import CustomerRef, RawEnvelope
 from schemas.tenant_rules import TenantRules
-from sinks.postgres import AuditSink, LedgerSink
+from sinks.postgres import AuditSink, ReadModelSink
 from streams.outbound import read_event
 
 TENANT = "0b6f3d52-31c9-4d7e-9d55-6c3f1f0a9b10"
@@ -59,9 +59,9 @@ class Path_:
 
     def __init__(self) -> None:
         self.table: dict[str, bytes] = {}
-        ledger_mod.ledger_table = self.table  # step() reads and writes it
+        ledger_mod.state_table = self.table  # step() reads and writes it
         self.rules = TenantRules()
-        self.ledger_sink, self.audit_sink = LedgerSink(), AuditSink()
+        self.read_model_sink, self.audit_sink = ReadModelSink(), AuditSink()
         self.stages: dict[str, float] = dict.fromkeys(
             ("normalize", "ledger", "ledger sink", "outbound", "audit sink"), 0.0
         )
@@ -93,7 +93,7 @@ class Path_:
             t2 = clock()
             t["ledger"] += t2 - t1
             for event in events:
-                self.ledger_sink.add(event)
+                self.read_model_sink.add(event)
             t3 = clock()
             t["ledger sink"] += t3 - t2
             for event in events:
@@ -107,7 +107,7 @@ class Path_:
         for i, value in enumerate(values):
             self.one(value)
             if i % batch == batch - 1:
-                self.ledger_sink.clear()
+                self.read_model_sink.clear()
                 self.audit_sink.clear()
 
 

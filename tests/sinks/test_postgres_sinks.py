@@ -20,7 +20,7 @@ from schemas.events import BonusAwarded, BonusSpent, LotPoints
 from schemas.messages import AuditRecord, CustomerRef
 from sinks.base import Sink
 from sinks.dead_letters import DeadLetterSink
-from sinks.postgres import AuditSink, LedgerSink
+from sinks.postgres import AuditSink, ReadModelSink
 
 pytestmark = pytest.mark.connected
 
@@ -108,12 +108,12 @@ async def ledger_of(conn: asyncpg.Connection, tenant: str, customer: str) -> dic
 
 
 def test_each_follows_the_sink_protocol():
-    assert isinstance(LedgerSink(), Sink)
+    assert isinstance(ReadModelSink(), Sink)
     assert isinstance(AuditSink(), Sink)
     assert isinstance(DeadLetterSink(), Sink)
 
 
-async def test_the_ledger_sink_writes_a_batch_once_however_often_it_is_flushed(pool):
+async def test_the_read_model_sink_writes_a_batch_once_however_often_it_is_flushed(pool):
     tenant, customer = str(uuid.uuid4()), str(uuid.uuid4())
     first = award(tenant, customer, "O-1")
     then = spend(first, 20)
@@ -123,7 +123,7 @@ async def test_the_ledger_sink_writes_a_batch_once_however_often_it_is_flushed(p
         connects.append(1)
         return pool
 
-    sink = LedgerSink(connect)
+    sink = ReadModelSink(connect)
     await sink.setup()
     await sink.setup()  # idempotent: the agent calls it before every flush
     assert connects == [1]
@@ -149,7 +149,7 @@ async def test_the_ledger_sink_writes_a_batch_once_however_often_it_is_flushed(p
 
 async def test_an_unreadable_record_is_refused_and_the_batch_stays_as_it_was(pool):
     tenant, customer = str(uuid.uuid4()), str(uuid.uuid4())
-    sink = LedgerSink()
+    sink = ReadModelSink()
     sink.add(award(tenant, customer, "O-1").to_bytes())
     with pytest.raises(ValueError):
         sink.add(b'{"not": "an event"}')
@@ -161,7 +161,7 @@ async def test_an_unreadable_record_is_refused_and_the_batch_stays_as_it_was(poo
 async def test_a_failed_flush_keeps_its_batch_and_clear_drops_it(pool):
     """What the agent's split relies on: a refused batch can be flushed again or cleared."""
     tenant, customer = str(uuid.uuid4()), str(uuid.uuid4())
-    sink = LedgerSink()
+    sink = ReadModelSink()
     sink.add(award(tenant, customer, "O-1").to_bytes())
     with pytest.raises(RuntimeError):  # neither set up nor given a pool
         await sink.flush()

@@ -1,6 +1,6 @@
-"""Telegram outbox ingest: `notifications.telegram` -> rendered rows in `telegram_messages`.
+"""The Telegram outbox: `notifications.telegram` -> rendered rows in `telegram_messages`.
 
-`TelegramIngest` (a loop in `kopilka dispatch`) consumes `notifications.telegram` (written by the
+`TelegramOutbox` (a loop in `kopilka dispatch`) consumes `notifications.telegram` (written by the
 stream fan-out, one record per chat and event), renders the text with the tenant's template
 (sinks.telegram_templates) and stores it in `telegram_messages`, idempotent on the message id;
 only then are the Kafka offsets committed. A record that cannot be rendered still becomes a
@@ -47,7 +47,7 @@ def _uuid_or_none(value) -> uuid.UUID | None:
         return None
 
 
-class TelegramIngest:
+class TelegramOutbox:
     """notifications.telegram -> telegram_messages (rendered), then commit the offsets."""
 
     def __init__(self, pool: asyncpg.Pool, settings: Settings) -> None:

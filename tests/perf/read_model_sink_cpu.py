@@ -1,11 +1,11 @@
-"""CPU per event of the worker's ledger sink (sinks/postgres.py LedgerSink: add + flush).
+"""CPU per event of the worker's ledger sink (sinks/postgres.py ReadModelSink: add + flush).
 
 Starts its own throw-away Postgres (free port, temp data dir), applies the migrations, feeds N
 synthetic events in batches of the sink's default size and prints this process's CPU seconds
 per event (parsing, row building, encoding; Postgres's own CPU is not counted). To compare two
 versions of the sink, run it with PYTHONPATH pointing at the other checkout.
 
-    .venv/bin/python tests/perf/ledger_sink_cpu.py [--events 30000] [--batch 1000]
+    .venv/bin/python tests/perf/read_model_sink_cpu.py [--events 30000] [--batch 1000]
 """
 
 from __future__ import annotations
@@ -26,12 +26,12 @@ from kopilka.devstack import devservices
 
 
 async def measure(dsn: str, n: int, batch: int) -> dict:
-    from sinks.postgres import LedgerSink
+    from sinks.postgres import ReadModelSink
 
     await db.migrate(dsn)
     values = [v for _, v in records(n)]
     pool = await db.create_pool(dsn, max_size=2)
-    sink = LedgerSink()
+    sink = ReadModelSink()
     cpu0, wall0 = time.process_time(), time.perf_counter()
     for i in range(0, len(values), batch):
         for raw in values[i : i + batch]:
