@@ -66,6 +66,12 @@ def main() -> int:
     p.add_argument("--seconds", type=float, default=20.0, help="how long py-spy samples")
     p.add_argument("--rate", type=int, default=50, help="samples per second")
     p.add_argument("--concurrency", type=int, default=64)
+    p.add_argument(
+        "--gil",
+        action="store_true",
+        help="sample only the thread holding the GIL: the Python actually run, without the time"
+        " a thread spends in a socket write it was preempted in (on 2 cores, most of it)",
+    )
     args = p.parse_args()
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     OUT.mkdir(parents=True, exist_ok=True)
@@ -87,6 +93,7 @@ def main() -> int:
             cmd += ["--duration", str(round(args.seconds)), "--format", "speedscope"]
             cmd += ["--output", str(output)]
             cmd += ["--subprocesses"] if args.which == "ingress" else []
+            cmd += ["--gil"] if args.gil else []
             spy = await asyncio.create_subprocess_exec(*cmd)
             await hammer(
                 host,

@@ -70,6 +70,13 @@ async def test_lag_is_highwater_minus_the_next_offset_to_process(monkeypatch):
     await metrics.sample()
     assert value("kopilka_consumer_lag", topic="unit.lag", partition="0") == 10
     assert value("kopilka_consumer_lag", topic="unit.lag", partition="1") == 40
+    monkeypatch.setattr(consumer, "assignment", lambda: {done})  # partition 1 moved away
+    await metrics.sample()
+    assert value("kopilka_consumer_lag", topic="unit.lag", partition="0") == 10
+    assert (
+        REGISTRY.get_sample_value("kopilka_consumer_lag", {"topic": "unit.lag", "partition": "1"})
+        is None
+    )
 
 
 def test_ledger_applied_is_read_at_scrape_time(monkeypatch):
