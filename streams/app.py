@@ -1,14 +1,17 @@
 """The Faust application: topics, the ledger table, and the resources its agents share.
 
-Every topic carries raw bytes (our own versioned JSON), never Faust's pickled or wrapped models,
-so any Kafka client can read them. Agents live in `streams.normalize`, `streams.ledger`,
-`streams.read_model` (feeding the sinks of `sinks/`) and the other modules `streams.worker`
-imports, which wires them all onto this app.
+Nothing is built at import: `create_app(settings)` makes the app and returns it as a `StreamApp`
+with its topics, its table and its resources. Every topic carries raw bytes (our own versioned
+JSON), never Faust's pickled or wrapped models, so any Kafka client can read them. Agents live
+in `streams.normalize`, `streams.ledger`, `streams.read_model` (feeding the sinks of `sinks/`)
+and the other agent modules; each has a `register(stream_app)` that puts its agents, timers and
+tasks on the app, and `streams.worker` registers them all.
 """
 
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
@@ -17,11 +20,9 @@ import orjson
 from faust.serializers import codecs
 
 from kopilka.core import db, topics
-from kopilka.core.settings import get_settings
+from kopilka.core.settings import Settings
 from streams.changelog_barrier import DurableTable, wait_for_changelog
 from streams.consumer import StreamConsumer
-
-settings = get_settings()
 
 
 class App(faust.App):
@@ -112,84 +113,11 @@ class _StateBytes(codecs.Codec):
 codecs.register("kopilka-state", _StateBytes())
 
 
-app = App(
-    settings.worker_id,
-    broker=[f"kafka://{server}" for server in settings.bootstrap_list],
-    store=settings.worker_store,
-    datadir=str(settings.worker_data_dir or Path(".data") / "worker" / settings.worker_id),
-    # A table entry never outgrows a produce request (customer state is bounded: rules.py).
-    producer_max_request_size=settings.max_record_bytes + 64 * 1024,
-    topic_partitions=settings.topic_partitions,
-    topic_replication_factor=settings.topic_replication_factor,
-    consumer_auto_offset_reset="earliest",
-    producer_acks=-1,
-    # Batch what the agents emit: one produce request per few ms instead of one per record
-    # (socket writes were the largest cost in the worker's profile).
-    producer_linger=0.005,
-    broker_commit_every=1000,
-    broker_commit_interval=1.0,
-    # A killed worker's partitions move to a live one after this long, not the default 60 s.
-    broker_session_timeout=settings.worker_session_timeout_s,
-    broker_heartbeat_interval=max(1.0, settings.worker_session_timeout_s / 3),
-    web_enabled=False,
-    Table=DurableTable,  # commits wait for the table's changelog writes
-    # Finish the in-flight event before a rebalance or shutdown (Faust's default).
-    stream_wait_empty=True,
-)
-
-
-# Durability of the topics Faust creates itself (ours are created by kopilka.core.kafka first, with
-# the same settings): acks=all means min.insync.replicas disks, not one.
-_DURABLE = {"min.insync.replicas": str(settings.min_insync_replicas)}
-
-
-def raw_topic(spec: topics.TopicSpec) -> faust.TopicT:
-    return app.topic(
-        spec.name,
-        key_type=bytes,
-        value_type=bytes,
-        key_serializer="raw",
-        value_serializer="raw",
-        partitions=settings.topic_partitions,
-        replicas=settings.topic_replication_factor,
-        config=_DURABLE,
-    )
-
-
-webhooks_raw = raw_topic(topics.WEBHOOKS_RAW)
-webhooks_audit = raw_topic(topics.WEBHOOKS_AUDIT)
-webhooks_dead = raw_topic(topics.WEBHOOKS_DEAD)
-webhooks_deferred = raw_topic(topics.WEBHOOKS_DEFERRED)
-commands = raw_topic(topics.COMMANDS)
-events = raw_topic(topics.EVENTS)
-outcomes = raw_topic(topics.OUTCOMES)
-dead_letters = raw_topic(topics.DEAD_LETTERS)
-
-# The ledger's state, co-partitioned with commands (key tenant:customer), in ONE table so that
-# its writes share one changelog partition, in order: "c|tenant:customer" -> CustomerState JSON
-# and "o|tenant:customer|order" -> OrderState JSON (Faust writes a table entry to the partition
-# of the event being processed). After a crash the changelog holds a prefix of the writes, so
-# writing the customer entry before the order entry leaves nothing a replay cannot repair.
-# str keys (JSON-encoded by Faust); values are our own JSON as raw bytes (`_StateBytes`).
-state_table = app.Table(
-    topics.LEDGER_TABLE,  # its changelog: topics.ledger_changelog, created by kopilka.core.kafka
-    key_type=str,
-    value_type=bytes,
-    partitions=settings.topic_partitions,
-    # compacted (Faust's default for a table's changelog); as durable as the rest, and able
-    # to take the largest entry the producer may send
-    extra_topic_configs={
-        **_DURABLE,
-        "max.message.bytes": str(settings.max_record_bytes + 64 * 1024),
-    },
-)
-state_table.value_serializer = "kopilka-state"  # Faust derives it from the type otherwise
-
-
 class Resources:
     """The Postgres pool, opened on first use by whichever agent needs it first."""
 
-    def __init__(self) -> None:
+    def __init__(self, database_url: str) -> None:
+        self._database_url = database_url
         self._pool: asyncpg.Pool | None = None
         self._lock = asyncio.Lock()
 
@@ -197,9 +125,7 @@ class Resources:
         if self._pool is None:
             async with self._lock:
                 if self._pool is None:
-                    self._pool = await db.create_pool(
-                        settings.database_url.get_secret_value(), min_size=1, max_size=8
-                    )
+                    self._pool = await db.create_pool(self._database_url, min_size=1, max_size=8)
         return self._pool
 
     async def close(self) -> None:
@@ -208,9 +134,127 @@ class Resources:
             self._pool = None
 
 
-resources = Resources()
+@dataclass(frozen=True)
+class Topics:
+    """The app's topics, raw bytes in and out (`StreamApp.raw_topic`)."""
+
+    webhooks_raw: faust.TopicT
+    webhooks_audit: faust.TopicT
+    webhooks_dead: faust.TopicT
+    webhooks_deferred: faust.TopicT
+    commands: faust.TopicT
+    events: faust.TopicT
+    outcomes: faust.TopicT
+    dead_letters: faust.TopicT
+    notifications_telegram: faust.TopicT
 
 
-@app.on_before_shutdown.connect
-async def _close_resources(sender, **kwargs) -> None:
-    await resources.close()
+@dataclass(frozen=True)
+class StreamApp:
+    """What `create_app` made: the Faust app and what its agents share."""
+
+    settings: Settings
+    app: App
+    topics: Topics
+    state_table: faust.TableT
+    resources: Resources
+
+
+def _durable(settings: Settings) -> dict[str, str]:
+    """Durability of the topics Faust creates itself (ours are created by kopilka.core.kafka
+    first, with the same settings): acks=all means min.insync.replicas disks, not one."""
+    return {"min.insync.replicas": str(settings.min_insync_replicas)}
+
+
+def _raw_topic(app: App, settings: Settings, spec: topics.TopicSpec) -> faust.TopicT:
+    return app.topic(
+        spec.name,
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+        partitions=settings.topic_partitions,
+        replicas=settings.topic_replication_factor,
+        config=_durable(settings),
+    )
+
+
+def create_app(settings: Settings, **overrides) -> StreamApp:
+    """The worker's Faust app made from `settings` (`overrides`: Faust settings a test changes,
+    e.g. store="memory://"), with its topics, the ledger table and the Postgres pool holder. No
+    agent is on it yet: each agent module's `register` puts its own."""
+    app = App(
+        settings.worker_id,
+        **{**_app_settings(settings), **overrides},
+    )
+    raw = {
+        name: _raw_topic(app, settings, spec)
+        for name, spec in (
+            ("webhooks_raw", topics.WEBHOOKS_RAW),
+            ("webhooks_audit", topics.WEBHOOKS_AUDIT),
+            ("webhooks_dead", topics.WEBHOOKS_DEAD),
+            ("webhooks_deferred", topics.WEBHOOKS_DEFERRED),
+            ("commands", topics.COMMANDS),
+            ("events", topics.EVENTS),
+            ("outcomes", topics.OUTCOMES),
+            ("dead_letters", topics.DEAD_LETTERS),
+            ("notifications_telegram", topics.NOTIFICATIONS_TELEGRAM),
+        )
+    }
+    resources = Resources(settings.database_url.get_secret_value())
+
+    @app.on_before_shutdown.connect
+    async def _close_resources(sender, **kwargs) -> None:
+        await resources.close()
+
+    return StreamApp(settings, app, Topics(**raw), _state_table(app, settings), resources)
+
+
+def _app_settings(settings: Settings) -> dict:
+    return dict(
+        broker=[f"kafka://{server}" for server in settings.bootstrap_list],
+        store=settings.worker_store,
+        datadir=str(settings.worker_data_dir or Path(".data") / "worker" / settings.worker_id),
+        # A table entry never outgrows a produce request (customer state is bounded: rules.py).
+        producer_max_request_size=settings.max_record_bytes + 64 * 1024,
+        topic_partitions=settings.topic_partitions,
+        topic_replication_factor=settings.topic_replication_factor,
+        consumer_auto_offset_reset="earliest",
+        producer_acks=-1,
+        # Batch what the agents emit: one produce request per few ms instead of one per record
+        # (socket writes were the largest cost in the worker's profile).
+        producer_linger=0.005,
+        broker_commit_every=1000,
+        broker_commit_interval=1.0,
+        # A killed worker's partitions move to a live one after this long, not the default 60 s.
+        broker_session_timeout=settings.worker_session_timeout_s,
+        broker_heartbeat_interval=max(1.0, settings.worker_session_timeout_s / 3),
+        web_enabled=False,
+        Table=DurableTable,  # commits wait for the table's changelog writes
+        # Finish the in-flight event before a rebalance or shutdown (Faust's default).
+        stream_wait_empty=True,
+    )
+
+
+def _state_table(app: App, settings: Settings) -> faust.TableT:
+    """The ledger's state, co-partitioned with commands (key tenant:customer), in ONE table so
+    that its writes share one changelog partition, in order: "c|tenant:customer" -> CustomerState
+    JSON and "o|tenant:customer|order" -> OrderState JSON (Faust writes a table entry to the
+    partition of the event being processed). After a crash the changelog holds a prefix of the
+    writes, so writing the customer entry before the order entry leaves nothing a replay cannot
+    repair. str keys (JSON-encoded by Faust); values are our own JSON as raw bytes
+    (`_StateBytes`)."""
+    table = app.Table(
+        topics.LEDGER_TABLE,  # its changelog: topics.ledger_changelog, made by kopilka.core.kafka
+        key_type=str,
+        value_type=bytes,
+        partitions=settings.topic_partitions,
+        # compacted (Faust's default for a table's changelog); as durable as the rest, and able
+        # to take the largest entry the producer may send
+        extra_topic_configs={
+            **_durable(settings),
+            "max.message.bytes": str(settings.max_record_bytes + 64 * 1024),
+        },
+    )
+    table.value_serializer = "kopilka-state"  # Faust derives it from the type otherwise
+    return table

@@ -3,7 +3,8 @@
 `send` is what every agent calls instead of dropping a record; it returns once the broker has
 the dead letter, so the agent may acknowledge the original afterwards. The agent
 `dead_letter_store` keeps every dead letter in Postgres (sinks.dead_letters.DeadLetterSink), where
-`kopilka dead-letters` and the admin API list, show and redrive them.
+`kopilka dead-letters` and the admin API list, show and redrive them. `register(stream_app)`
+puts the agent on an app (streams.app) and binds the topic `send` writes to.
 """
 
 from __future__ import annotations
@@ -15,11 +16,19 @@ from schemas.dead_letters import DeadLetter, Stage
 from schemas.routing import tenant_of
 from sinks.dead_letters import DeadLetterSink
 from streams.acks import held
-from streams.app import app, dead_letters, resources, settings
+from streams.app import StreamApp
 from streams.metrics import DEAD_LETTERS
 from streams.sink_batches import write_batch
 
 log = get_logger(__name__)
+
+_sa: StreamApp  # bound by `register`
+
+
+def register(stream_app: StreamApp) -> None:
+    global _sa
+    _sa = stream_app
+    stream_app.app.agent(stream_app.topics.dead_letters)(dead_letter_store)
 
 
 def of_event(event: EventT, stage: Stage, code: str, reason: str, **fields) -> DeadLetter:
@@ -51,19 +60,18 @@ async def send(dl: DeadLetter) -> None:
         offset=dl.offset,
         attempts=dl.attempts,
     )
-    fut = await dead_letters.send(key=(dl.tenant_id or "").encode(), value=dl.to_bytes())
+    fut = await _sa.topics.dead_letters.send(key=(dl.tenant_id or "").encode(), value=dl.to_bytes())
     await fut
     DEAD_LETTERS.labels(dl.stage, dl.code).inc()
 
 
-@app.agent(dead_letters)
 async def dead_letter_store(stream):
     """`kopilka.dead-letters` -> Postgres (sinks.dead_letters), in batches; a batch is
     acknowledged once stored, and a database that is away is waited for."""
-    sink = DeadLetterSink(resources.pool)
+    sink = DeadLetterSink(_sa.resources.pool)
     try:
         async for batch in stream.take_events(
-            settings.sink_batch_size, within=settings.sink_batch_within_s
+            _sa.settings.sink_batch_size, within=_sa.settings.sink_batch_within_s
         ):
             with held(batch):  # acknowledged once stored: a stop mid-retry keeps them unread
                 readable = []

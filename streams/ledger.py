@@ -10,6 +10,9 @@ Nothing is acknowledged that was neither applied nor dead-lettered: a command th
 cannot read or apply goes whole to `kopilka.dead-letters` (with a rejected outcome for whoever
 waits); a command of a newer version than this worker knows (a rolling deploy) is not skipped:
 the worker stops without committing, so an upgraded worker takes the partition over.
+
+`register(stream_app)` puts the agent and its progress timer on an app (streams.app) and binds
+the table and topics the functions here use; nothing is bound at import.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import asyncio
 import logging
 import os
 from collections import Counter, OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, MutableMapping
 from typing import TypeVar
 
 import orjson
@@ -40,7 +43,7 @@ from schemas.messages import (
     parse_command,
 )
 from streams.acks import held
-from streams.app import app, commands, events, outcomes, state_table
+from streams.app import StreamApp
 from streams.dead_letters import of_event
 from streams.dead_letters import send as send_dead_letter
 from streams.rules import CustomerState, OrderState, Result, apply, order_key
@@ -48,6 +51,20 @@ from streams.settlement import settle_entries
 
 log = get_logger(__name__)
 T = TypeVar("T")
+
+# Bound by `register`: the app (its topics) and its ledger table, which `step` reads and
+# writes (a test or a perf script may bind a plain dict instead).
+_sa: StreamApp
+state_table: MutableMapping[str, bytes]
+
+
+def register(stream_app: StreamApp) -> None:
+    """The `ledger` agent on `commands`, and its progress log every 5 s."""
+    global _sa, state_table
+    _sa, state_table = stream_app, stream_app.state_table
+    stream_app.app.agent(stream_app.topics.commands)(ledger)
+    stream_app.app.timer(interval=5.0)(_log_progress)
+
 
 # Commands this process applied, by type: logged every few seconds while they change (operators
 # and the scale-out test see how the work spreads over worker processes).
@@ -212,7 +229,7 @@ async def writing_the_table(
                 detail=" ".join(str(exc).split())[:200],
                 next_in_s=delay,
             )
-            await (refresh or app.consumer.refresh_metadata)()
+            await (refresh or _sa.app.consumer.refresh_metadata)()
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
 
@@ -226,7 +243,6 @@ def newer_version(value: bytes) -> int | None:
     return v if isinstance(v, int) and v > COMMAND_VERSION else None
 
 
-@app.agent(commands)
 async def ledger(stream):
     async for event in stream.events():
         with held([event]):
@@ -244,7 +260,7 @@ async def _apply(event: EventT) -> None:
         await _dead(event, None, "unreadable_command", exc)
         return
     if isinstance(cmd, SettleCommand):
-        await writing_the_table(lambda: settle_entries(key.decode(), cmd))
+        await writing_the_table(lambda: settle_entries(state_table, key.decode(), cmd))
         return
     try:
         result = await writing_the_table(lambda: step(key.decode(), cmd))
@@ -253,9 +269,9 @@ async def _apply(event: EventT) -> None:
         await _dead(event, cmd, "internal_error", exc)
         return
     for followup in result.followups:
-        await commands.send(key=followup.key, value=followup.to_bytes())
+        await _sa.topics.commands.send(key=followup.key, value=followup.to_bytes())
     for e in result.events:
-        await events.send(key=key, value=e.encode())
+        await _sa.topics.events.send(key=key, value=e.encode())
     applied[cmd.type] += 1
     if log.is_enabled_for(logging.DEBUG):
         log.debug(
@@ -280,7 +296,6 @@ async def _apply(event: EventT) -> None:
         )
 
 
-@app.timer(interval=5.0)
 async def _log_progress() -> None:
     if applied != _logged:
         log.info("ledger_progress", applied=dict(applied), total=applied.total())
@@ -289,7 +304,7 @@ async def _log_progress() -> None:
 
 
 async def _outcome(cmd: Command, status: str, **fields) -> None:
-    await outcomes.send(
+    await _sa.topics.outcomes.send(
         key=cmd.request_id.encode(),
         value=Outcome(
             request_id=cmd.request_id,

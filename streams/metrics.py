@@ -1,6 +1,6 @@
 """Prometheus metrics of the stream worker, gathered without touching the agents.
 
-A Faust sensor (`WorkerSensor`, registered on the app at import) counts what every agent takes
+A Faust sensor (`WorkerSensor`, put on the app by `register`) counts what every agent takes
 in and acknowledges, how long each record took and how old it was by then, what the worker sends
 to each topic, commits and table operations. A timer samples the consumer lag of every assigned
 topic-partition (highwater minus the next offset to process) and the size of each table
@@ -10,7 +10,9 @@ Dead letters and retries are counted where they happen (`streams.dead_letters.se
 
 Labels are agents, topics, partitions, tables, command types, stages and codes: bounded by the
 code and the partition count, never by tenants or customers. `settings.worker_metrics_port`
-(unset or 0: off) is where the worker serves them, from its start.
+(unset or 0: off) is where the worker serves them, from its start. The figures themselves are
+process-wide (Prometheus' default registry, filled at import); `register(stream_app)` adds the
+sensor, the sampler and the endpoint to an app (streams.app).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import sys
 import time
 from bisect import bisect_left
+from typing import Any
 
 from faust.sensors import Sensor
 from prometheus_client import Counter, start_http_server
@@ -26,7 +29,7 @@ from prometheus_client.registry import REGISTRY, Collector
 from prometheus_client.utils import floatToGoString
 
 from kopilka.core.logging import get_logger
-from streams.app import app, settings
+from streams.app import StreamApp
 
 log = get_logger(__name__)
 
@@ -270,7 +273,7 @@ def _rocks_int(db, name: str) -> int:
         return 0
 
 
-async def sample() -> None:
+async def sample(app: Any) -> None:
     """Consumer lag per assigned partition and table sizes: replaces the previous sample.
 
     Lag is the partition's highwater minus the next offset to process (the last one an agent
@@ -319,14 +322,21 @@ def serve(port: int | None, host: str) -> bool:
 REGISTRY.register(FIGURES)
 REGISTRY.register(LedgerApplied())
 SENSOR = WorkerSensor()
-app.sensors.add(SENSOR)
+_sa: StreamApp  # bound by `register`
 
 
-@app.task
+def register(stream_app: StreamApp) -> None:
+    """The sensor on the app, the /metrics endpoint from its start, and the sampler."""
+    global _sa
+    _sa = stream_app
+    stream_app.app.sensors.add(SENSOR)
+    stream_app.app.task(_serve_metrics)
+    stream_app.app.timer(interval=stream_app.settings.metrics_sample_interval_s)(_sample_metrics)
+
+
 async def _serve_metrics() -> None:
-    serve(settings.worker_metrics_port, settings.metrics_host)
+    serve(_sa.settings.worker_metrics_port, _sa.settings.metrics_host)
 
 
-@app.timer(interval=settings.metrics_sample_interval_s)
 async def _sample_metrics() -> None:
-    await sample()
+    await sample(_sa.app)

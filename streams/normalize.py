@@ -8,6 +8,9 @@ What cannot go ahead is reported, never dropped: a body that yields no command a
 webhooks.dead with the reason; a batch item or action refused here (an order that belongs to
 another customer, an unknown referrer, a refund of an unknown order) gets a `rejected` outcome
 on loyalty.outcomes, which a waiting request (`Prefer: wait`) returns to the shop.
+
+`register(stream_app)` makes the normaliser and the raw-progress reader from the app's settings
+and puts the agents, the rules loader and their shutdown hooks on the app (streams.app).
 """
 
 from __future__ import annotations
@@ -21,20 +24,11 @@ from faust.types import EventT
 
 from kopilka.core.ids import derived_id
 from kopilka.core.logging import get_logger
+from kopilka.core.settings import Settings
 from schemas.messages import AuditRecord, RawEnvelope, RefundCommand
 from schemas.routing import by_order, tenant_of
 from streams.acks import held
-from streams.app import (
-    app,
-    commands,
-    outcomes,
-    resources,
-    settings,
-    webhooks_audit,
-    webhooks_dead,
-    webhooks_deferred,
-    webhooks_raw,
-)
+from streams.app import StreamApp, Topics
 from streams.dead_letters import of_event
 from streams.dead_letters import send as send_dead_letter
 from streams.deferral import deferral, nap_until, once_more, raw_stored_at
@@ -44,9 +38,26 @@ from streams.request_records import accepted, dead_letter
 
 log = get_logger(__name__)
 
+# Bound by `register`: nothing is made at import.
+settings: Settings
+topics: Topics
+normalizer: Normalizer
+raw_progress: RawProgress
 
-normalizer = Normalizer(settings, resources.pool)
-raw_progress = RawProgress(settings.bootstrap_list, settings.worker_id)
+
+def register(stream_app: StreamApp) -> None:
+    """`normalize` on webhooks.raw, `normalize_deferred` on webhooks.deferred, the rules loader,
+    and what closes them at shutdown."""
+    global settings, topics, normalizer, raw_progress
+    settings, topics = stream_app.settings, stream_app.topics
+    normalizer = Normalizer(settings, stream_app.resources.pool)
+    raw_progress = RawProgress(settings.bootstrap_list, settings.worker_id)
+    app = stream_app.app
+    app.on_before_shutdown.connect(_close_raw_progress)
+    app.task(_load_rules)
+    app.on_before_shutdown.connect(_stop_rules)
+    app.agent(topics.webhooks_raw)(normalize)
+    app.agent(topics.webhooks_deferred)(normalize_deferred)
 
 
 def _by_order(event: EventT, env: RawEnvelope, result: Normalized) -> bool:
@@ -66,17 +77,14 @@ async def _raw_backlog_done(stored_at: datetime) -> bool:
         return False
 
 
-@app.on_before_shutdown.connect
 async def _close_raw_progress(sender, **kwargs) -> None:
     await raw_progress.close()
 
 
-@app.task
 async def _load_rules() -> None:
     await normalizer.rules.start()
 
 
-@app.on_before_shutdown.connect
 async def _stop_rules(sender, **kwargs) -> None:
     await normalizer.rules.stop()
 
@@ -84,7 +92,6 @@ async def _stop_rules(sender, **kwargs) -> None:
 _batch_lock = asyncio.Lock()  # one batch at a time, whichever agent it comes from
 
 
-@app.agent(webhooks_raw)
 async def normalize(stream):
     async for events in stream.take_events(settings.normalize_batch, settings.normalize_within_s):
         async with _batch_lock:
@@ -92,7 +99,6 @@ async def normalize(stream):
                 await _normalize_batch(events)
 
 
-@app.agent(webhooks_deferred)
 async def normalize_deferred(stream):
     """Refunds that overtook their purchase, each no sooner than its `not_before`."""
     async for event in stream.events():
@@ -148,7 +154,7 @@ async def _normalize_batch(events: list[EventT]) -> None:
             if again is None and (early or not done_before):
                 again = once_more(env, later)  # what it waits for may be in that backlog
             if again is not None:
-                await webhooks_deferred.send(key=event.key, value=again.to_bytes())
+                await topics.webhooks_deferred.send(key=event.key, value=again.to_bytes())
                 deferred += 1
                 if tracing:
                     log.debug(
@@ -215,7 +221,7 @@ async def _one_by_one(env: RawEnvelope) -> Normalized:
 
 async def _dead(event: EventT, audit: AuditRecord, *, tenant_id: str | None, error=None) -> None:
     """The audit trail says the request is dead; the dead letter keeps it whole, to redrive."""
-    await webhooks_dead.send(key=(tenant_id or "").encode(), value=audit.to_bytes())
+    await topics.webhooks_dead.send(key=(tenant_id or "").encode(), value=audit.to_bytes())
     reason = audit.reason if audit.field is None else f"{audit.field}: {audit.reason}"
     await send_dead_letter(
         of_event(
@@ -234,14 +240,14 @@ async def _emit(event: EventT, env: RawEnvelope, result: Normalized) -> None:
     """Send what the request yields. Sends are buffered; Faust flushes the producer before it
     commits the raw record's offset, so nothing is acknowledged that was not sent."""
     for cmd in result.commands:
-        await commands.send(key=cmd.key, value=cmd.to_bytes())
+        await topics.commands.send(key=cmd.key, value=cmd.to_bytes())
     if env.wait:
         for outcome in result.refused:
-            await outcomes.send(key=env.event_id.encode(), value=outcome.to_bytes())
+            await topics.outcomes.send(key=env.event_id.encode(), value=outcome.to_bytes())
     if result.dead is not None:
         await _dead(event, result.dead, tenant_id=env.tenant_id, error=result.error)
         return
-    await webhooks_audit.send(
+    await topics.webhooks_audit.send(
         key=env.tenant_id.encode(),
         value=accepted(env, len(result.commands), len(result.refused)).to_bytes(),
     )

@@ -16,6 +16,7 @@ more reference than Faust's `take_events` releases, so a crash or a shutdown mid
 their offsets uncommitted and the batch comes again (which the derived ids make harmless).
 Retrying does not hold up a rebalance: when one starts, the batch is abandoned unacknowledged
 (`outbound_batch_abandoned`) and read again from the committed offset by whoever owns it next.
+`register(stream_app)` puts the agent on an app (streams.app).
 """
 
 from __future__ import annotations
@@ -31,19 +32,25 @@ import asyncpg
 import orjson
 from aiokafka.errors import KafkaError, KafkaTimeoutError
 
-from kopilka.core import topics
 from kopilka.core.ids import derived_id
 from kopilka.core.logging import get_logger
 from kopilka.core.retry import is_transient
 from kopilka.directory.subscriptions import WAKE_CHANNEL, SubscriptionDirectory, wants
 from schemas.dead_letters import DeadLetter
 from streams.acks import held
-from streams.app import app, events, raw_topic, resources, settings
+from streams.app import StreamApp
 
 log = get_logger(__name__)
 T = TypeVar("T")
 
-notifications_telegram = raw_topic(topics.NOTIFICATIONS_TELEGRAM)
+_sa: StreamApp  # bound by `register`
+
+
+def register(stream_app: StreamApp) -> None:
+    global _sa
+    _sa = stream_app
+    stream_app.app.agent(stream_app.topics.events)(outbound_fanout)
+
 
 _INSERT = """
 INSERT INTO webhook_deliveries (id, endpoint_id, tenant_id, event_id, event_type, payload)
@@ -179,9 +186,10 @@ class Fanout:
         send_telegram: Callable[[bytes, bytes], Awaitable[None]],
         dead_letter: Callable[[DeadLetter], Awaitable[None]],
         abandon: Callable[[], bool] = _never,
+        subscriptions_ttl_s: float = 5.0,
     ) -> None:
         self.pool, self.send_telegram, self.dead_letter = pool, send_telegram, dead_letter
-        self.abandon = abandon
+        self.abandon, self.subscriptions_ttl_s = abandon, subscriptions_ttl_s
         self._subs: SubscriptionDirectory | None = None
 
     async def retrying(self, step: Callable[[], Awaitable[T]], what: str) -> T:
@@ -190,7 +198,7 @@ class Fanout:
     async def subscriptions(self) -> SubscriptionDirectory:
         if self._subs is None:
             pool = await self.retrying(self.pool, "connect")
-            self._subs = SubscriptionDirectory(pool, ttl_s=settings.tenant_cache_ttl_s)
+            self._subs = SubscriptionDirectory(pool, ttl_s=self.subscriptions_ttl_s)
         return self._subs
 
     async def plan(self, raw: bytes) -> Planned:
@@ -290,7 +298,7 @@ def _source(event) -> Source:
 
 
 async def _send_telegram(key: bytes, value: bytes) -> None:
-    await (await notifications_telegram.send(key=key, value=value))
+    await (await _sa.topics.notifications_telegram.send(key=key, value=value))
 
 
 async def _dead_letter(dl: DeadLetter) -> None:
@@ -299,9 +307,15 @@ async def _dead_letter(dl: DeadLetter) -> None:
     await dead_letters.send(dl)
 
 
-@app.agent(events)
 async def outbound_fanout(stream):
-    fanout = Fanout(resources.pool, _send_telegram, _dead_letter, lambda: app.rebalancing)
+    app, settings = _sa.app, _sa.settings
+    fanout = Fanout(
+        _sa.resources.pool,
+        _send_telegram,
+        _dead_letter,
+        lambda: app.rebalancing,
+        subscriptions_ttl_s=settings.tenant_cache_ttl_s,
+    )
     async for batch in stream.take_events(
         settings.sink_batch_size, within=settings.sink_batch_within_s
     ):

@@ -4,6 +4,7 @@
 Each agent feeds its sink in batches and retries a flush that failed for a transient reason
 until the database is back: offsets are acknowledged only after the flush (or the dead letter),
 and every write is idempotent on event_id, so a crash or a replay writes nothing twice.
+`register(stream_app)` puts both agents on an app (streams.app).
 """
 
 from __future__ import annotations
@@ -14,12 +15,31 @@ from kopilka.core.logging import get_logger
 from sinks.base import Sink
 from sinks.postgres import AuditSink, ReadModelSink
 from streams.acks import held
-from streams.app import app, events, resources, settings, webhooks_audit, webhooks_dead
+from streams.app import StreamApp
 from streams.dead_letters import of_event
 from streams.dead_letters import send as send_dead_letter
 from streams.sink_batches import write_batch
 
 log = get_logger(__name__)
+
+_sa: StreamApp  # bound by `register`
+
+
+def register(stream_app: StreamApp) -> None:
+    """`read_model_sink` on loyalty.events; `audit_sink` on webhooks.audit and webhooks.dead."""
+    global _sa
+    _sa = stream_app
+    app, topics = stream_app.app, stream_app.topics
+    audit_topics = app.topic(
+        topics.webhooks_audit.get_topic_name(),
+        topics.webhooks_dead.get_topic_name(),
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+    )
+    app.agent(topics.events)(read_model_sink)
+    app.agent(audit_topics)(audit_sink)
 
 
 async def _drain(stream, sink: Sink) -> None:
@@ -30,7 +50,7 @@ async def _drain(stream, sink: Sink) -> None:
     name = type(sink).__name__
     try:
         async for batch in stream.take_events(
-            settings.sink_batch_size, within=settings.sink_batch_within_s
+            _sa.settings.sink_batch_size, within=_sa.settings.sink_batch_within_s
         ):
             with held(batch):
                 await _write(sink, name, batch)
@@ -58,21 +78,9 @@ async def _dead(event: EventT, sink: str, code: str, exc: Exception) -> None:
     await send_dead_letter(of_event(event, "sink.postgres", code, reason, error=exc))
 
 
-audit_topics = app.topic(
-    webhooks_audit.get_topic_name(),
-    webhooks_dead.get_topic_name(),
-    key_type=bytes,
-    value_type=bytes,
-    key_serializer="raw",
-    value_serializer="raw",
-)
-
-
-@app.agent(events)
 async def read_model_sink(stream):
-    await _drain(stream, ReadModelSink(resources.pool))
+    await _drain(stream, ReadModelSink(_sa.resources.pool))
 
 
-@app.agent(audit_topics)
 async def audit_sink(stream):
-    await _drain(stream, AuditSink(resources.pool))
+    await _drain(stream, AuditSink(_sa.resources.pool))

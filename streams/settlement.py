@@ -9,12 +9,13 @@ a duplicate: a few dozen bytes. State then grows with orders by bytes, not kilob
 The leader's sweep finds unsettled orders past the window in Postgres (`order_claims`, where
 the normaliser claimed them) and sends one `settle` command per customer to the customer's key,
 so settling is applied in order with everything else that customer does. Settling twice is
-harmless.
+harmless. `register(stream_app)` puts the sweep on an app (streams.app).
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import MutableMapping
 from datetime import UTC, datetime, timedelta
 from itertools import islice
 
@@ -22,7 +23,7 @@ from kopilka.core.ids import derived_id
 from kopilka.core.logging import get_logger
 from kopilka.core.retry import until_done
 from schemas.messages import CustomerRef, SettleCommand
-from streams.app import app, commands, resources, settings, state_table
+from streams.app import StreamApp
 from streams.rules import OrderState
 
 log = get_logger(__name__)
@@ -50,7 +51,9 @@ def settled(order: OrderState) -> OrderState:
     )
 
 
-def settle_entries(customer_key: str, cmd: SettleCommand) -> int:
+def settle_entries(
+    state_table: MutableMapping[str, bytes], customer_key: str, cmd: SettleCommand
+) -> int:
     """Shrink the customer's entries of these orders (in the ledger agent); how many shrank."""
     shrunk = 0
     for order_id in cmd.order_ids:
@@ -89,9 +92,22 @@ def due_commands(rows, as_of: datetime) -> list[SettleCommand]:
     return out
 
 
-@app.timer(interval=settings.order_settle_interval_s, on_leader=True)
+_sa: StreamApp  # bound by `register`
+
+
+def register(stream_app: StreamApp) -> None:
+    """The leader's settlement sweep, every `order_settle_interval_s` seconds."""
+    global _sa
+    _sa = stream_app
+    stream_app.app.timer(interval=stream_app.settings.order_settle_interval_s, on_leader=True)(
+        settlement_sweep
+    )
+
+
 async def settlement_sweep() -> None:
-    pool = await until_done(resources.pool, "connect")
+    """Send a settle command for every order past its window, then mark them settled."""
+    settings, commands = _sa.settings, _sa.topics.commands
+    pool = await until_done(_sa.resources.pool, "connect")
     now = datetime.now(UTC)
     cutoff = now - timedelta(days=settings.order_refund_window_days)
     rows = await until_done(lambda: pool.fetch(_DUE, cutoff, 50_000), "settlement sweep")

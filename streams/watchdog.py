@@ -4,6 +4,7 @@ Offsets commit up to the first message not yet acknowledged; one message that is
 acknowledged holds its whole partition's commits back (records after it are processed, but
 would all be processed again after a restart). The watchdog names such partitions with the
 message holding them: its offset, its age, its references (who still holds it).
+`register(stream_app)` puts the watch on an app (streams.app).
 """
 
 from __future__ import annotations
@@ -11,17 +12,23 @@ from __future__ import annotations
 import time
 
 from kopilka.core.logging import get_logger
-from streams.app import app
+from streams.app import StreamApp
 
 log = get_logger(__name__)
 
 STUCK_AFTER_S = 30.0
 _first_seen: dict[tuple[str, int, int], float] = {}
+_sa: StreamApp  # bound by `register`
 
 
-@app.timer(interval=15.0)
+def register(stream_app: StreamApp) -> None:
+    global _sa
+    _sa = stream_app
+    stream_app.app.timer(interval=15.0)(_watch_commits)
+
+
 async def _watch_commits() -> None:
-    consumer = app.consumer
+    consumer = _sa.app.consumer
     oldest: dict = {}
     for message in list(consumer._unacked_messages):
         tp = message.tp

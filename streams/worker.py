@@ -6,23 +6,47 @@ from pathlib import Path
 
 import faust
 
-import streams.dead_letters
-import streams.expiry
-import streams.ledger
-import streams.metrics  # Prometheus: the sensor, the sampler, the endpoint
-import streams.normalize
-import streams.outbound
-import streams.read_model  # the read model's agents: the Postgres sinks fed from the stream
-import streams.settlement
-import streams.watchdog  # noqa: F401 - these imports register the agents and the expiry timer
 from kopilka.core.logging import dict_config
-from kopilka.core.settings import get_settings
-from streams.app import app
+from kopilka.core.settings import Settings, get_settings
+from streams import (
+    dead_letters,
+    expiry,
+    ledger,
+    metrics,
+    normalize,
+    outbound,
+    read_model,
+    settlement,
+    watchdog,
+)
+from streams.app import StreamApp, create_app
 from streams.local_tables import LocalTables
+
+# In the order the agents, timers and tasks were put on the app when importing did it.
+AGENT_MODULES = (
+    metrics,
+    dead_letters,
+    expiry,
+    settlement,
+    ledger,
+    normalize,
+    outbound,
+    read_model,
+    watchdog,
+)
+
+
+def build(settings: Settings, **overrides) -> StreamApp:
+    """The worker's app with every agent, timer, task and the metrics sensor on it."""
+    stream_app = create_app(settings, **overrides)
+    for module in AGENT_MODULES:
+        module.register(stream_app)
+    return stream_app
 
 
 def run() -> None:
     settings = get_settings()
+    app = build(settings).app
     Path(app.conf.datadir).mkdir(parents=True, exist_ok=True)
     tables = LocalTables(Path(app.conf.tabledir))
     tables.open()  # dropped unless the last run stopped cleanly (streams.local_tables)

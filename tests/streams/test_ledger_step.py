@@ -44,7 +44,7 @@ def test_a_cached_state_is_used_only_for_the_very_bytes_the_table_holds():
 
 def test_step_sees_what_the_table_says(monkeypatch):
     table: dict[str, bytes] = {}
-    monkeypatch.setattr(ledger, "state_table", table)
+    monkeypatch.setattr(ledger, "state_table", table, raising=False)
     monkeypatch.setattr(ledger, "_customers", ledger.DecodedStates())
     key = f"{TENANT}:{CUSTOMER.id}"
     first = ledger.step(key, _purchase(1))
@@ -120,7 +120,7 @@ def _refund(i: int, order: str = "O-1") -> RefundCommand:
 
 def test_a_refund_before_its_purchase_waits_for_it_then_ends_as_in_the_shops_order(monkeypatch):
     table: dict[str, bytes] = {}
-    monkeypatch.setattr(ledger, "state_table", table)
+    monkeypatch.setattr(ledger, "state_table", table, raising=False)
     monkeypatch.setattr(ledger, "_customers", ledger.DecodedStates())
     key = f"{TENANT}:{CUSTOMER.id}"
     purchase, refund = _purchase(1), _refund(1)
@@ -145,7 +145,7 @@ def test_a_refund_before_its_purchase_waits_for_it_then_ends_as_in_the_shops_ord
 
 def test_a_refund_after_its_purchase_is_applied_at_once(monkeypatch):
     table: dict[str, bytes] = {}
-    monkeypatch.setattr(ledger, "state_table", table)
+    monkeypatch.setattr(ledger, "state_table", table, raising=False)
     monkeypatch.setattr(ledger, "_customers", ledger.DecodedStates())
     key = f"{TENANT}:{CUSTOMER.id}"
     ledger.step(key, _purchase(1))

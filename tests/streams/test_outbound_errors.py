@@ -9,7 +9,6 @@ import asyncpg
 import orjson
 import pytest
 from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError, MessageSizeTooLargeError
-from faust.types.tuples import Message as FaustMessage
 
 from kopilka.directory.subscriptions import TenantSubscriptions
 from streams import outbound
@@ -179,7 +178,7 @@ async def test_kafka_unavailable_is_retried_and_a_too_large_record_is_dead_lette
 class _Stuck:
     """A fan-out whose database never comes back: handle() retries forever."""
 
-    def __init__(self, *args) -> None:
+    def __init__(self, *args, **kwargs) -> None:
         pass
 
     async def handle(self, batch) -> None:
@@ -191,25 +190,13 @@ class _Done(_Stuck):
         assert [s.value for s in batch] == [b'{"n": 1}']
 
 
-@pytest.fixture
-def as_from_the_consumer(monkeypatch):
-    """Messages put by test_context start with no references; a consumer's start with one per
-    stream reading the topic (faust.transport.conductor). Give them one, as the real flow does."""
-    original = FaustMessage.__init__
-
-    def init(self, *args, **kwargs):
-        original(self, *args, **kwargs)
-        self.refcount = 1
-
-    monkeypatch.setattr(FaustMessage, "__init__", init)
-
-
 @pytest.mark.parametrize(("fanout", "acked"), [(_Done, True), (_Stuck, False)])
 async def test_a_batch_is_acknowledged_only_once_it_was_handled(
-    monkeypatch, as_from_the_consumer, fanout, acked
+    monkeypatch, stream_app, as_from_the_consumer, fanout, acked
 ):
     monkeypatch.setattr(outbound, "Fanout", fanout)
-    async with outbound.outbound_fanout.test_context() as agent:
+    outbound.register(stream_app)
+    async with stream_app.app.agents["streams.outbound.outbound_fanout"].test_context() as agent:
         event = await agent.put(b'{"n": 1}', key=b"k")
         await asyncio.sleep(0.3)
     # the agent stopped (a shutdown, a rebalance) with the batch unwritten: no ack for it

@@ -64,14 +64,13 @@ async def test_lag_is_highwater_minus_the_next_offset_to_process(monkeypatch):
         highwater=lambda tp: 100,
         _committed_offset={committed_only: 60},
     )
-    monkeypatch.setattr(metrics.app, "_consumer", consumer, raising=False)
-    monkeypatch.setattr(type(metrics.app), "consumer", property(lambda self: consumer))
+    app = SimpleNamespace(consumer=consumer, tables={})
     monkeypatch.setattr(metrics.SENSOR, "next_offset", {done: 90})
-    await metrics.sample()
+    await metrics.sample(app)
     assert value("kopilka_consumer_lag", topic="unit.lag", partition="0") == 10
     assert value("kopilka_consumer_lag", topic="unit.lag", partition="1") == 40
     monkeypatch.setattr(consumer, "assignment", lambda: {done})  # partition 1 moved away
-    await metrics.sample()
+    await metrics.sample(app)
     assert value("kopilka_consumer_lag", topic="unit.lag", partition="0") == 10
     assert (
         REGISTRY.get_sample_value("kopilka_consumer_lag", {"topic": "unit.lag", "partition": "1"})
