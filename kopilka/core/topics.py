@@ -55,7 +55,7 @@ def ledger_changelog(worker_id: str) -> TopicSpec:
     return TopicSpec(
         f"{worker_id}-{LEDGER_TABLE}-changelog",
         "tenant_id:customer_id",
-        "the ledger's state (streams.app.state_table), one entry per customer and per order",
+        "the ledger's state (StreamApp.state_table), one entry per customer and per order",
         compacted=True,
     )
 

@@ -8,7 +8,10 @@ import sys
 import textwrap
 from pathlib import Path
 
+from aiokafka.partitioner import DefaultPartitioner as AiokafkaPartitioner
+
 from kopilka.core import topics
+from kopilka.core.partitioning import DefaultPartitioner
 from kopilka.core.settings import Settings
 from streams.app import create_app
 from streams.worker import build
@@ -81,6 +84,11 @@ def test_the_app_has_the_topics_and_the_table_its_settings_say(tmp_path):
     assert made.state_table.name == topics.LEDGER_TABLE
     assert made.state_table.value_serializer == "kopilka-state"
     assert made.state_table.changelog_topic.get_topic_name() == topics.ledger_changelog("w-7").name
+    # records land where Kafka's own partitioner puts them (the cached murmur2 of core)
+    assert isinstance(made.app.producer.partitioner, DefaultPartitioner)
+    assert made.app.producer.partitioner(b"tenant:customer", list(range(32)), []) == (
+        AiokafkaPartitioner()(b"tenant:customer", list(range(32)), [])
+    )
     other = create_app(settings.model_copy(update={"worker_id": "w-8"}))
     assert other.app is not made.app and other.state_table is not made.state_table
 
