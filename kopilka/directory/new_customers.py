@@ -102,20 +102,23 @@ async def create_new(
         if not new:
             return {}
         ids = [customer_id(tenant_id, pair) for pair in new]
-        links = [
+        # rows in key order: two workers inserting overlapping batches lock them in the same
+        # order, so they wait for each other instead of deadlocking
+        links = sorted(
             (kind, value, cid)
             for pair, cid in zip(new, ids, strict=True)
             for kind, value in _identities(pair)
-        ]
+        )
+        rows = sorted(zip(ids, new, strict=True))
         try:
             async with conn.transaction():
                 await conn.execute(
                     _CUSTOMERS,
                     tenant,
-                    ids,
-                    [email for email, _ in new],
-                    [phone for _, phone in new],
-                    [candidates[pair] for pair in new],
+                    [cid for cid, _ in rows],
+                    [email for _, (email, _) in rows],
+                    [phone for _, (_, phone) in rows],
+                    [candidates[pair] for _, pair in rows],
                 )
                 added = await conn.fetchval(
                     _IDENTITIES,
