@@ -24,24 +24,9 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
     )
 
 
-async def _keep_session(conn: asyncpg.Connection) -> None:
-    """What a connection goes back to its pool with: asyncpg rolls back an open transaction
-    before calling this, and nothing else is needed. Its default also ran `SELECT
-    pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL`, one more round trip per
-    acquire (11 % of the worker's socket writes in its profile), for session state that no
-    pooled connection here ever sets: no session-level SET, LISTEN, advisory lock or cursor
-    outside a transaction. Code that needs those takes its own connection (migrations, the
-    events rebuild)."""
-
-
 async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
     return await asyncpg.create_pool(
-        dsn,
-        min_size=min_size,
-        max_size=max_size,
-        init=_init_connection,
-        reset=_keep_session,
-        command_timeout=30,
+        dsn, min_size=min_size, max_size=max_size, init=_init_connection, command_timeout=30
     )
 
 
