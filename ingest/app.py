@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 
-import asyncpg
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest, multiprocess
 
@@ -22,6 +21,7 @@ from ingest.shared_state import edge_state
 from ingest.stream_hub import end_streams, event_hub
 from ingest.webhooks import receive_webhook
 from kopilka.core import db
+from kopilka.core.db import DATABASE_DOWN
 from kopilka.core.kafka import ensure_topics, make_producer
 from kopilka.core.logging import get_logger
 from kopilka.core.settings import Settings
@@ -81,7 +81,7 @@ async def readyz(request: web.Request) -> web.Response:
         async with asyncio.timeout(2):
             await request.app[POOL].fetchval("SELECT 1")
         checks["postgres"] = "ok"
-    except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+    except DATABASE_DOWN as exc:
         checks["postgres"] = type(exc).__name__
     try:
         async with asyncio.timeout(2):

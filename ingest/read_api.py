@@ -9,11 +9,11 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 
-import asyncpg
 from aiohttp import web
 
 from ingest.context import POOL, TENANTS
 from ingest.responses import error, json_response
+from kopilka.core.db import DATABASE_DOWN
 from kopilka.core.logging import get_logger
 from kopilka.directory.tenants import Tenant
 from schemas.identity import normalize_email, normalize_phone
@@ -57,7 +57,7 @@ def _plain(value):
 async def get_customer(request: web.Request) -> web.Response:
     try:
         return await _get_customer(request)
-    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+    except DATABASE_DOWN as exc:
         log.error("read_api_unavailable", error=type(exc).__name__)
         return error(503, "unavailable", "the database is unavailable, retry later", headers=_RETRY)
 

@@ -9,6 +9,7 @@ import asyncpg
 import orjson
 from aiohttp import web
 
+from kopilka.core.db import CONNECTION_LOST, DATABASE_DOWN
 from kopilka.core.logging import get_logger
 
 log = get_logger(__name__)
@@ -63,7 +64,7 @@ _UNAVAILABLE_STATES = frozenset({"55P03", "25006"})
 
 
 def database_is_unavailable(exc: BaseException) -> bool:
-    if isinstance(exc, OSError | TimeoutError | asyncpg.InterfaceError):
+    if isinstance(exc, CONNECTION_LOST):
         return True
     state = getattr(exc, "sqlstate", None) or ""
     return isinstance(exc, asyncpg.PostgresError) and (
@@ -79,7 +80,7 @@ async def database_unavailable(request: web.Request, handler) -> web.StreamRespo
     """Whatever route needs the database answers 503 with Retry-After while it is down."""
     try:
         return await handler(request)
-    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+    except DATABASE_DOWN as exc:
         if not database_is_unavailable(exc):
             raise
         resource = request.match_info.route.resource  # the pattern: a path may hold a secret

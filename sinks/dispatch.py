@@ -15,6 +15,7 @@ import signal
 import asyncpg
 
 from kopilka.core import db
+from kopilka.core.db import DATABASE_DOWN
 from kopilka.core.logging import get_logger
 from kopilka.core.settings import Settings
 from kopilka.directory import retention
@@ -32,7 +33,7 @@ async def _listen(dsn: str, callbacks: dict[str, object], stopping: asyncio.Even
     while not stopping.is_set():
         try:
             conn = await asyncpg.connect(dsn)
-        except (OSError, asyncpg.PostgresError):
+        except DATABASE_DOWN:
             await asyncio.sleep(1.0)
             continue
         try:
@@ -43,7 +44,7 @@ async def _listen(dsn: str, callbacks: dict[str, object], stopping: asyncio.Even
             while not stopping.is_set() and not conn.is_closed():
                 await asyncio.sleep(1.0)
                 await conn.execute("SELECT 1")
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+        except DATABASE_DOWN:
             pass
         finally:
             if not conn.is_closed():

@@ -14,6 +14,7 @@ import asyncio
 import asyncpg
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
+from kopilka.core.db import DATABASE_DOWN
 from kopilka.core.logging import get_logger
 from kopilka.core.settings import Settings
 
@@ -81,7 +82,7 @@ async def run_sampler(pool: asyncpg.Pool, settings: Settings, stopping: asyncio.
     while not stopping.is_set():
         try:
             await sample_outboxes(pool)
-        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        except DATABASE_DOWN as exc:
             log.warning("metrics_sample_failed", error=type(exc).__name__)
         try:
             await asyncio.wait_for(stopping.wait(), settings.metrics_sample_interval_s)

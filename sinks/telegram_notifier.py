@@ -47,6 +47,7 @@ from aiogram.exceptions import (
     TelegramUnauthorizedError,
 )
 
+from kopilka.core.db import DATABASE_DOWN
 from kopilka.core.logging import get_logger
 from kopilka.core.settings import Settings
 from sinks.dispatch_metrics import TELEGRAM_429, TELEGRAM_SENDS
@@ -61,7 +62,7 @@ MAX_BACKOFF_S = 60.0
 # last_error of a message whose send a crash cut off: it may have been posted, so it is not sent
 # again (no message twice); the dispatcher fault scenario counts these
 UNKNOWN_OUTCOME = "outcome unknown"
-_LOCK_ERRORS = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
+_LOCK_ERRORS = DATABASE_DOWN
 # Is the sender lock still held by this session? (a bigint key shows as classid:objid)
 _HOLDS = """
 SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted
@@ -288,7 +289,7 @@ class TelegramSender:
                     tenant_id=str(row["tenant_id"]),
                     latency_ms=round((time.perf_counter() - started) * 1000, 1),
                 )
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        except DATABASE_DOWN as exc:
             # the outcome was not recorded: the message stays pending and goes again later
             log.warning("telegram_record_failed", error=type(exc).__name__)
         finally:

@@ -19,6 +19,7 @@ from aiokafka.errors import KafkaError
 
 from kopilka.core import topics
 from kopilka.core.cache import TTLCache
+from kopilka.core.db import CONNECTION_LOST
 from kopilka.core.logging import get_logger
 from kopilka.core.settings import Settings
 from sinks.telegram_notifier import TELEGRAM_WAKE
@@ -120,7 +121,7 @@ class TelegramOutbox:
                                 await conn.execute(_DROP_BLOCKED, [r[0] for r in rows])
                                 await conn.execute(f"NOTIFY {TELEGRAM_WAKE}")
                         break
-                    except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError):
+                    except CONNECTION_LOST:
                         log.warning("telegram_outbox_write_failed")
                         await asyncio.sleep(1.0)
                 await consumer.commit()

@@ -39,6 +39,7 @@ import asyncpg
 import orjson
 
 from kopilka.core import standard_webhooks
+from kopilka.core.db import CONNECTION_LOST, DATABASE_DOWN
 from kopilka.core.logging import get_logger
 from kopilka.core.settings import Settings
 from kopilka.directory.subscriptions import disable_endpoint
@@ -116,7 +117,7 @@ class WebhookDispatcher:
                         task = asyncio.create_task(self._send_batch(endpoint_id, rows))
                         tasks.add(task)
                         task.add_done_callback(tasks.discard)
-                except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                except DATABASE_DOWN as exc:
                     log.warning("dispatch_claim_failed", error=type(exc).__name__)
                     await asyncio.sleep(1.0)
                 self.wake.clear()
@@ -182,7 +183,7 @@ class WebhookDispatcher:
             try:
                 await self.record(row, attempt)
                 return
-            except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError) as exc:
+            except CONNECTION_LOST as exc:
                 log.warning("dispatch_record_failed", error=type(exc).__name__)
                 await asyncio.sleep(1.0)
 

@@ -32,6 +32,7 @@ import asyncpg
 import orjson
 from aiokafka.errors import KafkaError, KafkaTimeoutError
 
+from kopilka.core.db import CONNECTION_LOST
 from kopilka.core.ids import derived_id
 from kopilka.core.logging import get_logger
 from kopilka.core.retry import is_transient
@@ -80,7 +81,7 @@ def classify(exc: BaseException) -> Kind:
         if isinstance(exc, KafkaTimeoutError) or exc.retriable:
             return "transient"
         return "data"  # e.g. a record too large for the topic
-    if isinstance(exc, OSError | TimeoutError | asyncpg.InterfaceError):
+    if isinstance(exc, CONNECTION_LOST):
         return "transient"
     if isinstance(exc, ValueError | TypeError | KeyError | UnicodeError):
         return "data"

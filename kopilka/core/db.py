@@ -12,6 +12,22 @@ from kopilka.core.logging import get_logger
 
 log = get_logger(__name__)
 
+# The connection failed, not the statement: nothing about the data is wrong.
+CONNECTION_LOST = (
+    OSError,  # ConnectionError, refused, reset, no route
+    TimeoutError,  # asyncio.TimeoutError is TimeoutError on 3.11
+    asyncpg.PostgresConnectionError,  # class 08
+    asyncpg.InterfaceError,  # the connection closed under us, pool closing
+    # "cannot switch to state N; another operation is in progress": a connection left mid-
+    # operation by a stall or a cancellation (seen while Postgres stopped); the pool replaces it
+    asyncpg.exceptions.InternalClientError,
+)
+# What "the database could not answer" looks like to a loop or a request that waits it out or
+# answers 503: a lost connection, or any refusal from Postgres (each caller tells the transient
+# ones from the rest where it must). One definition: the hand-written copies of it missed
+# InternalClientError, and the dispatcher's claim loop died of it while Postgres was stopped.
+DATABASE_DOWN = (*CONNECTION_LOST, asyncpg.PostgresError)
+
 _MIGRATION_LOCK = 0x6B6F70696C6B61  # "kopilka": one migrator at a time across processes
 
 

@@ -24,6 +24,7 @@ import asyncpg
 from aiokafka.errors import KafkaError
 from prometheus_client import Counter
 
+from kopilka.core.db import CONNECTION_LOST
 from kopilka.core.logging import get_logger
 
 log = get_logger(__name__)
@@ -33,15 +34,6 @@ RETRIES = Counter(
     "kopilka_retries_total", "Transient failures retried (kopilka.core.retry), by step", ["step"]
 )
 
-_TRANSIENT_TYPES = (
-    OSError,  # ConnectionError, refused, reset, no route
-    TimeoutError,  # asyncio.TimeoutError is TimeoutError on 3.11
-    asyncpg.PostgresConnectionError,  # class 08
-    asyncpg.InterfaceError,  # the connection closed under us, pool closing
-    # "cannot switch to state N; another operation is in progress": a connection left mid-
-    # operation by a stall or a cancellation (seen while Postgres stopped); the pool replaces it
-    asyncpg.exceptions.InternalClientError,
-)
 _TRANSIENT_CLASSES = ("08", "40", "53")  # connection, rollback (deadlock, serialization), resources
 _TRANSIENT_STATES = frozenset(
     {
@@ -59,7 +51,7 @@ _TRANSIENT_STATES = frozenset(
 
 def is_transient(exc: BaseException) -> bool:
     """True when trying again later may succeed without anything about the data changing."""
-    if isinstance(exc, _TRANSIENT_TYPES):
+    if isinstance(exc, CONNECTION_LOST):
         return True
     if isinstance(exc, asyncpg.PostgresError):
         state = getattr(exc, "sqlstate", None) or ""

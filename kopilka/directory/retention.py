@@ -39,6 +39,7 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
+from kopilka.core.db import DATABASE_DOWN
 from kopilka.core.logging import get_logger
 from kopilka.core.settings import Settings
 
@@ -188,7 +189,7 @@ async def run_periodically(pool: asyncpg.Pool, settings: Settings, stopping: asy
     while not stopping.is_set():
         try:
             await prune(pool, settings)
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        except DATABASE_DOWN as exc:
             log.warning("retention_failed", error=type(exc).__name__, detail=str(exc)[:200])
         try:
             await asyncio.wait_for(stopping.wait(), settings.retention_interval_s)

@@ -10,6 +10,7 @@ import time
 import asyncpg
 
 from kopilka.core.cache import TTLCache
+from kopilka.core.db import DATABASE_DOWN
 from kopilka.core.logging import get_logger
 from kopilka.directory.credentials import digest
 from kopilka.directory.tenant_rows import (
@@ -26,10 +27,6 @@ class DirectoryUnavailable(ConnectionError):
     """The database could not answer and nothing is cached for this key: retry later.
 
     A ConnectionError, so every retry policy that knows connection loss retries it."""
-
-
-# What "the database could not answer" looks like; anything else is a bug and propagates.
-DATABASE_DOWN = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
 
 
 class TenantDirectory:
