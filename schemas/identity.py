@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import phonenumbers
 
 MAX_EMAIL_LENGTH = 254
@@ -37,8 +39,14 @@ def normalize_phone(raw: str, region: str = "RU") -> str:
     """
     if not isinstance(raw, str):
         raise ValueError("phone must be a string")
-    text = raw.strip()
-    region = region.upper()
+    return _e164(raw.strip(), region.upper())
+
+
+@lru_cache(maxsize=65_536)
+def _e164(text: str, region: str) -> str:
+    """normalize_phone's work, remembered for recent phones: the same phone is normalised by
+    the ingress, then by the worker once to create new customers together and once more to
+    resolve each (a failure, ValueError, is not remembered)."""
     if region not in phonenumbers.SUPPORTED_REGIONS:
         raise ValueError(f"unknown phone region {region[:8]!r}")
     if not text:
