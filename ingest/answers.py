@@ -24,10 +24,10 @@ def accepted(event_id: str, parsed: ParsedWebhook) -> dict:
         body["rejected"] = [r.model_dump() for r in parsed.rejected]
     elif parsed.purchases:
         body["orders"] = [p.order_id for p in parsed.purchases]
-    elif parsed.spend is not None:
-        body["orders"] = [parsed.spend.order_id]
-    elif parsed.refund is not None:
-        body["orders"] = [parsed.refund.order_id]
+    elif parsed.request is not None:
+        order = parsed.request.claimed_order() or parsed.request.owner_order()
+        if order is not None:
+            body["orders"] = [order]
     return body
 
 

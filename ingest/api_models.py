@@ -26,7 +26,7 @@ class ErrorBody(BaseModel):
 
 # ----------------------------------------------------------------------------------- webhooks
 # The request bodies of POST /api/webhook/{secret} are the models that validate them:
-# schemas.inbound (StandardWebhook, BatchWebhook, ..., TildaOrder, TildaOrders).
+# each action's module (schemas.actions) and schemas.inbound.tilda (TildaOrder, TildaOrders).
 
 
 class BatchItem(BaseModel):

@@ -1,5 +1,6 @@
 """The dashboard's languages: Russian by default, English on request (`?lang=en`, remembered in a
-cookie). Each language's strings live in one catalogue module (dashboard_lang_<code>.py)."""
+cookie). Each language's strings live in one catalogue module (dashboard_lang_<code>.py); the
+event types' names come with the event types."""
 
 from __future__ import annotations
 
@@ -9,10 +10,17 @@ from collections.abc import Callable
 from aiohttp import web
 
 from ingest import dashboard_lang_en, dashboard_lang_ru
+from schemas.events import EVENT_TYPES
+
+
+def _event_labels(lang: str) -> dict[str, str]:
+    """`event.<type>`: each event type names itself (schemas.event_model's `labels`)."""
+    return {f"event.{kind}": model.labels[lang] for kind, model in EVENT_TYPES.items()}
+
 
 CATALOGUES: dict[str, dict[str, str]] = {
-    "ru": dashboard_lang_ru.STRINGS,
-    "en": dashboard_lang_en.STRINGS,
+    "ru": {**dashboard_lang_ru.STRINGS, **_event_labels("ru")},
+    "en": {**dashboard_lang_en.STRINGS, **_event_labels("en")},
 }
 DEFAULT = "ru"
 COOKIE = "kopilka_lang"

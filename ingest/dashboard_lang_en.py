@@ -86,15 +86,6 @@ STRINGS: dict[str, str] = {
     "ledger.reason": "Reason",
     "ledger.empty": "No entries yet.",
     "ledger.live": "New entries appear by themselves.",
-    "event.bonus_awarded": "Award",
-    "event.referral_awarded": "Referral award",
-    "event.bonus_spent": "Spend",
-    "event.spend_rejected": "Spend refused",
-    "event.bonus_expired": "Expiry",
-    "event.bonus_reversed": "Award reversed",
-    "event.bonus_returned": "Spent points returned",
-    "event.level_changed": "Level change",
-    "event.customer_registered": "Registration",
     "webhooks.title": "Incoming webhooks",
     "webhooks.intro": (
         "The shop's latest requests and why any was refused: where an integration fails."

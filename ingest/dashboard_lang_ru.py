@@ -88,15 +88,6 @@ STRINGS: dict[str, str] = {
     "ledger.reason": "Основание",
     "ledger.empty": "Операций пока нет.",
     "ledger.live": "Новые операции появляются сами.",
-    "event.bonus_awarded": "Начисление",
-    "event.referral_awarded": "Реферальное начисление",
-    "event.bonus_spent": "Списание",
-    "event.spend_rejected": "Списание отклонено",
-    "event.bonus_expired": "Сгорание",
-    "event.bonus_reversed": "Отмена начисления",
-    "event.bonus_returned": "Возврат списанных",
-    "event.level_changed": "Смена уровня",
-    "event.customer_registered": "Регистрация",
     "webhooks.title": "Входящие вебхуки",
     "webhooks.intro": (
         "Последние запросы магазина и причины отказов — чтобы понять, почему интеграция"

@@ -42,8 +42,9 @@ class OrderRoutes(Protocol):
 
 def claimed_orders(parsed: ParsedWebhook) -> list[str]:
     orders = [p.order_id for p in parsed.purchases]
-    if parsed.spend is not None:
-        orders.append(parsed.spend.order_id)
+    claimed = parsed.request.claimed_order() if parsed.request is not None else None
+    if claimed is not None:
+        orders.append(claimed)
     return orders
 
 

@@ -13,6 +13,7 @@ import asyncio
 from kopilka.core.logging import get_logger
 from kopilka.directory.customers import CustomerDirectory, ReferralRefused
 from kopilka.directory.tenants import DATABASE_DOWN, Tenant
+from schemas.actions.register import Registration
 from schemas.identity import normalize_phone
 from schemas.inbound import InboundError, ParsedWebhook
 from schemas.messages import CustomerRef
@@ -22,13 +23,14 @@ log = get_logger(__name__)
 
 def needed(parsed: ParsedWebhook) -> bool:
     """Only a registration naming a referrer is checked (everything else skips the timer too)."""
-    return parsed.registration is not None and parsed.registration.referrer is not None
+    reg = parsed.request
+    return isinstance(reg, Registration) and reg.referrer is not None
 
 
 async def check(directory: CustomerDirectory, tenant: Tenant, parsed: ParsedWebhook) -> None:
     """Raise InboundError(422) for a registration the worker would refuse."""
-    reg = parsed.registration
-    if reg is None or reg.referrer is None:
+    reg = parsed.request
+    if not isinstance(reg, Registration) or reg.referrer is None or reg.referrer_kind is None:
         return
     phone = normalize_phone(reg.phone, tenant.phone_region) if reg.phone else None
     customer = None
@@ -55,11 +57,12 @@ async def refund_owner(
     know the order (ingest.order_routes). None when the order is not claimed yet or the
     database does not answer in time: the refund is accepted all the same, keyed by its order,
     and the worker holds it until what came before it is normalised (streams.raw_progress)."""
-    if parsed.refund is None:
+    order_id = parsed.request.owner_order() if parsed.request is not None else None
+    if order_id is None:
         return None
     try:
         async with asyncio.timeout(timeout_s):
-            return await directory.order_owner(tenant.id, parsed.refund.order_id)
+            return await directory.order_owner(tenant.id, order_id)
     except DATABASE_DOWN as exc:
         log.warning("refund_owner_unavailable", tenant_id=tenant.id, error=type(exc).__name__)
         return None

@@ -50,18 +50,8 @@ from ingest.responses import error, json_response
 from kopilka.core.ids import new_event_id
 from kopilka.core.logging import get_logger
 from kopilka.directory.tenants import DATABASE_DOWN, SECRET_PREFIX, Tenant
-from schemas.inbound import (
-    BatchWebhook,
-    InboundError,
-    ParsedWebhook,
-    RefundWebhook,
-    RegisterWebhook,
-    SpendWebhook,
-    StandardWebhook,
-    TildaOrder,
-    TildaOrders,
-    parse_webhook,
-)
+from schemas.actions import WEBHOOKS
+from schemas.inbound import InboundError, ParsedWebhook, TildaOrder, TildaOrders, parse_webhook
 from schemas.messages import AuditRecord
 from schemas.routing import raw_key
 from schemas.text_checks import shown
@@ -109,15 +99,7 @@ _LIMITED = {"RateLimit": False, "RateLimit-Policy": False}
         ),
     ],
     request={
-        "application/json": [
-            StandardWebhook,
-            BatchWebhook,
-            RegisterWebhook,
-            SpendWebhook,
-            RefundWebhook,
-            TildaOrder,
-            TildaOrders,
-        ],
+        "application/json": [*WEBHOOKS.values(), TildaOrder, TildaOrders],
         "application/x-www-form-urlencoded": TildaOrder,
     },
     responses={
@@ -279,8 +261,9 @@ async def _raw_key(
     request: web.Request, tenant: Tenant, parsed: ParsedWebhook, event_id: str
 ) -> bytes:
     """The record's key (schemas.routing); a refund goes with its order's purchase or spend."""
-    if parsed.refund is not None:
-        route = await request.app[ORDER_ROUTES].route(tenant.id, parsed.refund.order_id)
+    order_id = parsed.request.owner_order() if parsed.request is not None else None
+    if order_id is not None:
+        route = await request.app[ORDER_ROUTES].route(tenant.id, order_id)
         if route is not None:
             return route
         owner = await precheck.refund_owner(

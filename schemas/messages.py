@@ -1,5 +1,6 @@
 """Internal records on Kopilka's own topics: raw envelopes, audit records, dead letters, commands.
 
+Each action's command is in its module (schemas.actions); `schemas.commands` reads any of them.
 These are not public contracts (the public one is `schemas.events`), but they are versioned all
 the same so that a worker can read what an older ingress wrote.
 """
@@ -8,11 +9,9 @@ from __future__ import annotations
 
 import base64
 from datetime import datetime
-from decimal import Decimal
-from typing import Annotated, Any, Literal, Self
+from typing import Any, Literal, Self
 
-import orjson
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from schemas.tenant_rules import TenantRules
 
@@ -112,95 +111,12 @@ class RuledCommand(Command):
     rules: TenantRules
 
 
-class PurchaseCommand(RuledCommand):
-    type: Literal["purchase"] = "purchase"
-    order_id: str
-    amount: Decimal
-    description: str | None = None
-
-
-class RegisterCommand(RuledCommand):
-    type: Literal["register"] = "register"
-    name: str | None = None
-    referral_code: str
-    referrer_id: str | None = None
-
-
-class SpendCommand(RuledCommand):
-    type: Literal["spend"] = "spend"
-    order_id: str
-    points: int = Field(gt=0)
-    order_amount: Decimal | None = None
-
-
-class RefundCommand(RuledCommand):
-    type: Literal["refund"] = "refund"
-    order_id: str
-    refund_id: str
-    amount: Decimal | None = Field(None, description="None: refund whatever is left")
-
-
-class ReferralCommand(RuledCommand):
-    """Made by the referee's ledger, applied on the referrer's key."""
-
-    type: Literal["referral"] = "referral"
-    order_id: str
-    referee_id: str
-    amount: Decimal
-
-
-class ExpireCommand(Command):
-    """Made by the expiry sweep: expire the customer's lots that expired by `occurred_at`."""
-
-    type: Literal["expire"] = "expire"
-
-
 class SettleCommand(Command):
     """Made by the settlement sweep: these orders' refund window has ended; shrink their
     entries to what idempotency needs (streams.settlement)."""
 
     type: Literal["settle"] = "settle"
     order_ids: list[str]
-
-
-AnyCommand = Annotated[
-    PurchaseCommand
-    | RegisterCommand
-    | SpendCommand
-    | RefundCommand
-    | ReferralCommand
-    | ExpireCommand
-    | SettleCommand,
-    Field(discriminator="type"),
-]
-_COMMAND: TypeAdapter[Command] = TypeAdapter(AnyCommand)
-# Every command carries its tenant's rules, and a shop's commands carry the same rules until
-# the shop changes them: validated once per distinct rules text, not once per command (it was
-# half the cost of reading a command). Bounded; cleared when full.
-_RULES: dict[bytes, TenantRules] = {}
-_RULES_KEPT = 1024
-
-
-def parse_command(data: bytes) -> Command:
-    """The command in `data`; pydantic's ValidationError when it is not a valid one."""
-    try:
-        fields = orjson.loads(data)
-    except orjson.JSONDecodeError:
-        return _COMMAND.validate_json(data)  # raises the ValidationError the caller expects
-    rules = fields.get("rules") if isinstance(fields, dict) else None
-    if isinstance(rules, dict):
-        text = orjson.dumps(rules)
-        held = _RULES.get(text)
-        if held is None:
-            try:
-                held = TenantRules.model_validate(rules)
-            except ValidationError:
-                return _COMMAND.validate_json(data)  # the error as the whole command's
-            if len(_RULES) >= _RULES_KEPT:
-                _RULES.clear()
-            _RULES[text] = held
-        fields["rules"] = held
-    return _COMMAND.validate_python(fields)
 
 
 class Outcome(Record):

@@ -6,9 +6,10 @@ requests spread over every partition while one customer's requests (a registrati
 referrer, the purchases that follow, a spend) stay in the order the shop sent them:
 
 - a request naming an email or a phone: `tenant:` + a digest of the email (else the phone);
-- a refund (it names only an order): the key of the customer who owns the order, when the
-  ingress can tell (`owner`: the order is claimed already), so the refund travels behind that
-  customer's earlier requests (a spend sent before the refund is applied before it); else
+- a request naming only an order (a refund: its `ActionRequest.owner_order`): the key of the
+  customer who owns the order, when the ingress can tell (`owner`: the order is claimed
+  already), so the refund travels behind that customer's earlier requests (a spend sent before
+  the refund is applied before it); else
   `tenant:` + a digest of the order id, and the normaliser waits a bounded while for an order
   that is still being claimed on another partition;
 - a batch (many customers): `tenant:` + a digest of its event id; its items become commands keyed
@@ -22,7 +23,7 @@ from __future__ import annotations
 
 import hashlib
 
-from schemas.inbound import ParsedWebhook, Purchase, Registration, Spend
+from schemas.inbound import ParsedWebhook
 from schemas.messages import CustomerRef
 
 
@@ -33,17 +34,21 @@ def _digest(*parts: str) -> str:
 def raw_key(
     tenant_id: str, parsed: ParsedWebhook, event_id: str, owner: CustomerRef | None = None
 ) -> bytes:
-    who: Registration | Spend | Purchase | CustomerRef | None = parsed.registration or parsed.spend
-    if who is None and len(parsed.purchases) == 1:
-        who = parsed.purchases[0]
-    if who is None and parsed.refund is not None:
-        who = owner
-    if who is not None and who.email:
-        return f"{tenant_id}:{_digest('email', who.email)}".encode()
-    if who is not None and who.phone:
-        return f"{tenant_id}:{_digest('phone', who.phone)}".encode()
-    if parsed.refund is not None:
-        return by_order(tenant_id, parsed.refund.order_id)
+    email = phone = None
+    request, order = parsed.request, None
+    if request is not None:
+        email, phone = request.names()
+        order = request.owner_order()
+        if email is None and phone is None and owner is not None:
+            email, phone = owner.email, owner.phone  # e.g. a refund: behind the order's owner
+    elif len(parsed.purchases) == 1:
+        email, phone = parsed.purchases[0].email, parsed.purchases[0].phone
+    if email:
+        return f"{tenant_id}:{_digest('email', email)}".encode()
+    if phone:
+        return f"{tenant_id}:{_digest('phone', phone)}".encode()
+    if order is not None:
+        return by_order(tenant_id, order)
     return f"{tenant_id}:{_digest('request', event_id)}".encode()
 
 

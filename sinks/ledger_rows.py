@@ -1,4 +1,5 @@
-"""What one loyalty event writes to the Postgres read model, as plain rows (pure, no I/O).
+"""What one loyalty event writes to the Postgres read model, as plain rows (pure, no I/O). What
+an event means for them (sign, words, lot moves) its type says (schemas.event_model).
 
 Shared by the worker's ledger sink (sinks/postgres.py, upserts into the live tables) and by
 `kopilka replay events --into postgres` (kopilka/cli/events_rebuild.py, COPY into a fresh
@@ -61,52 +62,6 @@ def read_event(raw: bytes) -> Event:
         return parse_event(raw)
 
 
-DELTA_SIGN = {
-    "bonus_awarded": 1,
-    "referral_awarded": 1,
-    "bonus_returned": 1,
-    "bonus_spent": -1,
-    "bonus_expired": -1,
-    "bonus_reversed": -1,
-}
-
-
-def describe(e: Event) -> str:
-    """The ledger line's reason, in words, for the read API and support staff."""
-    match e.type:
-        case "bonus_awarded":
-            return f"purchase {e.order_id}: {e.percent}% of {e.amount}"
-        case "referral_awarded":
-            return f"referral: {e.percent}% of order {e.order_id} by customer {e.referee_id}"
-        case "bonus_spent":
-            return f"spent on order {e.order_id}"
-        case "spend_rejected":
-            return f"spend on order {e.order_id} refused: {e.detail}"
-        case "bonus_expired":
-            return f"expired at {e.expired_at.isoformat()}"
-        case "bonus_reversed":
-            extra = f", {e.unrecovered} not recovered" if e.unrecovered else ""
-            return f"refund {e.refund_id} of order {e.order_id} ({e.refund_amount}){extra}"
-        case "bonus_returned":
-            return f"refund {e.refund_id} of order {e.order_id}: spent points returned"
-        case "level_changed":
-            return f"level {e.previous_level or '-'} -> {e.level or '-'}"
-        case "customer_registered":
-            return "registered" + (f", referred by {e.referrer_id}" if e.referrer_id else "")
-    return e.type
-
-
-def lot_deltas(e: Event) -> list[tuple[str, int]]:
-    """How the event moves what is left of existing lots: (lot_id, +/- points)."""
-    if e.type in ("bonus_spent", "bonus_reversed"):
-        return [(lot.lot_id, -lot.points) for lot in e.lots]
-    if e.type == "bonus_returned":
-        return [(lot.lot_id, lot.points) for lot in e.lots]
-    if e.type == "bonus_expired":
-        return [(e.lot_id, -e.points)]
-    return []
-
-
 @dataclass(slots=True)  # not frozen: a frozen dataclass's __init__ costs ~3x (object.__setattr__)
 class LedgerRows:
     """One event's rows: its ledger entry, the lot it creates or tops up (awards with points),
@@ -139,11 +94,11 @@ def rows_of(e: Event, raw: bytes) -> LedgerRows:
         fields.get("expires_at"),
         e.occurred_at,
         raw.decode(),
-        DELTA_SIGN.get(e.type, 0) * points,
-        describe(e),
+        e.delta_sign * points,
+        e.describe(),
     )
     award = None
-    if e.type in ("bonus_awarded", "referral_awarded") and points > 0:
+    if e.creates_lot and points > 0:
         award = (
             e.lot_id or e.event_id,
             e.tenant_id,
@@ -154,11 +109,11 @@ def rows_of(e: Event, raw: bytes) -> LedgerRows:
             e.expires_at,
         )
     balance = (e.tenant_id, customer, e.balance_after, Decimal(e.lifetime_spend), e.level, e.seq)
-    return LedgerRows(e.event_id, entry, award, lot_deltas(e), balance, e.seq)
+    return LedgerRows(e.event_id, entry, award, e.lot_moves(), balance, e.seq)
 
 
 def merged_awards(rows: Iterable[LedgerRows]) -> list[list]:
-    """One lot row per lot id: awards with the same times share a lot (streams.rules); the
+    """One lot row per lot id: awards with the same times share a lot (schemas.rules.builder); the
     first award names it, the others add their points (a statement may not touch a row twice)."""
     lots: dict[str, list] = {}
     for r in rows:

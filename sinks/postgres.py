@@ -75,8 +75,8 @@ class ReadModelSink(PostgresSink):
     ON CONFLICT (event_id) DO NOTHING
     RETURNING event_id
     """
-    # Awards with the same times share a lot (streams.rules): the first creates it, the others
-    # add to it. Only newly inserted events get here, so a replay never adds twice.
+    # Awards with the same times share a lot (schemas.rules.builder): the first creates it, the
+    # others add to it. Only newly inserted events get here, so a replay never adds twice.
     _INSERT_LOTS = """
     INSERT INTO lots AS lot (lot_id, tenant_id, customer_id, order_id, points, remaining,
                              available_at, expires_at)

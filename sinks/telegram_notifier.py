@@ -50,9 +50,9 @@ from aiogram.exceptions import (
 from kopilka.core.db import DATABASE_DOWN
 from kopilka.core.logging import get_logger
 from kopilka.core.settings import Settings
+from schemas.telegram_text import render
 from sinks.dispatch_metrics import TELEGRAM_429, TELEGRAM_SENDS
 from sinks.pacing import ChatPacer, TokenBucket
-from sinks.telegram_templates import render
 
 log = get_logger(__name__)
 

@@ -2,7 +2,7 @@
 
 `TelegramOutbox` (a loop in `kopilka dispatch`) consumes `notifications.telegram` (written by the
 stream fan-out, one record per chat and event), renders the text with the tenant's template
-(sinks.telegram_templates) and stores it in `telegram_messages`, idempotent on the message id;
+(schemas.telegram_text) and stores it in `telegram_messages`, idempotent on the message id;
 only then are the Kafka offsets committed. A record that cannot be rendered still becomes a
 (generic) message. `sinks.telegram_notifier.TelegramSender` sends the outbox.
 """
@@ -22,8 +22,8 @@ from kopilka.core.cache import TTLCache
 from kopilka.core.db import CONNECTION_LOST
 from kopilka.core.logging import get_logger
 from kopilka.core.settings import Settings
+from schemas.telegram_text import render
 from sinks.telegram_notifier import TELEGRAM_WAKE
-from sinks.telegram_templates import render
 
 log = get_logger(__name__)
 

@@ -1,7 +1,7 @@
 """Agent `ledger`: commands -> the customer's ledger (Faust tables) -> loyalty.events.
 
 All commands of one customer arrive on one partition (key tenant:customer), in order, so its
-table entries are only ever touched by one actor. The rules themselves are pure: `streams.rules`.
+table entries are only ever touched by one actor. The rules themselves are pure: schemas.rules.
 After each command: the new state is written, follow-up commands (a referral award, on the
 referrer's key) and the events are sent, and, when the request's sender waits for it, an
 outcome.
@@ -31,22 +31,22 @@ from pydantic import ValidationError
 
 from kopilka.core.logging import get_logger
 from kopilka.core.retry import RETRIES
-from schemas.messages import (
-    COMMAND_VERSION,
-    Command,
+from schemas.commands import (
     ExpireCommand,
-    Outcome,
     PurchaseCommand,
     RefundCommand,
     SettleCommand,
     SpendCommand,
     parse_command,
 )
+from schemas.messages import COMMAND_VERSION, Command, Outcome
+from schemas.rules.builder import Result
+from schemas.rules.dispatch import apply, order_key
+from schemas.rules.state import CustomerState, OrderState
 from streams.acks import held
 from streams.app import StreamApp
 from streams.dead_letters import of_event
 from streams.dead_letters import send as send_dead_letter
-from streams.rules import CustomerState, OrderState, Result, apply, order_key
 from streams.settlement import settle_entries
 
 log = get_logger(__name__)
@@ -214,7 +214,7 @@ async def writing_the_table(
     while the worker joined its group, which a broker of a fresh cluster did not know yet.
     That is no fault of the command (it was dead-lettered as a bug before): the metadata is
     refreshed and the write tried again. Nothing is written before Faust's check, and a
-    command applied again is recognised as a replay (streams.rules)."""
+    command applied again is recognised as a replay (schemas.rules.dispatch)."""
     delay, attempt = 0.1, 0
     while True:
         try:

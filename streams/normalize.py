@@ -25,7 +25,8 @@ from faust.types import EventT
 from kopilka.core.ids import derived_id
 from kopilka.core.logging import get_logger
 from kopilka.core.settings import Settings
-from schemas.messages import AuditRecord, RawEnvelope, RefundCommand
+from schemas.actions.refund import RefundCommand
+from schemas.messages import AuditRecord, RawEnvelope
 from schemas.routing import by_order, tenant_of
 from streams.acks import held
 from streams.app import StreamApp, Topics

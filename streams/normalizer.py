@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from decimal import Decimal
 
 import asyncpg
 
@@ -23,35 +22,18 @@ from kopilka.core.settings import Settings
 from kopilka.directory.customers import CustomerDirectory, ReferralRefused
 from kopilka.directory.rules_feed import RulesTable
 from kopilka.directory.tenants import TenantDirectory
+from schemas.actions.base import Origin
+from schemas.actions.purchase import PurchaseCommand
+from schemas.errors import Refused, claimed_by_another
 from schemas.frozen_copy import constructed
 from schemas.identity import normalize_phone
 from schemas.inbound import InboundError, ParsedWebhook, Purchase, parse_webhook
-from schemas.messages import (
-    AuditRecord,
-    Command,
-    CustomerRef,
-    Outcome,
-    PurchaseCommand,
-    RawEnvelope,
-    RefundCommand,
-    RegisterCommand,
-    SpendCommand,
-)
+from schemas.messages import AuditRecord, Command, CustomerRef, Outcome, RawEnvelope
 from schemas.tenant_rules import TenantRules
 from streams.grouping import run_grouped
 from streams.request_records import dead_letter, refusal
 
 log = get_logger(__name__)
-
-
-class Refused(Exception):
-    """This request (or item) cannot go ahead: `code` and `reason` say why."""
-
-    def __init__(
-        self, code: str, reason: str, field: str | None = None, waiting_for: str | None = None
-    ) -> None:
-        super().__init__(reason)
-        self.code, self.reason, self.field, self.waiting_for = code, reason, field, waiting_for
 
 
 @dataclass
@@ -169,7 +151,7 @@ class Normalizer:
         out = {env.event_id: Normalized() for env, _, _ in segment}
         for (env, rules, p), result in zip(items, resolved, strict=True):
             if isinstance(result, CustomerRef) and owners[env.tenant_id, p.order_id] != result.id:
-                result = _claimed_by_another(p.order_id)
+                result = claimed_by_another(p.order_id)
             done = out[env.event_id]
             if isinstance(result, Refused):
                 done.refused.append(refusal(env, p.index, result.code, result.reason))
@@ -199,53 +181,19 @@ class Normalizer:
     async def _commands(
         self, env: RawEnvelope, rules: TenantRules, parsed: ParsedWebhook
     ) -> Normalized:
-        """Commands of a request other than purchases (those go through `_purchases`)."""
-        base = {
-            "request_id": env.event_id,
-            "tenant_id": env.tenant_id,
-            "rules": rules,
-            "wait": env.wait,
-        }
-        at = {"occurred_at": env.received_at}
+        """The command of a request other than purchases (those go through `_purchases`): its
+        action's module makes it (`ActionRequest.command`), looking up what it needs here."""
         out = Normalized()
-        if parsed.spend is not None:
-            s = parsed.spend
-            customer = await self._customer(env.tenant_id, rules, s.email, s.phone, None)
-            await self._claim(env.tenant_id, s.order_id, customer)
-            out.commands.append(
-                SpendCommand(
-                    command_id=derived_id(env.event_id, 0),
-                    customer=customer,
-                    order_id=s.order_id,
-                    points=s.points,
-                    order_amount=s.order_amount,
-                    **base,
-                    **at,
-                )
+        if parsed.request is not None:
+            origin = Origin(
+                command_id=derived_id(env.event_id, 0),
+                request_id=env.event_id,
+                tenant_id=env.tenant_id,
+                rules=rules,
+                occurred_at=env.received_at,
+                wait=env.wait,
             )
-        elif parsed.refund is not None:
-            r = parsed.refund
-            owner = await self._order_owner(env.tenant_id, r.order_id)
-            if owner is None:
-                raise Refused(
-                    "unknown_order",
-                    f"no purchase or spend has orderId {r.order_id!r}",
-                    waiting_for=r.order_id,
-                )
-            refund_id = r.refund_id or refund_key(r.amount)
-            out.commands.append(
-                RefundCommand(
-                    command_id=derived_id(env.event_id, 0),
-                    customer=owner,
-                    order_id=r.order_id,
-                    refund_id=refund_id,
-                    amount=r.amount,
-                    **base,
-                    **at,
-                )
-            )
-        elif parsed.registration is not None:
-            out.commands.append(await self._register(env, rules, parsed, base | at))
+            out.commands.append(await parsed.request.command(_Lookups(self, env, rules), origin))
         return out
 
     async def _order_owner(self, tenant_id: str, order_id: str) -> CustomerRef | None:
@@ -268,7 +216,7 @@ class Normalizer:
             lambda: self._customers.claim_order(tenant_id, order_id, customer.id), "order"
         )
         if owner != customer.id:
-            raise _claimed_by_another(order_id)
+            raise claimed_by_another(order_id)
 
     async def _purchase(
         self, env: RawEnvelope, rules: TenantRules, p: Purchase
@@ -311,39 +259,6 @@ class Normalizer:
         )
         return referrer.id
 
-    async def _register(
-        self, env: RawEnvelope, rules: TenantRules, parsed: ParsedWebhook, fields: dict
-    ) -> RegisterCommand:
-        reg = parsed.registration
-        customer = await self._customer(env.tenant_id, rules, reg.email, reg.phone, reg.name)
-        referrer_id = None
-        if reg.referrer is not None:
-            value = reg.referrer
-            if reg.referrer_kind == "phone":
-                value = normalize_phone(value, rules.phone_region)
-            try:
-                referrer_id = await until_done(
-                    lambda: self._customers.check_referrer(
-                        env.tenant_id, customer.id, reg.referrer_kind, value
-                    ),
-                    "referrer",
-                )
-            except ReferralRefused as exc:
-                if exc.code != "unknown_referrer":
-                    raise Refused(exc.code, exc.reason, "referrer") from None
-                referrer_id = await self._referrer_ahead(env, reg.referrer_kind, value, exc)
-        code, referrer_id = await until_done(
-            lambda: self._customers.register(env.tenant_id, customer.id, referrer_id), "register"
-        )
-        return RegisterCommand(
-            command_id=derived_id(env.event_id, 0),
-            customer=customer,
-            name=reg.name,
-            referral_code=code,
-            referrer_id=referrer_id,
-            **fields,
-        )
-
 
 def purchase_command(
     env: RawEnvelope, rules: TenantRules, p: Purchase, customer: CustomerRef
@@ -367,16 +282,42 @@ def purchase_command(
     )
 
 
-def refund_key(amount: Decimal | None) -> str:
-    """A refund without refundId is one per amount: `500` and `500.00` are the same refund."""
-    if amount is None:
-        return "full"
-    return f"amount:{format(amount.normalize(), 'f')}"
+class _Lookups:
+    """What an action's request may look up while it becomes a command
+    (schemas.actions.base.Directory), for one request's shop."""
 
+    def __init__(self, normalizer: Normalizer, env: RawEnvelope, rules: TenantRules) -> None:
+        self._n, self._env, self._rules = normalizer, env, rules
 
-def _claimed_by_another(order_id: str) -> Refused:
-    return Refused(
-        "order_of_another_customer",
-        f"order {order_id!r} already belongs to another customer",
-        "orderId",
-    )
+    async def customer(
+        self, email: str | None, phone: str | None, name: str | None = None
+    ) -> CustomerRef:
+        return await self._n._customer(self._env.tenant_id, self._rules, email, phone, name)
+
+    async def claim(self, order_id: str, customer: CustomerRef) -> None:
+        await self._n._claim(self._env.tenant_id, order_id, customer)
+
+    async def order_owner(self, order_id: str) -> CustomerRef | None:
+        return await self._n._order_owner(self._env.tenant_id, order_id)
+
+    async def referrer(self, customer: CustomerRef, kind: str, value: str) -> str | None:
+        env, customers = self._env, self._n._customers
+        if kind == "phone":
+            value = normalize_phone(value, self._rules.phone_region)
+        try:
+            return await until_done(
+                lambda: customers.check_referrer(env.tenant_id, customer.id, kind, value),
+                "referrer",
+            )
+        except ReferralRefused as exc:
+            if exc.code != "unknown_referrer":
+                raise Refused(exc.code, exc.reason, "referrer") from None
+            return await self._n._referrer_ahead(env, kind, value, exc)
+
+    async def register(
+        self, customer: CustomerRef, referrer_id: str | None
+    ) -> tuple[str, str | None]:
+        tenant_id, customers = self._env.tenant_id, self._n._customers
+        return await until_done(
+            lambda: customers.register(tenant_id, customer.id, referrer_id), "register"
+        )

@@ -23,8 +23,8 @@ from kopilka.core.ids import derived_id
 from kopilka.core.logging import get_logger
 from kopilka.core.retry import until_done
 from schemas.messages import CustomerRef, SettleCommand
+from schemas.rules.state import OrderState
 from streams.app import StreamApp
-from streams.rules import OrderState
 
 log = get_logger(__name__)
 

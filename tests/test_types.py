@@ -1,6 +1,6 @@
-"""schemas/ and the pure rules core (the package streams/rules/, every module of it) type-check
-under mypy --strict: the files and options are pyproject.toml's [tool.mypy]. A type error fails
-this test with mypy's report (file, line, what is wrong)."""
+"""schemas/, with every action's module (schemas/actions/) and the pure rules core
+(schemas/rules/), type-checks under mypy --strict: the files and options are pyproject.toml's
+[tool.mypy]. A type error fails this test with mypy's report (file, line, what is wrong)."""
 
 from __future__ import annotations
 
@@ -25,9 +25,9 @@ def test_schemas_and_the_rules_core_pass_mypy_strict(tmp_path):
 
 
 def test_the_strict_list_names_the_whole_rules_package():
-    """Every module of the rules core is checked, including a new action's module: the list
-    names the package's folder, not its files one by one."""
+    """Every module of the rules core and of the actions is checked, a new action's module
+    too: the list names the folder that holds them, not files one by one."""
     files = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["mypy"]["files"]
-    assert "schemas" in files
-    assert "streams/rules" in files
-    assert (ROOT / "streams" / "rules" / "__init__.py").is_file()
+    assert files == ["schemas"]
+    assert (ROOT / "schemas" / "rules" / "__init__.py").is_file()
+    assert (ROOT / "schemas" / "actions" / "__init__.py").is_file()

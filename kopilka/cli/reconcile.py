@@ -35,6 +35,7 @@ from kopilka.core import db, topics
 from kopilka.core.kafka import assign_whole_topic
 from kopilka.core.logging import get_logger
 from kopilka.core.settings import Settings
+from schemas.rules.state import CustomerState
 
 log = get_logger(__name__)
 
@@ -78,8 +79,6 @@ def engine_balances(
 ) -> dict[CustomerKey, Balance]:
     """Changelog records (key, value), oldest first -> each customer's latest balance.
     A record with no value (a tombstone) deletes the customer."""
-    from streams.rules import CustomerState
-
     out: dict[CustomerKey, Balance] = {}
     for raw_key, raw_value in records:
         key = _text(raw_key)

@@ -13,7 +13,8 @@ from datetime import datetime
 import asyncpg
 
 from kopilka.core.ids import derived_id
-from schemas.messages import CustomerRef, ExpireCommand
+from schemas.actions.expire import ExpireCommand
+from schemas.messages import CustomerRef
 
 _DUE = """
 SELECT DISTINCT l.tenant_id, l.customer_id, c.email, c.phone

@@ -16,6 +16,7 @@ import asyncpg
 
 from kopilka.core.cache import TTLCache
 from kopilka.core.standard_webhooks import new_secret
+from schemas.telegram_text import check_template
 
 Conn = asyncpg.Connection | asyncpg.Pool
 WAKE_CHANNEL = "kopilka_outbound"  # NOTIFY channel: new or redelivered work for `dispatch`
@@ -303,8 +304,6 @@ async def remove_chat(conn: Conn, tenant_id: str, chat_id: int) -> bool:
 
 
 async def set_template(conn: Conn, tenant_id: str, event_type: str, template: str) -> dict:
-    from sinks.telegram_templates import check_template
-
     tid = _uuid(tenant_id, "tenant_id")
     [event_type] = event_types([event_type]) or ["*"]
     if event_type == "*":

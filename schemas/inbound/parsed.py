@@ -1,5 +1,5 @@
-"""What one webhook body means, whatever format it came in: the canonical purchases, the
-registration, the spend or the refund, and the batch items refused.
+"""What one webhook body means, whatever format it came in: the canonical purchases and the
+batch items refused, or the request of another action (its module's `ActionRequest`).
 
 The wire models (`standard`, `tilda`) validate a body and turn into these; the ingress answers
 from them and the stream normaliser builds its commands from them. Money is an exact `Decimal`.
@@ -10,9 +10,10 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny
 
 from schemas.frozen_copy import constructed
+from schemas.inbound.envelope import ActionRequest
 
 
 class Product(BaseModel):
@@ -55,42 +56,6 @@ class ItemError(BaseModel):
     reason: str
 
 
-ReferrerKind = Literal["code", "email", "phone"]
-
-
-class Registration(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    email: str | None = None
-    phone: str | None = None
-    name: str | None = None
-    referrer_kind: ReferrerKind | None = None
-    referrer: str | None = Field(None, description="code, email or (raw) phone of the referrer")
-
-
-class Spend(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    email: str | None = None
-    phone: str | None = None
-    order_id: str
-    points: int = Field(gt=0)
-    order_amount: Decimal | None = None
-
-
-class Refund(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    order_id: str
-    refund_id: str | None = None
-    amount: Decimal | None = None
-
-
-Action = Literal[
-    "purchase", "batch_purchase", "register_user", "spend_bonuses", "refund", "tilda_test"
-]
-
-
 class ParsedWebhook(BaseModel):
     """The outcome of one request body: what to do, or Tilda's connection check.
 
@@ -99,21 +64,19 @@ class ParsedWebhook(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    action: Action
+    action: str = Field(description="the action's name (schemas.actions), or tilda_test")
     purchases: tuple[Purchase, ...] = ()
     rejected: tuple[ItemError, ...] = ()
-    registration: Registration | None = None
-    spend: Spend | None = None
-    refund: Refund | None = None
+    request: SerializeAsAny[ActionRequest] | None = Field(
+        None, description="what any other action asks for (its module's request model)"
+    )
 
 
 def parsed(
     action: str,
     purchases: tuple[Purchase, ...] = (),
     rejected: tuple[ItemError, ...] = (),
-    registration: Registration | None = None,
-    spend: Spend | None = None,
-    refund: Refund | None = None,
+    request: ActionRequest | None = None,
 ) -> ParsedWebhook:
     """model_construct with every field given (schemas.frozen_copy.constructed: pydantic's
     own model_construct searches aliases and defaults field by field, dearer than validating)."""
@@ -122,9 +85,7 @@ def parsed(
         action=action,
         purchases=purchases,
         rejected=rejected,
-        registration=registration,
-        spend=spend,
-        refund=refund,
+        request=request,
     )
 
 

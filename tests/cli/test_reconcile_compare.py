@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import orjson
 
 from kopilka.cli.reconcile import Balance, Drift, compare, engine_balances, summary
-from streams.rules import CustomerState, Lot
+from schemas.rules.state import CustomerState, Lot
 
 T1, T2 = "11111111-1111-4111-8111-111111111111", "22222222-2222-4222-8222-222222222222"
 NOW = datetime(2026, 11, 27, tzinfo=UTC)

@@ -3,8 +3,8 @@
 Each stored raw record (`webhooks.raw`, the tenant's records in log order) is turned into
 commands exactly as `streams.normalize` does it (same parser, same derived command ids, the
 order's first claimant as its owner, the referrer named by email), and every command goes
-through `streams.rules.apply`, follow-ups (referral awards) included. Customer ids come from
-Postgres's identity directory, so the expected events carry the very `event_id`s the engine
+through `schemas.rules.dispatch.apply`, follow-ups (referral awards) included. Customer ids come
+from Postgres's identity directory, so the expected events carry the very `event_id`s the engine
 must have emitted. No I/O here.
 
 A follow-up is a command one customer's step sends to another customer (the referee's first
@@ -23,18 +23,15 @@ import json
 from dataclasses import dataclass, field
 
 from kopilka.core.ids import derived_id
+from schemas.actions.refund import Refund
+from schemas.actions.register import Registration
+from schemas.actions.spend import Spend
+from schemas.commands import PurchaseCommand, RefundCommand, RegisterCommand, SpendCommand
 from schemas.inbound import InboundError, parse_webhook
-from schemas.messages import (
-    Command,
-    CustomerRef,
-    PurchaseCommand,
-    RawEnvelope,
-    RefundCommand,
-    RegisterCommand,
-    SpendCommand,
-)
+from schemas.messages import Command, CustomerRef, RawEnvelope
+from schemas.rules.dispatch import apply, order_key
+from schemas.rules.state import CustomerState, OrderState
 from schemas.tenant_rules import TenantRules
-from streams.rules import CustomerState, OrderState, apply, order_key
 
 
 def event_key(event: dict) -> tuple:
@@ -140,8 +137,9 @@ class Model:
                     **base,
                 )
             )
-        if parsed.spend is not None:
-            s = parsed.spend
+        request = parsed.request
+        if isinstance(request, Spend):
+            s = request
             customer = self.customer(s.email)
             if self.owners.setdefault(s.order_id, customer.id) != customer.id:
                 self.out.refused[env.event_id] = "order_of_another_customer"
@@ -156,8 +154,8 @@ class Model:
                     **base,
                 )
             )
-        elif parsed.refund is not None:
-            r = parsed.refund
+        elif isinstance(request, Refund):
+            r = request
             owner = self.owners.get(r.order_id)
             if owner is None:
                 self.out.refused[env.event_id] = "unknown_order"
@@ -173,8 +171,8 @@ class Model:
                     **base,
                 )
             )
-        elif parsed.registration is not None:
-            reg = parsed.registration
+        elif isinstance(request, Registration):
+            reg = request
             customer = self.customer(reg.email)
             referrer_id = None
             if reg.referrer is not None:

@@ -10,7 +10,7 @@ import pytest
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from schemas.frozen_copy import constructed, replaced
-from streams.rules import CustomerState, Lot, OrderState, Remembered, Taken
+from schemas.rules.state import CustomerState, Lot, OrderState, Remembered, Taken
 
 AT = datetime(2026, 5, 1, 12, 30, tzinfo=UTC)
 
@@ -73,8 +73,9 @@ def test_models_with_extra_fields_take_model_copys_path():
 
 def test_to_bytes_writes_what_model_dump_json_wrote():
     """Records, events and table entries encode with the serialiser directly: the same bytes."""
+    from schemas.commands import PurchaseCommand
     from schemas.events import BonusAwarded
-    from schemas.messages import AuditRecord, CustomerRef, PurchaseCommand
+    from schemas.messages import AuditRecord, CustomerRef
     from schemas.tenant_rules import TenantRules
 
     customer = CustomerRef(id="c", email="ё@example.com")

@@ -680,17 +680,18 @@ def test_spend_refund_and_registration_payloads():
         b'{"action": "spend_bonuses", "payload": {"phone": "+7 999 123 45 67", "points": "300",'
         b' "orderId": "S-1", "orderAmount": 1500}}',
         JSON,
-    ).spend
+    ).request
+    assert type(spend).__name__ == "Spend"
     assert (spend.points, spend.order_id, spend.order_amount) == (300, "S-1", Decimal(1500))
     refund = parse_webhook(
         b'{"action": "refund", "payload": {"orderId": "S-1", "refundId": "R-9"}}', JSON
-    ).refund
+    ).request
     assert (refund.order_id, refund.refund_id, refund.amount) == ("S-1", "R-9", None)
     reg = parse_webhook(
         b'{"action": "register_user", "payload": {"email": "New@Example.com", "name": "Ann",'
         b' "referralCode": "ab12cd34"}}',
         JSON,
-    ).registration
+    ).request
     assert (reg.email, reg.referrer_kind, reg.referrer) == ("new@example.com", "code", "AB12CD34")
 
 

@@ -8,8 +8,8 @@ from decimal import Decimal
 from test_rules import CUSTOMER, RULES, T0, TENANT, Ledger
 
 from kopilka.core.ids import derived_id
+from schemas.commands import PurchaseCommand, RefundCommand, SpendCommand
 from schemas.events import parse_event
-from schemas.messages import PurchaseCommand, RefundCommand, SpendCommand
 
 
 def _purchase(i: int, at=T0, amount=Decimal(1000)) -> PurchaseCommand:

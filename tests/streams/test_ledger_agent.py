@@ -13,10 +13,11 @@ import orjson
 import pytest
 from test_rules import CUSTOMER, RULES, T0, TENANT
 
+from schemas.commands import PurchaseCommand, RefundCommand
 from schemas.dead_letters import DeadLetter
-from schemas.messages import Outcome, PurchaseCommand, RefundCommand, SettleCommand
+from schemas.messages import Outcome, SettleCommand
+from schemas.rules.state import OrderState
 from streams import dead_letters, ledger
-from streams.rules import OrderState
 
 KEY = f"{TENANT}:{CUSTOMER.id}"
 CHANGELOG = "unit-ledger-state-changelog"

@@ -11,9 +11,10 @@ import pytest
 from pydantic import ValidationError
 from test_rules import CUSTOMER, RULES, T0, TENANT
 
-from schemas.messages import _COMMAND, PurchaseCommand, RefundCommand, parse_command
+from schemas.commands import _COMMAND, PurchaseCommand, RefundCommand, parse_command
+from schemas.rules.dispatch import apply
+from schemas.rules.state import CustomerState, OrderState
 from streams import ledger
-from streams.rules import CustomerState, OrderState, apply
 
 
 def _purchase(i: int) -> PurchaseCommand:

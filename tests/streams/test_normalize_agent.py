@@ -14,8 +14,9 @@ from decimal import Decimal
 import pytest
 from test_rules import CUSTOMER, RULES, TENANT
 
+from schemas.commands import PurchaseCommand
 from schemas.dead_letters import DeadLetter
-from schemas.messages import AuditRecord, Outcome, PurchaseCommand, RawEnvelope
+from schemas.messages import AuditRecord, Outcome, RawEnvelope
 from schemas.routing import by_order
 from streams import dead_letters, normalize
 from streams.normalizer import Normalized

@@ -10,8 +10,9 @@ AT = datetime(2026, 5, 1, 12, 30, tzinfo=UTC)
 
 
 def test_purchase_commands_are_built_as_validated_ones():
+    from schemas.commands import PurchaseCommand
     from schemas.inbound import parse_webhook
-    from schemas.messages import CustomerRef, PurchaseCommand, RawEnvelope
+    from schemas.messages import CustomerRef, RawEnvelope
     from schemas.tenant_rules import TenantRules
     from streams.normalizer import purchase_command
 

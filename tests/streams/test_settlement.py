@@ -7,7 +7,7 @@ from decimal import Decimal
 
 from test_rules import CUSTOMER, RULES, T0, TENANT, Ledger
 
-from schemas.messages import PurchaseCommand, RefundCommand
+from schemas.commands import PurchaseCommand, RefundCommand
 from streams.settlement import ORDERS_PER_COMMAND, due_commands, settled
 
 

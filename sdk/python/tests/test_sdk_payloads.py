@@ -28,11 +28,11 @@ def test_every_action_is_read_by_kopilkas_parser():
     )
     assert [x.order_id for x in batch.purchases] == ["B-0", "B-1", "B-2"]
     spend = parsed(p.spend_bonuses(order_id=7, points=100, email="a@b.ru", order_amount="1000"))
-    assert (spend.spend.points, spend.spend.order_amount) == (100, Decimal(1000))
+    assert (spend.request.points, spend.request.order_amount) == (100, Decimal(1000))
     refund = parsed(p.refund(order_id="O-1", amount="10", refund_id="R-1"))
-    assert (refund.refund.refund_id, refund.refund.amount) == ("R-1", Decimal(10))
+    assert (refund.request.refund_id, refund.request.amount) == ("R-1", Decimal(10))
     reg = parsed(p.register_user(email="n@b.ru", name="Nina", referral_code="abcd1234"))
-    assert reg.registration.referrer == "ABCD1234"
+    assert reg.request.referrer == "ABCD1234"
 
 
 def test_optional_fields_left_out_are_not_sent_and_floats_are_refused():

@@ -1,5 +1,6 @@
-"""The one table of handlers (streams.rules.handlers): every command the ledger applies has its
-entry, each entry's module is where its rules live, and the table alone decides the order key."""
+"""The one table of actions (schemas.actions): every command the ledger applies has its rules
+there, each action's parts (webhook, command, rules, events) live in its own module, and the
+table alone decides the order key and what the standard format and the event contract know."""
 
 from __future__ import annotations
 
@@ -10,21 +11,21 @@ from pathlib import Path
 
 import pytest
 
-import streams.rules
-from schemas.messages import (
+import schemas.actions
+from schemas.actions import ACTIONS, EVENTS, HANDLERS, WEBHOOKS
+from schemas.commands import (
     AnyCommand,
-    CustomerRef,
     ExpireCommand,
     PurchaseCommand,
     ReferralCommand,
     RefundCommand,
     RegisterCommand,
-    SettleCommand,
     SpendCommand,
 )
+from schemas.messages import CustomerRef, SettleCommand
+from schemas.rules.dispatch import apply, order_key
+from schemas.rules.state import CustomerState
 from schemas.tenant_rules import TenantRules
-from streams.rules import CustomerState, apply, order_key
-from streams.rules.handlers import HANDLERS
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 BASE = {
@@ -34,7 +35,8 @@ BASE = {
     "occurred_at": T0,
 }
 RULED = {**BASE, "rules": TenantRules()}
-RULES_DIR = Path(streams.rules.__file__).parent
+ACTIONS_DIR = Path(schemas.actions.__file__).parent
+RULES_DIR = ACTIONS_DIR.parent / "rules"
 
 
 def test_every_command_but_settle_has_a_handler_and_settle_has_none():
@@ -46,14 +48,35 @@ def test_every_command_but_settle_has_a_handler_and_settle_has_none():
 def test_each_action_lives_in_its_own_module_of_the_package(command):
     handler = HANDLERS[command]
     module = handler.handle.__module__
-    assert module == handler.order_key.__module__
-    assert module.startswith("streams.rules.")
+    assert module == handler.order_key.__module__ == command.__module__
+    assert module.startswith("schemas.actions.")
     assert module.rsplit(".", 1)[1] == command.model_fields["type"].default
-    assert (RULES_DIR / f"{module.rsplit('.', 1)[1]}.py").is_file()
+    assert (ACTIONS_DIR / f"{module.rsplit('.', 1)[1]}.py").is_file()
 
 
-def test_every_module_of_the_rules_core_stays_under_400_lines():
-    for path in RULES_DIR.glob("*.py"):
+@pytest.mark.parametrize("action", ACTIONS, ids=lambda a: repr(a.command or a.webhook))
+def test_an_actions_webhook_and_events_live_in_its_module(action):
+    modules = {part.__module__ for part in (action.webhook, action.command) if part is not None}
+    modules |= {event.__module__ for event in action.events}
+    modules |= {action.handle.__module__} if action.handle is not None else set()
+    assert len(modules) == 1, modules
+
+
+def test_the_table_is_what_the_standard_format_and_the_event_contract_know():
+    from schemas.events import EVENT_TYPES
+    from schemas.inbound import InboundError, parse_webhook
+
+    for name in ("purchase", "batch_purchase", "register_user", "spend_bonuses", "refund"):
+        assert WEBHOOKS[name].named() == name
+    with pytest.raises(InboundError) as refused:
+        parse_webhook(b'{"action": "nope", "payload": {}}', "application/json")
+    assert refused.value.reason.endswith("supported: " + ", ".join(WEBHOOKS))
+    common = {EVENT_TYPES["level_changed"], EVENT_TYPES["bonus_expired"]}
+    assert set(EVENTS) | common == set(EVENT_TYPES.values())
+
+
+def test_every_module_of_the_rules_core_and_the_actions_stays_under_400_lines():
+    for path in [*RULES_DIR.glob("*.py"), *ACTIONS_DIR.glob("*.py")]:
         assert len(path.read_text().splitlines()) <= 400, path.name
 
 

@@ -16,38 +16,11 @@ Where each part lives:
 - `state`: the stored models (`CustomerState`, `OrderState`, `Lot`, `Taken`, `Remembered`);
 - `arithmetic`: points from money (`award_points`, `share`, `money`);
 - `builder`: the `Builder` every handler uses to move points and emit events, and `Result`;
-- one module per action — `purchase`, `referral`, `register`, `spend`, `refund`, `expire` —
-  each with its `order_key` and `handle`, registered in the one table `handlers.HANDLERS`;
-- `dispatch`: `apply()`, which consults that table, and the replay memory (`remembered`).
+- each action's own rules are in its module of schemas.actions (`order_key`, `handle`),
+  registered in that package's one table;
+- `dispatch`: `apply()`, which finds the command's rules there, and the replay memory
+  (`remembered`).
+
+Import the modules themselves (`from schemas.rules.dispatch import apply`): this package
+imports nothing, because the actions it serves import its `builder` and `state`.
 """
-
-from streams.rules.arithmetic import award_points, money, share
-from streams.rules.builder import Result
-from streams.rules.dispatch import (
-    REMEMBERED_PER_CUSTOMER,
-    REMEMBERED_PER_ORDER,
-    apply,
-    order_key,
-    remembered,
-)
-from streams.rules.state import CustomerState, Lot, OrderState, Remembered, Taken
-
-_money = money  # the name callers knew before the rules became a package
-
-__all__ = [
-    "REMEMBERED_PER_CUSTOMER",
-    "REMEMBERED_PER_ORDER",
-    "CustomerState",
-    "Lot",
-    "OrderState",
-    "Remembered",
-    "Result",
-    "Taken",
-    "_money",
-    "apply",
-    "award_points",
-    "money",
-    "order_key",
-    "remembered",
-    "share",
-]

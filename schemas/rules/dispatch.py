@@ -1,4 +1,5 @@
-"""`apply()`: one command to one customer's ledger, through its handler (streams.rules.handlers).
+"""`apply()`: one command to one customer's ledger, through its action's rules (the table of
+schemas.actions).
 
 Replays: the same command (same `command_id`) re-emits the very events it emitted the first time
 (kept for the last `REMEMBERED_PER_ORDER` commands of an order, `REMEMBERED_PER_CUSTOMER` of the
@@ -10,11 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from schemas.actions import HANDLERS
+from schemas.commands import parse_command
 from schemas.frozen_copy import replaced
-from schemas.messages import Command, parse_command
-from streams.rules.builder import Result
-from streams.rules.handlers import HANDLERS
-from streams.rules.state import NO_ORDER, CustomerState, OrderState, Remembered
+from schemas.messages import Command
+from schemas.rules.builder import Result
+from schemas.rules.state import NO_ORDER, CustomerState, OrderState, Remembered
 
 # How many commands' events are kept for exact re-emission: per order (purchase, spend, refunds,
 # retried refused spends) and per customer for the rest (registration, expiry sweeps). A replay

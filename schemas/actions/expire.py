@@ -6,9 +6,18 @@ is for customers who send none. With nothing due it emits nothing and reports `d
 
 from __future__ import annotations
 
-from schemas.messages import ExpireCommand
-from streams.rules.builder import Builder, Result
-from streams.rules.state import CustomerState, OrderState
+from typing import Literal
+
+from schemas.actions.base import Action
+from schemas.messages import Command
+from schemas.rules.builder import Builder, Result
+from schemas.rules.state import CustomerState, OrderState
+
+
+class ExpireCommand(Command):
+    """Made by the expiry sweep: expire the customer's lots that expired by `occurred_at`."""
+
+    type: Literal["expire"] = "expire"
 
 
 def order_key(cmd: ExpireCommand) -> None:
@@ -21,3 +30,7 @@ def handle(state: CustomerState, order: OrderState, cmd: ExpireCommand) -> Resul
     if not b.events:
         return Result(state, None, [], "duplicate", reason="nothing to expire")
     return Result(b.state(state), None, b.events, "applied")
+
+
+# Its event, bonus_expired, is any command's (schemas.event_model.BonusExpired).
+ACTION = Action(command=ExpireCommand, order_key=order_key, handle=handle)

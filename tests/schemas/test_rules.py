@@ -11,10 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kopilka.core.ids import derived_id
-from schemas.events import parse_event
-from schemas.messages import (
-    Command,
-    CustomerRef,
+from schemas.commands import (
     ExpireCommand,
     PurchaseCommand,
     ReferralCommand,
@@ -22,17 +19,12 @@ from schemas.messages import (
     RegisterCommand,
     SpendCommand,
 )
+from schemas.events import parse_event
+from schemas.messages import Command, CustomerRef
+from schemas.rules.arithmetic import award_points, share
+from schemas.rules.dispatch import REMEMBERED_PER_ORDER, apply, order_key, remembered
+from schemas.rules.state import CustomerState, OrderState
 from schemas.tenant_rules import Level, TenantRules
-from streams.rules import (
-    REMEMBERED_PER_ORDER,
-    CustomerState,
-    OrderState,
-    apply,
-    award_points,
-    order_key,
-    remembered,
-    share,
-)
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 TENANT = "11111111-1111-1111-1111-111111111111"

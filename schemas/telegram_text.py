@@ -1,4 +1,5 @@
-"""Telegram message texts: readable Russian defaults per event type, a tenant's own overrides.
+"""Telegram message texts: readable Russian defaults per event type (each event type's own,
+schemas.event_model), a tenant's own overrides.
 
 Templates are `str.format` strings over a flat set of ready-formatted fields (below), e.g.
 "Начислено {bonuses} за заказ {order_id}. Баланс: {balance}" gives "Начислено 250 бонусов за
@@ -11,24 +12,18 @@ generic line, so rendering never loses or blocks a notification. Attribute and i
 from __future__ import annotations
 
 import string
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from schemas.events import EVENT_TYPES
+
 TELEGRAM_MAX_CHARS = 4096
 
+# each event type's own text (schemas.event_model's `telegram`), and the outbound sinks' notice
 DEFAULT_TEMPLATES: dict[str, str] = {
-    "bonus_awarded": "Начислено {bonuses} за заказ {order_id}. Баланс: {balance}",
-    "bonus_spent": "Списано {bonuses} в оплату заказа {order_id}. Баланс: {balance}",
-    "spend_rejected": "Не удалось списать {bonuses} за заказ {order_id}: {reason}",
-    "level_changed": "Клиент {customer} перешёл на уровень «{level}» (был «{previous_level}»)",
-    "referral_awarded": (
-        "Начислено {bonuses} за заказ {order_id} приглашённого друга. Баланс: {balance}"
-    ),
-    "customer_registered": "Новый участник программы лояльности: {customer}",
-    "bonus_expired": "Сгорело {bonuses}. Баланс: {balance}",
-    "bonus_reversed": "Списано {bonuses} из-за возврата заказа {order_id}. Баланс: {balance}",
-    "bonus_returned": "Возвращено {bonuses}, потраченных на заказ {order_id}. Баланс: {balance}",
+    **{kind: model.telegram for kind, model in EVENT_TYPES.items() if model.telegram},
     "endpoint_disabled": "Вебхук {url} отключён: {reason}. Включите его снова после исправления.",
 }
 GENERIC_TEMPLATE = "Событие «{type}» для клиента {customer}"
@@ -94,7 +89,7 @@ def _date(value: Any, with_time: bool = False) -> str:
     return when.strftime("%d.%m.%Y %H:%M" if with_time else "%d.%m.%Y")
 
 
-def context(event: dict) -> dict[str, str]:
+def context(event: dict[str, Any]) -> dict[str, str]:
     """The template fields an event provides (only those it has)."""
     out: dict[str, str] = {}
     for key in ("type", "event_id", "order_id", "level", "previous_level", "referral_code"):
@@ -103,7 +98,8 @@ def context(event: dict) -> dict[str, str]:
     for key in ("referee_id", "referrer_id", "url"):
         if event.get(key) is not None:
             out[key] = str(event[key])
-    customer = event.get("customer") if isinstance(event.get("customer"), dict) else {}
+    named = event.get("customer")
+    customer: dict[str, Any] = named if isinstance(named, dict) else {}
     for key in ("id", "email", "phone"):
         if customer.get(key):
             out[f"customer_{key}"] = str(customer[key])
@@ -130,12 +126,14 @@ def context(event: dict) -> dict[str, str]:
 
 
 class _Formatter(string.Formatter):
-    def get_field(self, field_name, args, kwargs):
+    def get_field(
+        self, field_name: str, args: Sequence[Any], kwargs: Mapping[str, Any]
+    ) -> tuple[Any, str]:
         if not field_name.isidentifier():
             raise KeyError(field_name)  # no {0}, {x.attr}, {x[key]}
         return kwargs[field_name], field_name
 
-    def format_field(self, value, format_spec):
+    def format_field(self, value: Any, format_spec: str) -> str:
         if format_spec:
             raise ValueError("format specs are not supported")
         return str(value)
@@ -158,7 +156,7 @@ def check_template(template: str) -> str | None:
     return None
 
 
-def render(event: dict, override: str | None = None) -> str:
+def render(event: dict[str, Any], override: str | None = None) -> str:
     """The message for an event: the tenant's template, else the default, else a generic line."""
     fields = context(event)
     kind = str(event.get("type", ""))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from sinks.telegram_templates import (
+from schemas.telegram_text import (
     DEFAULT_TEMPLATES,
     GENERIC_TEMPLATE,
     bonuses,

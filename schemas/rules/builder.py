@@ -13,12 +13,12 @@ from datetime import timedelta
 from typing import Any
 
 from kopilka.core.ids import derived_id
-from schemas.events import BonusExpired, Event, LevelChanged
+from schemas.event_model import BonusExpired, Event, LevelChanged
 from schemas.frozen_copy import replaced
-from schemas.messages import Command, ExpireCommand
+from schemas.messages import Command
+from schemas.rules.arithmetic import money
+from schemas.rules.state import CustomerState, Lot, OrderState, Taken, lot_order
 from schemas.tenant_rules import TenantRules
-from streams.rules.arithmetic import money
-from streams.rules.state import CustomerState, Lot, OrderState, Taken, lot_order
 
 
 @dataclass
@@ -56,7 +56,7 @@ class Builder:
             customer=self.cmd.customer,
             occurred_at=self.cmd.occurred_at,
             seq=self.seq,
-            request_id=None if isinstance(self.cmd, ExpireCommand) else self.cmd.request_id,
+            request_id=None if self.cmd.type == "expire" else self.cmd.request_id,
             balance_after=sum(lot.remaining for lot in self.lots),
             lifetime_spend=money(self.lifetime),
             level=self.level,

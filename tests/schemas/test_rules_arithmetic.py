@@ -9,7 +9,8 @@ from decimal import ROUND_FLOOR, ROUND_HALF_UP, Decimal
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from streams.rules import _money, award_points, share
+from schemas.rules.arithmetic import award_points, share
+from schemas.rules.arithmetic import money as _money
 
 _EXACT = decimal.Context(prec=80, rounding=ROUND_HALF_UP)
 _MODES = {"floor": ROUND_FLOOR, "half_up": ROUND_HALF_UP}
