@@ -103,7 +103,7 @@ def rows_of(e: Event, raw: bytes) -> LedgerRows:
             e.lot_id or e.event_id,
             e.tenant_id,
             customer,
-            e.order_id,
+            fields.get("order_id"),  # an award named by no order (none today) has none
             points,
             e.available_at,
             e.expires_at,

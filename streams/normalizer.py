@@ -22,12 +22,12 @@ from kopilka.core.settings import Settings
 from kopilka.directory.customers import CustomerDirectory, ReferralRefused
 from kopilka.directory.rules_feed import RulesTable
 from kopilka.directory.tenants import TenantDirectory
-from schemas.actions.base import Origin
 from schemas.actions.purchase import PurchaseCommand
 from schemas.errors import Refused, claimed_by_another
 from schemas.frozen_copy import constructed
 from schemas.identity import normalize_phone
 from schemas.inbound import InboundError, ParsedWebhook, Purchase, parse_webhook
+from schemas.inbound.request import Origin
 from schemas.messages import AuditRecord, Command, CustomerRef, Outcome, RawEnvelope
 from schemas.tenant_rules import TenantRules
 from streams.grouping import run_grouped
@@ -284,7 +284,7 @@ def purchase_command(
 
 class _Lookups:
     """What an action's request may look up while it becomes a command
-    (schemas.actions.base.Directory), for one request's shop."""
+    (schemas.inbound.request.Directory), for one request's shop."""
 
     def __init__(self, normalizer: Normalizer, env: RawEnvelope, rules: TenantRules) -> None:
         self._n, self._env, self._rules = normalizer, env, rules

@@ -15,16 +15,17 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import Field, PlainValidator
 
 from kopilka.core.ids import derived_id
-from schemas.actions.base import Action, Directory, Origin
+from schemas.actions.base import Action
 from schemas.errors import Refused
 from schemas.event_model import MONEY, Event, LotPoints
 from schemas.frozen_copy import replaced
-from schemas.inbound.envelope import ActionRequest, Envelope
+from schemas.inbound.envelope import Envelope
 from schemas.inbound.fields import Money, OrderId, invalid
 from schemas.inbound.fields import money as read_money
 from schemas.inbound.model import InboundModel
 from schemas.inbound.parsed import ParsedWebhook, parsed
 from schemas.inbound.payloads import ORDER_MISSING
+from schemas.inbound.request import ActionRequest, Directory, Origin
 from schemas.messages import RuledCommand
 from schemas.rules.arithmetic import money, share
 from schemas.rules.builder import Builder, Result, duplicate

@@ -13,10 +13,10 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import Field, PlainValidator, WithJsonSchema
 
 from kopilka.core.ids import derived_id
-from schemas.actions.base import Action, Directory, Origin
+from schemas.actions.base import Action
 from schemas.errors import InboundError
 from schemas.event_model import Event
-from schemas.inbound.envelope import ActionRequest, Envelope
+from schemas.inbound.envelope import Envelope
 from schemas.inbound.fields import (
     MAX_ORDER_ID,
     Check,
@@ -30,6 +30,7 @@ from schemas.inbound.fields import (
 from schemas.inbound.model import InboundModel
 from schemas.inbound.parsed import ParsedWebhook, parsed
 from schemas.inbound.payloads import Identified
+from schemas.inbound.request import ActionRequest, Directory, Origin
 from schemas.messages import RuledCommand
 from schemas.rules.builder import Builder, Result, duplicate
 from schemas.rules.state import CustomerState, OrderState

@@ -14,10 +14,10 @@ validate a body and generate the OpenAPI request schemas.
 """
 
 from schemas.errors import InboundError
-from schemas.inbound.envelope import ActionRequest
 from schemas.inbound.fields import MAX_ITEMS
 from schemas.inbound.parse import parse_webhook
 from schemas.inbound.parsed import ItemError, ParsedWebhook, Product, Purchase
+from schemas.inbound.request import ActionRequest
 from schemas.inbound.tilda import TildaOrder, TildaOrders
 
 __all__ = [

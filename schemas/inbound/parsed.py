@@ -13,7 +13,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny
 
 from schemas.frozen_copy import constructed
-from schemas.inbound.envelope import ActionRequest
+from schemas.inbound.request import ActionRequest
 
 
 class Product(BaseModel):
