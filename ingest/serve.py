@@ -12,8 +12,9 @@ limits and webhook-id replays in Redis (without REDIS_URL each child keeps its o
 Postgres. `/metrics` adds up every child's counters (prometheus_client's multiprocess mode,
 files in a fresh temporary folder).
 
-Every process runs on uvloop when it is installed (a dependency): the event loop and its socket
-transports are about a quarter of the ingress's CPU per request on asyncio's own loop.
+Every process runs on uvloop (kopilka.core.event_loop; KOPILKA_EVENT_LOOP=asyncio for asyncio's
+own): the event loop and its socket transports are about a quarter of the ingress's CPU per
+request on asyncio's loop.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import sys
 import tempfile
 import time
 
+from kopilka.core.event_loop import use_event_loop
 from kopilka.core.logging import get_logger
 from kopilka.core.settings import Settings
 
@@ -44,21 +46,9 @@ def default_procs() -> int:
     return int(value) if value.isdigit() and int(value) >= 1 else 1
 
 
-def use_uvloop() -> str:
-    """Make new event loops uvloop's when it is installed; the loop's name, for the log."""
-    try:
-        import uvloop
-    except ImportError:
-        return "asyncio"
-    import asyncio
-
-    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-    return "uvloop"
-
-
 def serve(settings: Settings, procs: int) -> int:
     """Run until SIGTERM / SIGINT; the exit code."""
-    loop = use_uvloop()
+    loop = use_event_loop(settings.event_loop)
     if procs <= 1:
         from ingest.app import run
 

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import faust
 
-from kopilka.core.logging import dict_config
+from kopilka.core.event_loop import use_event_loop
+from kopilka.core.logging import dict_config, get_logger
 from kopilka.core.settings import Settings, get_settings
 from streams import (
     dead_letters,
@@ -21,6 +22,8 @@ from streams import (
 )
 from streams.app import StreamApp, create_app
 from streams.local_tables import LocalTables
+
+log = get_logger(__name__)
 
 # In the order the agents, timers and tasks were put on the app when importing did it.
 AGENT_MODULES = (
@@ -46,7 +49,13 @@ def build(settings: Settings, **overrides) -> StreamApp:
 
 def run() -> None:
     settings = get_settings()
+    loop = use_event_loop(settings.event_loop)  # before anything makes a loop
     app = build(settings).app
+
+    async def _announce_loop() -> None:
+        log.info("worker_event_loop", loop=loop)
+
+    app.task(_announce_loop)
     Path(app.conf.datadir).mkdir(parents=True, exist_ok=True)
     tables = LocalTables(Path(app.conf.tabledir))
     tables.open()  # dropped unless the last run stopped cleanly (streams.local_tables)

@@ -8,6 +8,8 @@ from pathlib import Path
 from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from kopilka.core.event_loop import EventLoop
+
 PROJECT_ROOT = Path(__file__).resolve().parents[2]  # kopilka/core/settings.py -> the project
 
 
@@ -102,6 +104,8 @@ class Settings(BaseSettings):
 
     log_level: str = "INFO"
     log_format: str = "json"  # json | console
+    # The event loop of the ingress and the worker (kopilka.core.event_loop).
+    event_loop: EventLoop = "uvloop"
 
     # ---- outbound: signed webhooks to shops and Telegram notifications (`kopilka dispatch`)
     # Delay before each attempt, in seconds, comma-separated (Svix's: immediately, 5 s, 5 min,
