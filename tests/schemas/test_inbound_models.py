@@ -15,13 +15,13 @@ from jsonschema import Draft202012Validator
 from pydantic.json_schema import models_json_schema
 from pydantic_core import PydanticCustomError
 
-from schemas.errors import InboundError
-from schemas.identity import normalize_email
 from schemas.actions.purchase import StandardWebhook
 from schemas.actions.purchase_batch import BatchWebhook
 from schemas.actions.refund import RefundWebhook
 from schemas.actions.register import RegisterWebhook
 from schemas.actions.spend import SpendWebhook
+from schemas.errors import InboundError
+from schemas.identity import normalize_email
 from schemas.inbound import TildaOrder, TildaOrders, parse_webhook
 from schemas.inbound.fields import MAX_ORDER_ID, email, money, order_id
 from schemas.inbound.model import MAX_PLAN_KEYS, MAX_PLANS, fold, is_blank
