@@ -14,8 +14,9 @@ from schemas.events import EVENT_TYPES
 
 
 def _event_labels(lang: str) -> dict[str, str]:
-    """`event.<type>`: each event type names itself (schemas.event_model's `labels`)."""
-    return {f"event.{kind}": model.labels[lang] for kind, model in EVENT_TYPES.items()}
+    """`event.<type>`: each event type names itself (schemas.event_model's `labels`; its type
+    where it does not, rather than an ingress that cannot start)."""
+    return {f"event.{kind}": model.labels.get(lang, kind) for kind, model in EVENT_TYPES.items()}
 
 
 CATALOGUES: dict[str, dict[str, str]] = {

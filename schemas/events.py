@@ -26,8 +26,31 @@ from schemas.event_model import BonusExpired, Event, LevelChanged, LotPoints
 
 SCHEMA_DIR = Path(__file__).resolve().parent / "json"
 
+# The contract's types in the order it first listed them (the event stream's errors, the
+# dashboard and `kopilka schemas write` show them so); a new action's types follow.
+_FIRST = (
+    "bonus_awarded",
+    "referral_awarded",
+    "level_changed",
+    "customer_registered",
+    "bonus_spent",
+    "spend_rejected",
+    "bonus_expired",
+    "bonus_reversed",
+    "bonus_returned",
+)
+
+
+def _kind(model: type[Event]) -> str:
+    return str(model.model_fields["type"].default)
+
+
+def _place(model: type[Event]) -> int:
+    return _FIRST.index(_kind(model)) if _kind(model) in _FIRST else len(_FIRST)
+
+
 _ALL: tuple[type[Event], ...] = (*EVENTS, LevelChanged, BonusExpired)
-EVENT_TYPES: dict[str, type[Event]] = {model.model_fields["type"].default: model for model in _ALL}
+EVENT_TYPES: dict[str, type[Event]] = {_kind(m): m for m in sorted(_ALL, key=_place)}
 
 
 def parse_event(data: bytes) -> Event:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import faust
@@ -52,8 +53,9 @@ def run() -> None:
     loop = use_event_loop(settings.event_loop)  # before anything makes a loop
     app = build(settings).app
 
-    async def _announce_loop() -> None:
-        log.info("worker_event_loop", loop=loop)
+    async def _announce_loop() -> None:  # the loop that runs, not only the one asked for
+        running = type(asyncio.get_running_loop())
+        log.info("worker_event_loop", loop=loop, running=f"{running.__module__}.{running.__name__}")
 
     app.task(_announce_loop)
     Path(app.conf.datadir).mkdir(parents=True, exist_ok=True)

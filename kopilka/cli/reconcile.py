@@ -1,7 +1,7 @@
 """`kopilka reconcile`: does the Postgres read model hold the engine's balances?
 
 The engine's state is the Faust table "ledger-state" (streams/app.py): "c|tenant:customer" ->
-CustomerState JSON, whose balance is the sum of its lots' remaining points (streams/rules/state.py).
+CustomerState JSON, whose balance is the sum of its lots' remaining points (schemas/rules/state.py).
 We read it from the table's compacted changelog topic (`<worker_id>-ledger-state-changelog`)
 with a group-less consumer, from the beginning up to the end offsets taken at the start, and
 compare each customer's balance with `balances` in Postgres. A customer is drifting when the two

@@ -98,3 +98,28 @@ def test_apply_refuses_a_command_the_table_does_not_know():
     settle = SettleCommand(command_id="z", order_ids=["O-1"], **BASE)
     with pytest.raises(KeyError):
         apply(CustomerState(), {}, settle)
+
+
+def test_every_event_type_names_itself_for_the_dashboard_in_both_languages():
+    from schemas.events import EVENT_TYPES
+
+    for kind, model in EVENT_TYPES.items():
+        assert set(model.labels) == {"en", "ru"}, kind
+        assert all(model.labels.values()), kind
+
+
+def test_the_contract_lists_its_first_types_in_their_first_order():
+    """The order shows in the event stream's 422 and on the dashboard page."""
+    from schemas.events import EVENT_TYPES
+
+    assert list(EVENT_TYPES)[:9] == [
+        "bonus_awarded",
+        "referral_awarded",
+        "level_changed",
+        "customer_registered",
+        "bonus_spent",
+        "spend_rejected",
+        "bonus_expired",
+        "bonus_reversed",
+        "bonus_returned",
+    ]
