@@ -63,8 +63,11 @@ class Event(BaseModel):
         return self.type
 
     def lot_moves(self) -> list[tuple[str, int]]:
-        """How the event moves what is left of existing lots: (lot_id, +/- points)."""
-        return []
+        """How the event moves what is left of existing lots: (lot_id, +/- points). An event
+        with `lots` (the lots its points came from or went back to) moves each by its
+        `delta_sign`; one that moves a lot otherwise says so itself."""
+        lots: list[LotPoints] | None = self.__dict__.get("lots")
+        return [(lot.lot_id, self.delta_sign * lot.points) for lot in lots] if lots else []
 
 
 class LotPoints(BaseModel):

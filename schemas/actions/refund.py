@@ -128,9 +128,6 @@ class BonusReversed(Event):
         extra = f", {self.unrecovered} not recovered" if self.unrecovered else ""
         return f"refund {self.refund_id} of order {self.order_id} ({self.refund_amount}){extra}"
 
-    def lot_moves(self) -> list[tuple[str, int]]:
-        return [(lot.lot_id, -lot.points) for lot in self.lots]
-
 
 class BonusReturned(Event):
     """A refund gives back its share of the points spent on the order, into their lots."""
@@ -150,9 +147,6 @@ class BonusReturned(Event):
 
     def describe(self) -> str:
         return f"refund {self.refund_id} of order {self.order_id}: spent points returned"
-
-    def lot_moves(self) -> list[tuple[str, int]]:
-        return [(lot.lot_id, lot.points) for lot in self.lots]
 
 
 # The rules

@@ -116,9 +116,6 @@ class BonusSpent(Event):
     def describe(self) -> str:
         return f"spent on order {self.order_id}"
 
-    def lot_moves(self) -> list[tuple[str, int]]:
-        return [(lot.lot_id, -lot.points) for lot in self.lots]
-
 
 class SpendRejected(Event):
     telegram: ClassVar[str | None] = "Не удалось списать {bonuses} за заказ {order_id}: {reason}"
