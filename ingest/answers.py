@@ -24,10 +24,8 @@ def accepted(event_id: str, parsed: ParsedWebhook) -> dict:
         body["rejected"] = [r.model_dump() for r in parsed.rejected]
     elif parsed.purchases:
         body["orders"] = [p.order_id for p in parsed.purchases]
-    elif parsed.request is not None:
-        order = parsed.request.claimed_order() or parsed.request.owner_order()
-        if order is not None:
-            body["orders"] = [order]
+    elif (order := parsed.claimed_order() or parsed.owner_order()) is not None:
+        body["orders"] = [order]
     return body
 
 

@@ -42,8 +42,7 @@ class OrderRoutes(Protocol):
 
 def claimed_orders(parsed: ParsedWebhook) -> list[str]:
     orders = [p.order_id for p in parsed.purchases]
-    claimed = parsed.request.claimed_order() if parsed.request is not None else None
-    if claimed is not None:
+    if (claimed := parsed.claimed_order()) is not None:
         orders.append(claimed)
     return orders
 

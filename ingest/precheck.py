@@ -50,16 +50,13 @@ async def check(directory: CustomerDirectory, tenant: Tenant, parsed: ParsedWebh
 
 
 async def refund_owner(
-    directory: CustomerDirectory, tenant: Tenant, parsed: ParsedWebhook, timeout_s: float
+    directory: CustomerDirectory, tenant: Tenant, order_id: str, timeout_s: float
 ) -> CustomerRef | None:
     """Who owns the refunded order, so the refund is keyed like that customer's requests and
     cannot overtake their spend (schemas.routing): asked when the edge's order routes do not
     know the order (ingest.order_routes). None when the order is not claimed yet or the
     database does not answer in time: the refund is accepted all the same, keyed by its order,
     and the worker holds it until what came before it is normalised (streams.raw_progress)."""
-    order_id = parsed.request.owner_order() if parsed.request is not None else None
-    if order_id is None:
-        return None
     try:
         async with asyncio.timeout(timeout_s):
             return await directory.order_owner(tenant.id, order_id)

@@ -261,13 +261,13 @@ async def _raw_key(
     request: web.Request, tenant: Tenant, parsed: ParsedWebhook, event_id: str
 ) -> bytes:
     """The record's key (schemas.routing); a refund goes with its order's purchase or spend."""
-    order_id = parsed.request.owner_order() if parsed.request is not None else None
+    order_id = parsed.owner_order()
     if order_id is not None:
         route = await request.app[ORDER_ROUTES].route(tenant.id, order_id)
         if route is not None:
             return route
         owner = await precheck.refund_owner(
-            request.app[CUSTOMERS], tenant, parsed, request.app[SETTINGS].edge_db_timeout_s
+            request.app[CUSTOMERS], tenant, order_id, request.app[SETTINGS].edge_db_timeout_s
         )
         return raw_key(tenant.id, parsed, event_id, owner)
     return raw_key(tenant.id, parsed, event_id)

@@ -71,6 +71,14 @@ class ParsedWebhook(BaseModel):
         None, description="what any other action asks for (its module's request model)"
     )
 
+    def claimed_order(self) -> str | None:
+        """The order the request claims for its customer (a spend's), if any."""
+        return self.request.claimed_order() if self.request is not None else None
+
+    def owner_order(self) -> str | None:
+        """The order whose owner the request concerns (a refund's), if any."""
+        return self.request.owner_order() if self.request is not None else None
+
 
 def parsed(
     action: str,
