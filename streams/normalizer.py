@@ -196,9 +196,6 @@ class Normalizer:
             out.commands.append(await parsed.request.command(_Lookups(self, env, rules), origin))
         return out
 
-    async def _order_owner(self, tenant_id: str, order_id: str) -> CustomerRef | None:
-        return await until_done(lambda: self._customers.order_owner(tenant_id, order_id), "order")
-
     async def _customer(
         self, tenant_id: str, rules: TenantRules, email, phone, name
     ) -> CustomerRef:
@@ -211,13 +208,6 @@ class Normalizer:
             "customer",
         )
 
-    async def _claim(self, tenant_id: str, order_id: str, customer: CustomerRef) -> None:
-        owner = await until_done(
-            lambda: self._customers.claim_order(tenant_id, order_id, customer.id), "order"
-        )
-        if owner != customer.id:
-            raise claimed_by_another(order_id)
-
     async def _purchase(
         self, env: RawEnvelope, rules: TenantRules, p: Purchase
     ) -> CustomerRef | Refused:
@@ -225,39 +215,6 @@ class Normalizer:
             return await self._customer(env.tenant_id, rules, p.email, p.phone, p.name)
         except Refused as exc:
             return exc
-
-    async def _referrer_ahead(
-        self, env: RawEnvelope, kind: str, value: str, refused: ReferralRefused
-    ) -> str:
-        """The referrer of a registration the ingress accepted, which it does only once the
-        referrer is known (ingest.precheck): its own requests are on their way, on another
-        partition of webhooks.raw (a replay into a new deployment: another partition count).
-        Waiting for them would let this customer's later requests, on its own partition,
-        overtake its registration; its referrer is found or created by that identity instead,
-        as the referrer's own request will (kopilka.directory.customers derives the id from it). A
-        referral code cannot be created ahead: that registration waits on webhooks.deferred
-        (streams.deferral, streams.raw_progress).
-
-        Limits (README, Referrals): a referrer first seen by phone but named here by email
-        becomes two customers (identity_conflicts), and replayed records older than the ingress's
-        check (26 Nov 2026) would make a customer of a mistyped referrer."""
-        if kind not in ("email", "phone"):
-            raise Refused(refused.code, refused.reason, "referrer", waiting_for="referrer")
-        referrer = await until_done(
-            lambda: self._customers.resolve(
-                env.tenant_id,
-                email=value if kind == "email" else None,
-                phone=value if kind == "phone" else None,
-            ),
-            "customer",
-        )
-        log.info(
-            "referrer_created_ahead",
-            request_id=env.event_id,
-            tenant_id=env.tenant_id,
-            referrer_id=referrer.id,
-        )
-        return referrer.id
 
 
 def purchase_command(
@@ -288,36 +245,74 @@ class _Lookups:
 
     def __init__(self, normalizer: Normalizer, env: RawEnvelope, rules: TenantRules) -> None:
         self._n, self._env, self._rules = normalizer, env, rules
+        self._tenant_id, self._customers = env.tenant_id, normalizer._customers
 
     async def customer(
         self, email: str | None, phone: str | None, name: str | None = None
     ) -> CustomerRef:
-        return await self._n._customer(self._env.tenant_id, self._rules, email, phone, name)
+        return await self._n._customer(self._tenant_id, self._rules, email, phone, name)
 
     async def claim(self, order_id: str, customer: CustomerRef) -> None:
-        await self._n._claim(self._env.tenant_id, order_id, customer)
+        owner = await until_done(
+            lambda: self._customers.claim_order(self._tenant_id, order_id, customer.id), "order"
+        )
+        if owner != customer.id:
+            raise claimed_by_another(order_id)
 
     async def order_owner(self, order_id: str) -> CustomerRef | None:
-        return await self._n._order_owner(self._env.tenant_id, order_id)
+        return await until_done(
+            lambda: self._customers.order_owner(self._tenant_id, order_id), "order"
+        )
 
     async def referrer(self, customer: CustomerRef, kind: str, value: str) -> str | None:
-        env, customers = self._env, self._n._customers
         if kind == "phone":
             value = normalize_phone(value, self._rules.phone_region)
         try:
             return await until_done(
-                lambda: customers.check_referrer(env.tenant_id, customer.id, kind, value),
+                lambda: self._customers.check_referrer(self._tenant_id, customer.id, kind, value),
                 "referrer",
             )
         except ReferralRefused as exc:
             if exc.code != "unknown_referrer":
                 raise Refused(exc.code, exc.reason, "referrer") from None
-            return await self._n._referrer_ahead(env, kind, value, exc)
+            return await self._referrer_ahead(kind, value, exc)
+
+    async def _referrer_ahead(self, kind: str, value: str, refused: ReferralRefused) -> str:
+        """The referrer of a registration the ingress accepted, which it does only once the
+        referrer is known (ingest.precheck): its own requests are on their way, on another
+        partition of webhooks.raw (a replay into a new deployment: another partition count).
+        Waiting for them would let this customer's later requests, on its own partition,
+        overtake its registration; its referrer is found or created by that identity instead,
+        as the referrer's own request will (kopilka.directory.customers derives the id from it). A
+        referral code cannot be created ahead: that registration waits on webhooks.deferred
+        (streams.deferral, streams.raw_progress).
+
+        Limits (README, Referrals): a referrer first seen by phone but named here by email
+        becomes two customers (identity_conflicts), and replayed records older than the ingress's
+        check (26 Nov 2026) would make a customer of a mistyped referrer."""
+        if kind not in ("email", "phone"):
+            raise Refused(refused.code, refused.reason, "referrer", waiting_for="referrer")
+        env = self._env
+        referrer = await until_done(
+            lambda: self._customers.resolve(
+                env.tenant_id,
+                email=value if kind == "email" else None,
+                phone=value if kind == "phone" else None,
+            ),
+            "customer",
+        )
+        log.info(
+            "referrer_created_ahead",
+            request_id=env.event_id,
+            tenant_id=env.tenant_id,
+            referrer_id=referrer.id,
+        )
+        return referrer.id
 
     async def register(
         self, customer: CustomerRef, referrer_id: str | None
     ) -> tuple[str, str | None]:
-        tenant_id, customers = self._env.tenant_id, self._n._customers
         return await until_done(
-            lambda: customers.register(tenant_id, customer.id, referrer_id), "register"
+            lambda: self._customers.register(self._tenant_id, customer.id, referrer_id),
+            "register",
         )
