@@ -11,7 +11,7 @@ import base64
 from datetime import datetime
 from typing import Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from schemas.tenant_rules import TenantRules
 
@@ -73,6 +73,23 @@ class AuditRecord(Record):
     reason: str
     content_type: str | None = None
     body_bytes: int | None = None
+
+
+_AUDIT_LINES = TypeAdapter(list[AuditRecord])
+
+
+def audit_lines(data: bytes) -> list[AuditRecord]:
+    """A record of `webhooks.audit` or `webhooks.dead`: one request's line (the ingress's
+    refusals, the normaliser's dead requests), or the lines of many, a JSON array (the
+    normaliser's acceptances: one record per tenant per batch, not one per request)."""
+    if data[:1] == b"[":
+        return _AUDIT_LINES.validate_json(data)
+    return [AuditRecord.from_bytes(data)]
+
+
+def audit_batch(lines: list[AuditRecord]) -> bytes:
+    """Many requests' lines as one record, which `audit_lines` reads."""
+    return _AUDIT_LINES.dump_json(lines)
 
 
 class CustomerRef(Record):

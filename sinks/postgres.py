@@ -18,7 +18,7 @@ import asyncpg
 
 from kopilka.core.logging import get_logger
 from schemas.events import parse_event
-from schemas.messages import AuditRecord
+from schemas.messages import audit_lines
 from sinks.ledger_rows import (
     LedgerRows,
     merged_awards,
@@ -157,7 +157,8 @@ def _columns(rows) -> list[list]:
 
 
 class AuditSink(PostgresSink):
-    """webhooks.audit (accepted, refused) and webhooks.dead -> webhook_audit; dead wins."""
+    """webhooks.audit (accepted, refused) and webhooks.dead -> webhook_audit; dead wins. A record
+    may carry many requests' lines (schemas.messages.audit_lines)."""
 
     _UPSERT = """
     INSERT INTO webhook_audit AS a (event_id, tenant_id, received_at, status, http_status, code,
@@ -178,22 +179,22 @@ class AuditSink(PostgresSink):
         self.rows = {}
 
     def add(self, raw: bytes) -> None:
-        rec = AuditRecord.from_bytes(raw)
-        row = (
-            rec.event_id,
-            rec.tenant_id,
-            rec.received_at,
-            rec.status,
-            rec.http_status,
-            rec.code,
-            rec.field,
-            rec.reason,
-            rec.content_type,
-            rec.body_bytes,
-        )
-        previous = self.rows.get(row[0])
-        if previous is None or row[3] == "dead":  # one row per event per statement
-            self.rows[row[0]] = row
+        for rec in audit_lines(raw):
+            row = (
+                rec.event_id,
+                rec.tenant_id,
+                rec.received_at,
+                rec.status,
+                rec.http_status,
+                rec.code,
+                rec.field,
+                rec.reason,
+                rec.content_type,
+                rec.body_bytes,
+            )
+            previous = self.rows.get(row[0])
+            if previous is None or row[3] == "dead":  # one row per event per statement
+                self.rows[row[0]] = row
 
     async def flush(self, pool: asyncpg.Pool | None = None) -> int:
         if not self.rows:

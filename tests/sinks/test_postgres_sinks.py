@@ -17,7 +17,7 @@ import pytest
 from kopilka.core import db
 from schemas.dead_letters import DeadLetter
 from schemas.events import BonusAwarded, BonusSpent, LotPoints
-from schemas.messages import AuditRecord, CustomerRef
+from schemas.messages import AuditRecord, CustomerRef, audit_batch
 from sinks.base import Sink
 from sinks.dead_letters import DeadLetterSink
 from sinks.postgres import AuditSink, ReadModelSink
@@ -179,6 +179,23 @@ async def test_a_failed_flush_keeps_its_batch_and_clear_drops_it(pool):
         }
     sink.clear()
     assert await sink.flush(pool) == 0
+
+
+async def test_the_audit_sink_reads_the_normaliser_s_records_of_many_lines(pool):
+    first, second, dead = (str(uuid.uuid4()) for _ in range(3))
+    sink = AuditSink()
+    lines = [AuditRecord.from_bytes(audit(i, "accepted", "accepted")) for i in (first, second)]
+    sink.add(audit_batch(lines))
+    sink.add(audit(dead, "accepted", "accepted"))
+    sink.add(audit(dead, "dead", "unparseable"))
+    assert await sink.flush(pool) == 3
+    rows = await pool.fetch(
+        "SELECT event_id::text, status FROM webhook_audit WHERE event_id = ANY($1::uuid[])",
+        [first, second, dead],
+    )
+    assert sorted(tuple(r) for r in rows) == sorted(
+        [(first, "accepted"), (second, "accepted"), (dead, "dead")]
+    )
 
 
 async def test_the_audit_sink_keeps_one_row_per_request_and_dead_wins(pool):

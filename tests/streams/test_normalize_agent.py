@@ -16,7 +16,7 @@ from test_rules import CUSTOMER, RULES, TENANT
 
 from schemas.commands import PurchaseCommand
 from schemas.dead_letters import DeadLetter
-from schemas.messages import AuditRecord, Outcome, RawEnvelope
+from schemas.messages import AuditRecord, Outcome, RawEnvelope, audit_lines
 from schemas.routing import by_order
 from streams import dead_letters, normalize
 from streams.normalizer import Normalized
@@ -101,7 +101,7 @@ def raw(env: RawEnvelope, key: bytes | None = None) -> tuple[bytes, bytes]:
 
 
 def audits(sent, topic: str = "webhooks.audit") -> list[AuditRecord]:
-    return [AuditRecord.from_bytes(value) for _, value in sent.get(topic, [])]
+    return [line for _, value in sent.get(topic, []) for line in audit_lines(value)]
 
 
 async def test_each_request_s_commands_go_out_in_order_then_its_audit_line(wired, sent):
@@ -124,8 +124,34 @@ async def test_each_request_s_commands_go_out_in_order_then_its_audit_line(wired
         ("e1", "accepted", "2 command(s), 0 refused"),
         ("e2", "accepted", "1 command(s), 0 refused"),
     ]
-    assert [key for key, _ in sent["webhooks.audit"]] == [TENANT.encode()] * 2
+    assert {key for key, _ in sent["webhooks.audit"]} == {TENANT.encode()}
     assert "loyalty.outcomes" not in sent and "kopilka.dead-letters" not in sent
+
+
+async def test_a_batch_s_audit_lines_go_out_a_few_hundred_a_record_per_tenant(
+    wired, sent, monkeypatch
+):
+    monkeypatch.setattr(normalize, "AUDIT_LINES_PER_RECORD", 2)
+    lines = {
+        "t1": [accepted_line(f"e{i}", "t1") for i in range(5)],
+        "t2": [accepted_line("e9", "t2")],
+    }
+    await normalize._send_audit(lines)
+    records = sent["webhooks.audit"]
+    assert [key for key, _ in records] == [b"t1", b"t1", b"t1", b"t2"]
+    assert [len(audit_lines(value)) for _, value in records] == [2, 2, 1, 1]
+    assert [line.event_id for line in audits(sent)] == ["e0", "e1", "e2", "e3", "e4", "e9"]
+
+
+def accepted_line(event_id: str, tenant_id: str) -> AuditRecord:
+    return AuditRecord(
+        event_id=event_id,
+        tenant_id=tenant_id,
+        received_at=datetime.now(UTC),
+        status="accepted",
+        code="accepted",
+        reason="1 command(s), 0 refused",
+    )
 
 
 async def test_refused_items_are_told_to_a_waiting_request_only(wired, sent):
