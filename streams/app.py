@@ -18,16 +18,26 @@ import asyncpg
 import faust
 import orjson
 from faust.serializers import codecs
+from faust.transport.drivers import aiokafka as faust_aiokafka
 
 from kopilka.core import db, topics
 from kopilka.core.partitioning import DefaultPartitioner
+from kopilka.core.produce_requests import fuller_requests
 from kopilka.core.settings import Settings
 from streams.changelog_barrier import DurableTable, wait_for_changelog
 from streams.consumer import StreamConsumer
 
 
+class _Producer(faust_aiokafka.Producer):
+    """Faust's producer, sending each broker all its due batches at once
+    (kopilka.core.produce_requests)."""
+
+    def _new_producer(self, transactional_id=None):
+        return fuller_requests(super()._new_producer(transactional_id))
+
+
 class App(faust.App):
-    """faust.App with three repairs for faust-streaming 0.15.
+    """faust.App with three repairs for faust-streaming 0.15, and fuller produce requests.
 
     Its consumer never skips a fetched record (streams.consumer). Its producer's flush, which
     Faust awaits before committing offsets, also waits for every table changelog write
@@ -46,6 +56,7 @@ class App(faust.App):
     def _new_transport(self):
         transport = super()._new_transport()
         transport.Consumer = StreamConsumer
+        transport.Producer = _Producer
         return transport
 
     def _new_producer(self):
