@@ -137,7 +137,10 @@ class Resources:
         if self._pool is None:
             async with self._lock:
                 if self._pool is None:
-                    self._pool = await db.create_pool(self._database_url, min_size=1, max_size=8)
+                    # the agents keep no session state (kopilka.core.db.create_pool)
+                    self._pool = await db.create_pool(
+                        self._database_url, min_size=1, max_size=8, stateless=True
+                    )
         return self._pool
 
     async def close(self) -> None:
