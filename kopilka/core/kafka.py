@@ -11,6 +11,7 @@ from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from kopilka.core import topics
 from kopilka.core.logging import get_logger
 from kopilka.core.partitioning import DefaultPartitioner
+from kopilka.core.produce_requests import fuller_requests
 from kopilka.core.settings import Settings
 
 log = get_logger(__name__)
@@ -75,8 +76,9 @@ def make_producer(settings: Settings) -> AIOKafkaProducer:
     Records of many requests share a produce request without waiting for a timer: aiokafka
     keeps one produce request in flight per broker, and what arrives meanwhile is batched per
     partition. `linger_ms` stays short, so a lone request is not held back.
-    The partitioner is Kafka's default (murmur2 of the key), computed more cheaply."""
-    return AIOKafkaProducer(
+    The partitioner is Kafka's default (murmur2 of the key), computed more cheaply; a request
+    takes every batch its broker leads once one is due (kopilka.core.produce_requests)."""
+    producer = AIOKafkaProducer(
         bootstrap_servers=settings.bootstrap_list,
         acks="all",
         enable_idempotence=True,
@@ -87,6 +89,7 @@ def make_producer(settings: Settings) -> AIOKafkaProducer:
         retry_backoff_ms=100,
         client_id=f"{settings.worker_id}-ingest",
     )
+    return fuller_requests(producer)
 
 
 async def assign_whole_topic(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:

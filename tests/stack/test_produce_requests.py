@@ -9,7 +9,9 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.producer.message_accumulator import MessageAccumulator
 from aiokafka.structs import TopicPartition
 
+from kopilka.core.kafka import make_producer
 from kopilka.core.produce_requests import NodeDrainingAccumulator, fuller_requests
+from kopilka.core.settings import Settings
 
 LEADERS = {
     TopicPartition("loyalty.events", 0): 1,
@@ -60,4 +62,10 @@ async def test_the_producer_drains_by_broker_and_keeps_its_settings(linger_ms):
     )
     assert isinstance(producer._message_accumulator, NodeDrainingAccumulator)
     assert producer._message_accumulator._linger_time == linger_ms / 1000
+    await producer.stop()
+
+
+async def test_the_ingress_and_the_tools_produce_the_same_way():
+    producer = make_producer(Settings())
+    assert isinstance(producer._message_accumulator, NodeDrainingAccumulator)
     await producer.stop()
