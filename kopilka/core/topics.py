@@ -16,7 +16,9 @@ class TopicSpec:
 
 WEBHOOKS_RAW = TopicSpec("webhooks.raw", "tenant_id", "raw request bodies accepted by ingest")
 WEBHOOKS_AUDIT = TopicSpec(
-    "webhooks.audit", "tenant_id", "requests ingest refused (reason, no body), for the audit log"
+    "webhooks.audit",
+    "tenant_id",
+    "the audit log: ingest's refusals, one a record; the normaliser's acceptances, many a record",
 )
 WEBHOOKS_DEAD = TopicSpec(
     "webhooks.dead", "tenant_id", "accepted requests the normaliser could not turn into commands"
