@@ -67,6 +67,8 @@ class StreamConsumer(faust_aiokafka.Consumer):
         # the generation in which a seek of ours last put each partition where its stream
         # needs to go on from: until then (after an assignment) nothing of it is handed over
         self._positioned: dict[TP, int] = {}
+        # done once the flow is suspended or the consumer stops or crashes (`_hand_over`)
+        self._interrupt: asyncio.Future | None = None
 
     def _new_consumer_thread(self) -> ConsumerThread:
         return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
@@ -199,6 +201,26 @@ class StreamConsumer(faust_aiokafka.Consumer):
                     moved += 1
             log.info("fetch_positions_restored", partitions=moved)
 
+    async def _hand_over(self, deliver, message: Message) -> bool:
+        """`deliver(message)` to the streams, unless the flow is suspended or the consumer
+        stops or crashes first (Faust's `wait_first(deliver, suspend_flow)` per record, which
+        made three more tasks per record and cancelled them: 43 us against 16 us here). One
+        task waits for those for every record handed over until it fires (`_interrupt`)."""
+        if self._interrupt is None or self._interrupt.done():
+            self._interrupt = asyncio.ensure_future(self.wait_first(self.suspend_flow.wait()))
+        handing = asyncio.ensure_future(deliver(message))
+        try:
+            await asyncio.wait((handing, self._interrupt), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if not handing.done():
+                handing.cancel()
+        if not handing.done() or handing.cancelled():
+            return False  # its cancellation is under way
+        if self._stopped.is_set() or self._crashed.is_set():
+            return False
+        handing.result()  # a delivery that failed raises here, as it did from wait_first
+        return True
+
     async def _drain_messages(self, fetcher) -> None:
         deliver = self.callback
         read = self._read_offset
@@ -250,9 +272,7 @@ class StreamConsumer(faust_aiokafka.Consumer):
                     if self._commit_every is not None and self._n_acked >= self._commit_every:
                         self._n_acked = 0
                         await self.commit()
-                    handing = deliver(message)
-                    outcome = await self.wait_first(handing, self.suspend_flow.wait())
-                    if handing not in outcome.done:
+                    if not await self._hand_over(deliver, message):
                         self._not_handed(tp, offset)
                         continue
                     if self._seeks != seeks:
@@ -275,3 +295,6 @@ class StreamConsumer(faust_aiokafka.Consumer):
             raise
         finally:
             self.diag.unset_flag("FETCHING")
+            if self._interrupt is not None:
+                self._interrupt.cancel()
+                self._interrupt = None

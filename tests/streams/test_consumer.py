@@ -3,6 +3,8 @@ but never counted towards the committed offset (streams/consumer.py)."""
 
 from __future__ import annotations
 
+import asyncio
+
 import faust
 import pytest
 from faust.types import TP
@@ -15,6 +17,16 @@ TOPIC = TP("webhooks.raw", 0)
 
 @pytest.fixture
 def consumer():
+    return _consumer()
+
+
+@pytest.fixture
+async def looped():
+    """The consumer made in the test's loop (its flow events wake that loop)."""
+    return _consumer()
+
+
+def _consumer() -> StreamConsumer:
     app = faust.App("consumer-test", broker="kafka://127.0.0.1:1", store="memory://")
     app.consumer_generation_id = 3
     app.flow_control.resume()
@@ -95,3 +107,59 @@ def test_a_record_not_handed_over_is_where_its_partition_goes_back_to(consumer):
     consumer._not_handed(TOPIC, 7)
     consumer._not_handed(TOPIC, 8)
     assert consumer._next_offset[TOPIC] == 7 and consumer._reposition
+
+
+async def test_a_record_is_handed_over_and_one_waiter_serves_every_record(looped):
+    got = []
+
+    async def deliver(message):
+        got.append(message)
+
+    assert await looped._hand_over(deliver, "r1")
+    waiter = looped._interrupt
+    assert await looped._hand_over(deliver, "r2")
+    assert looped._interrupt is waiter and not waiter.done()
+    assert got == ["r1", "r2"]
+    waiter.cancel()
+
+
+async def test_a_hand_over_the_flow_stops_is_abandoned_and_not_counted(looped):
+    stuck, cancelled = asyncio.Event(), []
+
+    async def deliver(message):  # the stream's buffer is full
+        try:
+            await stuck.wait()
+        except asyncio.CancelledError:
+            cancelled.append(message)
+            raise
+
+    handing = asyncio.ensure_future(looped._hand_over(deliver, "r1"))
+    await asyncio.sleep(0.01)
+    assert not handing.done()
+    looped.suspend_flow.set()  # a rebalance
+    assert await asyncio.wait_for(handing, 1) is False
+    assert cancelled == ["r1"]
+    looped.suspend_flow.clear()  # the flow resumes: a fresh waiter, records go again
+
+    async def deliver_now(message):
+        pass
+
+    assert await looped._hand_over(deliver_now, "r2")
+    looped._interrupt.cancel()
+
+
+async def test_nothing_counts_as_handed_over_once_the_consumer_stops(looped):
+    async def deliver(message):
+        pass
+
+    looped._stopped.set()
+    assert await looped._hand_over(deliver, "r1") is False
+
+
+async def test_a_delivery_that_fails_raises_as_before(looped):
+    async def deliver(message):
+        raise RuntimeError("a bug in a stream")
+
+    with pytest.raises(RuntimeError):
+        await looped._hand_over(deliver, "r1")
+    looped._interrupt.cancel()
