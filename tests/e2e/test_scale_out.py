@@ -16,6 +16,8 @@ import uuid
 import aiohttp
 import pytest
 
+from kopilka.devstack.diagnosis import group_lag, log_summary
+
 pytestmark = pytest.mark.disruptive  # a second worker joins, then dies: rebalances for everyone
 
 SINGLES, BATCHES, BATCH = 10_000, 10, 1_000
@@ -153,11 +155,20 @@ async def test_two_workers_share_one_shop_and_survive_a_kill(stack, make_tenant,
     stack.stop_process("worker-2", kill=True)  # kill -9 mid-load
     accepted_late = await sending
     everything = range(total + LATE_SINGLES)
-    await _wait_for(db, tenant["tenant_id"], len(everything), timeout_s=300)
+    killed = time.monotonic()
+    settled = await _wait_for(db, tenant["tenant_id"], len(everything), timeout_s=300)
+    settle_s = time.monotonic() - killed
     await asyncio.sleep(3)  # anything extra would show up by now
     lost, doubled, drift = await _check_exact(db, tenant["tenant_id"], everything)
     print(
         f"kill -9 of one of two workers mid-load: accepted {SINGLES + BATCHES + accepted_late}"
-        f" webhooks ({len(everything)} purchases), lost {lost}, doubled {doubled}, drift {drift}"
+        f" webhooks ({len(everything)} purchases), lost {lost}, doubled {doubled}, drift {drift};"
+        f" {settled} awarded {settle_s:.1f}s after the kill"
     )
+    if (lost, doubled, drift) != (0, 0, 0):  # where it stopped, for whoever reads the CI log
+        settings = stack.settings()
+        lag = await group_lag(settings.bootstrap_list, settings.worker_id)
+        print(f"uncommitted records per topic: {lag}")
+        print(log_summary(first_log))
+        print(log_summary(second.log_path))
     assert (lost, doubled, drift) == (0, 0, 0)

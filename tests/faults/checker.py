@@ -32,11 +32,11 @@ from decimal import Decimal
 import aiohttp
 import asyncpg
 from aiokafka import AIOKafkaConsumer
-from aiokafka.admin import AIOKafkaAdminClient
 from load import Shop
 from model import Expected, Position, event_key, expected
 
 from kopilka.core.kafka import assign_whole_topic
+from kopilka.devstack.diagnosis import group_lag
 from schemas.messages import RawEnvelope
 from schemas.routing import tenant_of
 from schemas.tenant_rules import TenantRules
@@ -69,24 +69,6 @@ async def read_topic(bootstrap: list[str], topic: str, timeout_s: float = 60.0) 
         return [r for tp in tps for r in records[tp]]
     finally:
         await consumer.stop()
-
-
-async def group_lag(bootstrap: list[str], group: str) -> dict[str, int]:
-    """Records not yet committed by the workers' consumer group, per topic."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await admin.start()
-    await consumer.start()
-    try:
-        committed = await admin.list_consumer_group_offsets(group)
-        end = await consumer.end_offsets(list(committed))
-        lag: Counter = Counter()
-        for tp, meta in committed.items():
-            lag[tp.topic] += end[tp] - max(meta.offset, 0)
-        return {t: n for t, n in lag.items() if n}
-    finally:
-        await consumer.stop()
-        await admin.close()
 
 
 @dataclass
