@@ -18,6 +18,12 @@ from kopilka.core.settings import PROJECT_ROOT
 from kopilka.devstack import devservices
 
 
+def _ctrl_c_works() -> None:
+    """The child's SIGINT as a terminal's Ctrl-C gives it, however this session was started: a
+    shell starts background jobs with SIGINT ignored, and children inherit that."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 async def _start(stack, *args: str, env: dict | None = None):
     return await asyncio.create_subprocess_exec(
         sys.executable,
@@ -30,6 +36,7 @@ async def _start(stack, *args: str, env: dict | None = None):
         cwd=PROJECT_ROOT,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
+        preexec_fn=_ctrl_c_works,
     )
 
 
