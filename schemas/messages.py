@@ -98,7 +98,9 @@ class CustomerRef(Record):
     phone: str | None = None
 
 
-COMMAND_VERSION = 1  # the newest command version this code reads
+# The newest `loyalty.commands` record this code reads: 1, one command; 2, a batch of them
+# (schemas.commands.command_batch). A worker that meets a newer one stops for its upgrade.
+COMMAND_VERSION = 2
 
 
 class Command(Record):

@@ -31,19 +31,30 @@ def register(stream_app: StreamApp) -> None:
     stream_app.app.agent(stream_app.topics.dead_letters)(dead_letter_store)
 
 
-def of_event(event: EventT, stage: Stage, code: str, reason: str, **fields) -> DeadLetter:
-    """The dead letter of a record an agent got from Faust: where it came from, and itself."""
+def of_event(
+    event: EventT,
+    stage: Stage,
+    code: str,
+    reason: str,
+    part: tuple[int, bytes | None, bytes] | None = None,
+    **fields,
+) -> DeadLetter:
+    """The dead letter of a record an agent got from Faust: where it came from, and itself; or,
+    with `part` (its index, key and value), of the one part of it that failed (a command of a
+    batch record), which a redrive then sends as a record of its own."""
     msg = event.message
-    fields.setdefault("tenant_id", tenant_of(event.key) or None)
+    item, key, value = (None, event.key, event.value) if part is None else part
+    fields.setdefault("tenant_id", tenant_of(key) or None)
     return DeadLetter.of(
         stage=stage,
         source_topic=msg.topic,
         partition=msg.partition,
         offset=msg.offset,
-        key=event.key,
-        value=event.value,
+        key=key,
+        value=value,
         code=code,
         reason=reason,
+        item=item,
         **fields,
     )
 

@@ -37,6 +37,8 @@ from schemas.commands import (
     RefundCommand,
     SettleCommand,
     SpendCommand,
+    batch_items,
+    command_of,
     parse_command,
 )
 from schemas.messages import COMMAND_VERSION, Command, Outcome
@@ -237,9 +239,13 @@ async def writing_the_table(
 def newer_version(value: bytes) -> int | None:
     """The record's version when it is newer than this worker knows, else None."""
     try:
-        v = orjson.loads(value).get("v", 1)
-    except (orjson.JSONDecodeError, AttributeError):
+        return _newer(orjson.loads(value))
+    except orjson.JSONDecodeError:
         return None
+
+
+def _newer(fields: object) -> int | None:
+    v = fields.get("v", 1) if isinstance(fields, dict) else None
     return v if isinstance(v, int) and v > COMMAND_VERSION else None
 
 
@@ -250,15 +256,32 @@ async def ledger(stream):
 
 
 async def _apply(event: EventT) -> None:
-    """Apply one command and send what it made; or dead-letter it."""
-    key, value = event.key or b"", event.value
-    try:
-        cmd = parse_command(value)
-    except ValidationError as exc:
-        if (version := newer_version(value)) is not None:
-            await _wait_for_upgrade(version)
-        await _dead(event, None, "unreadable_command", exc)
+    """Apply the record's command, or each command of a batch record in its order (each keyed
+    by its own customer: the normaliser put only commands of this partition in it), and send
+    what they made; what cannot be read or applied is dead-lettered, alone."""
+    items = batch_items(event.value)
+    if items is None:
+        try:
+            cmd = parse_command(event.value)
+        except ValidationError as exc:
+            if (version := newer_version(event.value)) is not None:
+                await _wait_for_upgrade(version)
+            await _dead(event, None, "unreadable_command", exc)
+            return
+        await _apply_command(event, event.key or b"", cmd, None)
         return
+    for item, fields in enumerate(items):
+        try:
+            cmd = command_of(fields)
+        except ValidationError as exc:
+            if (version := _newer(fields)) is not None:
+                await _wait_for_upgrade(version)
+            await _dead(event, None, "unreadable_command", exc, item)
+            continue
+        await _apply_command(event, cmd.key, cmd, item)
+
+
+async def _apply_command(event: EventT, key: bytes, cmd: Command, item: int | None) -> None:
     if isinstance(cmd, SettleCommand):
         await writing_the_table(lambda: settle_entries(state_table, key.decode(), cmd))
         return
@@ -266,7 +289,7 @@ async def _apply(event: EventT) -> None:
         result = await writing_the_table(lambda: step(key.decode(), cmd))
     except Exception as exc:  # a bug: report it, never stop the partition
         log.exception("command_failed", tenant_id=cmd.tenant_id, command_id=cmd.command_id)
-        await _dead(event, cmd, "internal_error", exc)
+        await _dead(event, cmd, "internal_error", exc, item)
         return
     for followup in result.followups:
         await _sa.topics.commands.send(key=followup.key, value=followup.to_bytes())
@@ -316,10 +339,17 @@ async def _outcome(cmd: Command, status: str, **fields) -> None:
     )
 
 
-async def _dead(event: EventT, cmd: Command | None, code: str, exc: Exception) -> None:
+async def _dead(
+    event: EventT, cmd: Command | None, code: str, exc: Exception, item: int | None = None
+) -> None:
+    """Dead-letter the record, or only its `item`th command (a batch record's)."""
     reason = f"the ledger could not apply this command: {type(exc).__name__}"
     ids = {"tenant_id": cmd.tenant_id, "request_id": cmd.request_id} if cmd else {}
-    await send_dead_letter(of_event(event, "ledger", code, reason, error=exc, **ids))
+    part = None
+    if item is not None:
+        fields = (batch_items(event.value) or [])[item]  # read again: parsing changed it
+        part = (item, cmd.key if cmd else event.key, orjson.dumps(fields))
+    await send_dead_letter(of_event(event, "ledger", code, reason, part, error=exc, **ids))
     if cmd is not None and cmd.wait:
         await _outcome(cmd, "rejected", reason=f"{code}: {type(exc).__name__}")
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from faust.types import EventT
@@ -26,6 +27,7 @@ from kopilka.core.ids import derived_id
 from kopilka.core.logging import get_logger
 from kopilka.core.settings import Settings
 from schemas.actions.refund import RefundCommand
+from schemas.commands import Command, command_batch
 from schemas.messages import AuditRecord, RawEnvelope, audit_batch
 from schemas.routing import by_order, tenant_of
 from streams.acks import held
@@ -46,11 +48,21 @@ normalizer: Normalizer
 raw_progress: RawProgress
 
 
+def _partition_unknown(key: bytes) -> int | None:
+    return None
+
+
+# The partition of loyalty.commands a key goes to, as the producer's partitioner picks it (None
+# while the producer does not know the topic yet): bound by `register`.
+partition_of: Callable[[bytes], int | None] = _partition_unknown
+
+
 def register(stream_app: StreamApp) -> None:
     """`normalize` on webhooks.raw, `normalize_deferred` on webhooks.deferred, the rules loader,
     and what closes them at shutdown."""
-    global settings, topics, normalizer, raw_progress
+    global settings, topics, normalizer, raw_progress, partition_of
     settings, topics = stream_app.settings, stream_app.topics
+    partition_of = _partitioner(stream_app)
     normalizer = Normalizer(settings, stream_app.resources.pool)
     raw_progress = RawProgress(settings.bootstrap_list, settings.worker_id)
     app = stream_app.app
@@ -59,6 +71,18 @@ def register(stream_app: StreamApp) -> None:
     app.on_before_shutdown.connect(_stop_rules)
     app.agent(topics.webhooks_raw)(normalize)
     app.agent(topics.webhooks_deferred)(normalize_deferred)
+
+
+def _partitioner(stream_app: StreamApp) -> Callable[[bytes], int | None]:
+    producer, name = stream_app.app.producer, stream_app.topics.commands.get_topic_name()
+
+    def partition(key: bytes) -> int | None:
+        try:
+            return producer.key_partition(name, key).partition
+        except Exception:  # no metadata for the topic yet: its commands go one a record
+            return None
+
+    return partition
 
 
 def _by_order(event: EventT, env: RawEnvelope, result: Normalized) -> bool:
@@ -92,6 +116,9 @@ async def _stop_rules(sender, **kwargs) -> None:
 
 # ~300 bytes a line: a record of a few hundred lines stays far below a produce request's size
 AUDIT_LINES_PER_RECORD = 500
+# A command is ~1 KB (it carries its tenant's rules): a batch record of a few hundred stays far
+# below a produce request's size too.
+COMMANDS_PER_RECORD = 200
 
 _batch_lock = asyncio.Lock()  # one batch at a time, whichever agent it comes from
 
@@ -148,6 +175,7 @@ async def _normalize_batch(events: list[EventT]) -> None:
     deferred = 0
     tracing = log.is_enabled_for(logging.DEBUG)
     lines: dict[str, list[AuditRecord]] = {}  # the audit lines of accepted requests, by tenant
+    commands: list[Command] = []  # every command of the batch, in the requests' order
     for event, env, result, at, done_before in zip(
         sources, envs, results, stored, settled, strict=True
     ):
@@ -172,10 +200,12 @@ async def _normalize_batch(events: list[EventT]) -> None:
                     )
                 continue
         line = await _emit(event, env, result)
+        commands.extend(result.commands)
         if line is not None:
             lines.setdefault(env.tenant_id, []).append(line)
         if tracing:
             _trace(env, result)
+    await _send_commands(commands)
     await _send_audit(lines)
     commands_sent = sum(len(r.commands) for r in results)
     if commands_sent > 100:
@@ -245,11 +275,10 @@ async def _dead(event: EventT, audit: AuditRecord, *, tenant_id: str | None, err
 
 
 async def _emit(event: EventT, env: RawEnvelope, result: Normalized) -> AuditRecord | None:
-    """Send what the request yields; its audit line when it was accepted (`_send_audit` sends
-    those). Sends are buffered; Faust flushes the producer before it commits the raw record's
-    offset, so nothing is acknowledged that was not sent."""
-    for cmd in result.commands:
-        await topics.commands.send(key=cmd.key, value=cmd.to_bytes())
+    """Send what the request yields but its commands (`_send_commands` sends a batch's); its
+    audit line when it was accepted (`_send_audit` sends those). Sends are buffered; Faust
+    flushes the producer before it commits the raw record's offset, so nothing is acknowledged
+    that was not sent."""
     if env.wait:
         for outcome in result.refused:
             await topics.outcomes.send(key=env.event_id.encode(), value=outcome.to_bytes())
@@ -257,6 +286,31 @@ async def _emit(event: EventT, env: RawEnvelope, result: Normalized) -> AuditRec
         await _dead(event, result.dead, tenant_id=env.tenant_id, error=result.error)
         return None
     return accepted(env, len(result.commands), len(result.refused))
+
+
+async def _send_commands(commands: list[Command]) -> None:
+    """A batch's commands, a record per partition of loyalty.commands they go to (up to
+    COMMANDS_PER_RECORD a record; schemas.commands.command_batch), each partition's in the
+    requests' order: a customer's commands all go to one partition, so each customer's stay in
+    order. A lone command goes as itself, and so does every command while the producer does
+    not know the topic's partitions yet."""
+    by_partition: dict[int, list[Command]] = {}
+    for cmd in commands:
+        partition = partition_of(cmd.key)
+        if partition is None:
+            for one in commands:
+                await topics.commands.send(key=one.key, value=one.to_bytes())
+            return
+        by_partition.setdefault(partition, []).append(cmd)
+    for partition, mine in by_partition.items():
+        for at in range(0, len(mine), COMMANDS_PER_RECORD):
+            chunk = mine[at : at + COMMANDS_PER_RECORD]
+            value = (
+                chunk[0].to_bytes()
+                if len(chunk) == 1
+                else command_batch([cmd.to_bytes() for cmd in chunk])
+            )
+            await topics.commands.send(key=chunk[0].key, value=value, partition=partition)
 
 
 async def _send_audit(lines: dict[str, list[AuditRecord]]) -> None:

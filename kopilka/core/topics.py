@@ -28,7 +28,11 @@ WEBHOOKS_DEFERRED = TopicSpec(
     "as webhooks.raw",
     "refunds that overtook their purchase, tried again until their order is claimed",
 )
-COMMANDS = TopicSpec("loyalty.commands", "tenant_id:customer_id", "canonical loyalty commands")
+COMMANDS = TopicSpec(
+    "loyalty.commands",
+    "tenant_id:customer_id",
+    "canonical loyalty commands: one a record, or a normalised batch's for one partition",
+)
 EVENTS = TopicSpec("loyalty.events", "tenant_id:customer_id", "public loyalty events (JSON)")
 OUTCOMES = TopicSpec(
     "loyalty.outcomes", "request_id", "what became of each command, for `Prefer: wait` answers"

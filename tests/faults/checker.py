@@ -37,6 +37,7 @@ from model import Expected, Position, event_key, expected
 
 from kopilka.core.kafka import assign_whole_topic
 from kopilka.devstack.diagnosis import group_lag
+from schemas.commands import batch_items
 from schemas.messages import RawEnvelope
 from schemas.routing import tenant_of
 from schemas.tenant_rules import TenantRules
@@ -143,17 +144,18 @@ class Checker:
         positions: dict[str, Position] = {}
         self.histories = {}
         for r in records:
-            cmd = json.loads(r.value)
-            if cmd.get("tenant_id") != self.tenant_id:
-                continue
-            if cmd.get("request_id"):
-                requests.add(cmd["request_id"])
-            positions.setdefault(cmd.get("command_id"), (r.partition, r.offset))
-            about = cmd.get("refund_id") or cmd.get("order_id") or cmd.get("referee_id") or ""
-            self.histories.setdefault(cmd.get("customer", {}).get("id"), []).append(
-                f"{r.partition}@{r.offset} {cmd.get('type')} {about.rsplit('-', 1)[-1]}"
-                f" {cmd.get('command_id', '')[:8]}"
-            )
+            items = batch_items(r.value)
+            for index, cmd in enumerate([json.loads(r.value)] if items is None else items):
+                if cmd.get("tenant_id") != self.tenant_id:
+                    continue
+                if cmd.get("request_id"):
+                    requests.add(cmd["request_id"])
+                positions.setdefault(cmd.get("command_id"), (r.partition, r.offset, index))
+                about = cmd.get("refund_id") or cmd.get("order_id") or cmd.get("referee_id") or ""
+                self.histories.setdefault(cmd.get("customer", {}).get("id"), []).append(
+                    f"{r.partition}@{r.offset}.{index} {cmd.get('type')}"
+                    f" {about.rsplit('-', 1)[-1]} {cmd.get('command_id', '')[:8]}"
+                )
         return requests, positions
 
     async def snapshot(self, conn: asyncpg.Connection) -> Snapshot:

@@ -57,8 +57,9 @@ class Expected:
         return {event_key(e) for e in self.events.values()}
 
 
-Position = tuple[int, int]  # (partition, offset) on loyalty.commands
-_NOWHERE = (1 << 62, 1 << 62)
+# (partition, offset, index in a batch record: 0 for a record of one command) on loyalty.commands
+Position = tuple[int, int, int]
+_NOWHERE = (1 << 62, 1 << 62, 0)
 
 
 class Model:

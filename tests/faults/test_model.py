@@ -43,8 +43,8 @@ STORED = [
 ]
 AWARD = derived_id(derived_id("req-3", 0), "referral")  # the referee's purchase's follow-up
 OWN = {  # the referrer's own commands
-    derived_id("req-1", 0): (7, 0),
-    derived_id("req-4", 0): (7, 1),
+    derived_id("req-1", 0): (7, 0, 0),
+    derived_id("req-4", 0): (7, 1, 0),
 }
 
 
@@ -54,9 +54,12 @@ def _referrer(positions=None):
 
 def test_a_follow_up_that_landed_before_the_spend_pays_for_it():
     assert _referrer().balance() == 150  # applied at once: 50 + 300 - 200
-    assert _referrer({**OWN, AWARD: (7, 1), derived_id("req-4", 0): (7, 2)}).balance() == 150
+    assert _referrer({**OWN, AWARD: (7, 1, 0), derived_id("req-4", 0): (7, 2, 0)}).balance() == 150
+    # a batch record (streams.normalize): the spend was its second command, after the award
+    assert _referrer({**OWN, AWARD: (7, 1, 0), derived_id("req-4", 0): (7, 1, 1)}).balance() == 150
 
 
 def test_a_follow_up_that_landed_after_the_spend_comes_too_late_for_it():
-    late = _referrer({**OWN, AWARD: (7, 2)})
+    late = _referrer({**OWN, AWARD: (7, 2, 0)})
+    assert _referrer({**OWN, derived_id("req-4", 0): (7, 1, 0), AWARD: (7, 1, 1)}).balance() == 350
     assert late.balance() == 350  # the spend was refused (50 < 200), the award came after

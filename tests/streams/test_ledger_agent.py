@@ -13,7 +13,7 @@ import orjson
 import pytest
 from test_rules import CUSTOMER, RULES, T0, TENANT
 
-from schemas.commands import PurchaseCommand, RefundCommand
+from schemas.commands import PurchaseCommand, RefundCommand, command_batch, parse_command
 from schemas.dead_letters import DeadLetter
 from schemas.messages import Outcome, SettleCommand
 from schemas.rules.state import OrderState
@@ -166,3 +166,66 @@ async def test_a_command_that_fails_is_dead_lettered_and_its_waiter_told(agent, 
     outcome = Outcome.model_validate_json(value)
     assert (outcome.status, outcome.reason) == ("rejected", "internal_error: RuntimeError")
     assert "loyalty.events" not in sent
+
+
+OTHER = CUSTOMER.model_copy(update={"id": "33333333-3333-3333-3333-333333333333"})
+
+
+async def test_a_batch_record_applies_each_command_in_order_as_its_own_customer_s(
+    agent, sent, stream_app
+):
+    first, back = purchase("O-1"), refund("O-1")
+    theirs = purchase("O-2").model_copy(update={"customer": OTHER})
+    record = command_batch([first.to_bytes(), theirs.to_bytes(), back.to_bytes()])
+    [event] = await put_all(agent, (first.key, record))
+    assert event.message.acked
+    assert [(key, orjson.loads(value)["type"]) for key, value in sent["loyalty.events"]] == [
+        (first.key, "bonus_awarded"),
+        (theirs.key, "bonus_awarded"),
+        (first.key, "bonus_reversed"),
+    ]
+    assert f"c|{TENANT}:{OTHER.id}" in stream_app.state_table
+    assert OrderState.from_bytes(stream_app.state_table[f"o|{KEY}|O-1"]).awarded == 50
+    assert "kopilka.dead-letters" not in sent
+
+
+async def test_a_batch_command_that_cannot_be_read_or_applied_is_dead_lettered_alone(
+    agent, sent, monkeypatch
+):
+    real_step = ledger.step
+
+    def step(customer_key, cmd):
+        if cmd.order_id == "O-3":
+            raise RuntimeError("a bug")
+        return real_step(customer_key, cmd)
+
+    monkeypatch.setattr(ledger, "step", step)
+    unreadable = b'{"type":"purchase","v":1}'
+    good, failing = purchase("O-2"), purchase("O-3", wait=True)
+    record = command_batch([unreadable, good.to_bytes(), failing.to_bytes()])
+    [event] = await put_all(agent, (good.key, record))
+    assert event.message.acked
+    assert event_types(sent) == ["bonus_awarded"]  # O-2's, the only one that could go
+    letters = [DeadLetter.from_bytes(value) for _, value in sent["kopilka.dead-letters"]]
+    assert [dl.code for dl in letters] == ["unreadable_command", "internal_error"]
+    # each carries its command alone, and its own key: a redrive sends it as a record of its own
+    assert orjson.loads(base64.b64decode(letters[0].value_b64)) == orjson.loads(unreadable)
+    redriven = base64.b64decode(letters[1].value_b64)
+    assert parse_command(redriven) == failing
+    assert base64.b64decode(letters[1].key_b64) == failing.key
+    assert letters[0].dead_letter_id != letters[1].dead_letter_id
+    [(_, value)] = sent["loyalty.outcomes"]
+    assert Outcome.model_validate_json(value).status == "rejected"
+
+
+async def test_a_record_newer_than_this_worker_stops_it_without_acknowledging(agent, monkeypatch):
+    stopped: list[int] = []
+
+    async def wait_for_upgrade(version: int) -> None:
+        stopped.append(version)
+        await asyncio.Event().wait()  # os._exit(75) in the worker: nothing after it runs
+
+    monkeypatch.setattr(ledger, "_wait_for_upgrade", wait_for_upgrade)
+    newer = b'{"v":3,"type":"batch","commands":[]}'
+    [event] = await put_all(agent, (b"t:c", newer))
+    assert stopped == [3] and not event.message.acked

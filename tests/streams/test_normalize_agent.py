@@ -14,7 +14,7 @@ from decimal import Decimal
 import pytest
 from test_rules import CUSTOMER, RULES, TENANT
 
-from schemas.commands import PurchaseCommand
+from schemas.commands import PurchaseCommand, batch_items, command_of, parse_command
 from schemas.dead_letters import DeadLetter
 from schemas.messages import AuditRecord, Outcome, RawEnvelope, audit_lines
 from schemas.routing import by_order
@@ -259,3 +259,44 @@ async def test_a_deferred_refund_past_its_wait_goes_ahead_only_once_the_backlog_
     else:
         assert "webhooks.deferred" not in sent
         assert [a.reason for a in audits(sent)] == ["0 command(s), 1 refused"]
+
+
+async def test_a_batch_s_commands_go_one_record_per_partition_each_in_its_order(
+    wired, stream_app, monkeypatch
+):
+    """With the producer knowing the topic (here: a fake partitioner by customer), the commands
+    of one batch go as one record per partition, a lone one as itself, keyed by the first."""
+    agents, script = wired
+    other = CUSTOMER.model_copy(update={"id": "33333333-3333-3333-3333-333333333333"})
+
+    def of(event_id: str, item: int, customer=CUSTOMER) -> PurchaseCommand:
+        return command(event_id, item).model_copy(update={"customer": customer})
+
+    script(
+        {
+            "e1": Normalized(commands=[of("e1", 0), of("e1", 1, other)]),
+            "e2": Normalized(commands=[of("e2", 0)]),
+        }
+    )
+    partitions = {CUSTOMER.id: 3, other.id: 5}
+    monkeypatch.setattr(
+        normalize, "partition_of", lambda key: partitions[key.decode().split(":")[1]]
+    )
+    records: list[tuple[bytes, bytes, int]] = []
+
+    async def send(*, key, value, partition=None):
+        records.append((key, value, partition))
+        future = asyncio.get_running_loop().create_future()
+        future.set_result(None)
+        return future
+
+    monkeypatch.setattr(stream_app.topics.commands, "send", send)
+    events = await put_all(
+        agents["streams.normalize.normalize"], raw(envelope("e1")), raw(envelope("e2"))
+    )
+    assert all(e.message.acked for e in events)
+    [(key3, batch, p3), (key5, lone, p5)] = records
+    assert (p3, key3, p5, key5) == (3, of("e1", 0).key, 5, of("e1", 1, other).key)
+    items = batch_items(batch)
+    assert [command_of(fields).command_id for fields in items] == ["e1-0", "e2-0"]
+    assert batch_items(lone) is None and parse_command(lone).command_id == "e1-1"
