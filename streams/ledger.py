@@ -50,6 +50,7 @@ from streams.app import StreamApp
 from streams.dead_letters import of_event
 from streams.dead_letters import send as send_dead_letter
 from streams.settlement import settle_entries
+from streams.table_reads import reader
 
 log = get_logger(__name__)
 T = TypeVar("T")
@@ -113,6 +114,15 @@ class DecodedStates:
 
 
 _customers = DecodedStates()
+_reading: tuple[object, Callable[[str], bytes | None]] = (None, dict().get)
+
+
+def _read(key: str) -> bytes | None:
+    """`state_table.get(key)`, in one store look-up (streams.table_reads)."""
+    global _reading
+    if _reading[0] is not state_table:  # bound anew (a test or a perf script binds a dict)
+        _reading = (state_table, reader(state_table))
+    return _reading[1](key)
 
 
 def step(customer_key: str, cmd: Command) -> Result:
@@ -130,11 +140,11 @@ def step(customer_key: str, cmd: Command) -> Result:
     after the command that makes the order known: the result is the one the shop's order of
     requests gives."""
     ckey = f"c|{customer_key}"
-    state = _customers.load(ckey, state_table.get(ckey))
+    state = _customers.load(ckey, _read(ckey))
     okey = order_key(cmd)
     if okey is None:
         return _stored(customer_key, None, state, None, apply(state, {}, cmd))
-    order = OrderState.from_bytes(state_table.get(f"o|{customer_key}|{okey}"))
+    order = OrderState.from_bytes(_read(f"o|{customer_key}|{okey}"))
     if type(cmd) is RefundCommand and not _known(state, okey, order):
         return _park(customer_key, okey, state, cmd)
     result = _stored(customer_key, okey, state, order, apply(state, {okey: order}, cmd))
@@ -170,7 +180,7 @@ def _known(state: CustomerState, okey: str, order: OrderState) -> bool:
 
 def _park(customer_key: str, okey: str, state: CustomerState, cmd: RefundCommand) -> Result:
     pkey = f"p|{customer_key}|{okey}"
-    parked = _parked(state_table.get(pkey))
+    parked = _parked(_read(pkey))
     if all(refund.command_id != cmd.command_id for refund in parked):
         state_table[pkey] = orjson.dumps([r.model_dump_json() for r in (*parked, cmd)])
         log.info(
@@ -186,7 +196,7 @@ def _park(customer_key: str, okey: str, state: CustomerState, cmd: RefundCommand
 def _unpark(customer_key: str, okey: str, result: Result) -> Result:
     """Apply the refunds parked on this order, each stored as if it came on its own."""
     pkey = f"p|{customer_key}|{okey}"
-    parked = _parked(state_table.get(pkey))
+    parked = _parked(_read(pkey))
     if not parked:
         return result
     state, order = result.state, result.order
