@@ -3,9 +3,10 @@ and the settlement sweep's, chosen by `type`, and `parse_command` that reads one
 
 A record on `loyalty.commands` holds one command, or (version 2) a batch of them: the
 normaliser sends the commands of one batch of requests that go to the same partition as one
-record (`command_batch`), in their order, each keyed by its own customer inside it
-(`batch_items` reads them back). A record and a stream step per command was most of what the
-commands hop cost per purchase; what the ledger does with each command does not change.
+record (`command_batch`), in their order, each carrying its own customer (and tenant) inside it;
+the record's key is its first command's (`batch_items` reads them back). A record and a stream
+step per command was most of what the commands hop cost per purchase; what the ledger does with
+each command does not change.
 """
 
 from __future__ import annotations

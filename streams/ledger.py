@@ -356,12 +356,22 @@ async def _dead(
     reason = f"the ledger could not apply this command: {type(exc).__name__}"
     ids = {"tenant_id": cmd.tenant_id, "request_id": cmd.request_id} if cmd else {}
     part = None
-    if item is not None:
+    if item is not None:  # a batch mixes customers, and tenants: the command's own key, if any
         fields = (batch_items(event.value) or [])[item]  # read again: parsing changed it
-        part = (item, cmd.key if cmd else event.key, orjson.dumps(fields))
+        part = (item, cmd.key if cmd else _key_of(fields), orjson.dumps(fields))
     await send_dead_letter(of_event(event, "ledger", code, reason, part, error=exc, **ids))
     if cmd is not None and cmd.wait:
         await _outcome(cmd, "rejected", reason=f"{code}: {type(exc).__name__}")
+
+
+def _key_of(fields: object) -> bytes | None:
+    """The key an unreadable command of a batch would have had, if its fields still say."""
+    customer = fields.get("customer") if isinstance(fields, dict) else None
+    tenant_id = fields.get("tenant_id") if isinstance(fields, dict) else None
+    customer_id = customer.get("id") if isinstance(customer, dict) else None
+    if isinstance(tenant_id, str) and isinstance(customer_id, str):
+        return f"{tenant_id}:{customer_id}".encode()
+    return None
 
 
 async def _wait_for_upgrade(version: int) -> None:

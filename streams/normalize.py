@@ -116,9 +116,11 @@ async def _stop_rules(sender, **kwargs) -> None:
 
 # ~300 bytes a line: a record of a few hundred lines stays far below a produce request's size
 AUDIT_LINES_PER_RECORD = 500
-# A command is ~1 KB (it carries its tenant's rules): a batch record of a few hundred stays far
-# below a produce request's size too.
+# A command is ~1 KB (it carries its tenant's rules): a batch record of up to 200, and at most
+# 1 MiB (a command larger than that goes alone, as any command did), stays far below the
+# producer's request size (KOPILKA_MAX_RECORD_BYTES, 12 MiB).
 COMMANDS_PER_RECORD = 200
+COMMAND_RECORD_BYTES = 1 << 20
 
 _batch_lock = asyncio.Lock()  # one batch at a time, whichever agent it comes from
 
@@ -303,14 +305,28 @@ async def _send_commands(commands: list[Command]) -> None:
             return
         by_partition.setdefault(partition, []).append(cmd)
     for partition, mine in by_partition.items():
-        for at in range(0, len(mine), COMMANDS_PER_RECORD):
-            chunk = mine[at : at + COMMANDS_PER_RECORD]
-            value = (
-                chunk[0].to_bytes()
-                if len(chunk) == 1
-                else command_batch([cmd.to_bytes() for cmd in chunk])
-            )
-            await topics.commands.send(key=chunk[0].key, value=value, partition=partition)
+        for chunk in _chunks([(cmd.key, cmd.to_bytes()) for cmd in mine]):
+            value = chunk[0][1] if len(chunk) == 1 else command_batch([v for _, v in chunk])
+            await topics.commands.send(key=chunk[0][0], value=value, partition=partition)
+
+
+def _chunks(encoded: list[tuple[bytes, bytes]]) -> list[list[tuple[bytes, bytes]]]:
+    """(key, command) pairs cut, in order, into records of at most COMMANDS_PER_RECORD commands
+    and COMMAND_RECORD_BYTES bytes (or one command alone, however large)."""
+    chunks: list[list[tuple[bytes, bytes]]] = []
+    chunk: list[tuple[bytes, bytes]] = []
+    size = 0
+    for pair in encoded:
+        if chunk and (
+            len(chunk) >= COMMANDS_PER_RECORD or size + len(pair[1]) > COMMAND_RECORD_BYTES
+        ):
+            chunks.append(chunk)
+            chunk, size = [], 0
+        chunk.append(pair)
+        size += len(pair[1]) + 1  # and its comma
+    if chunk:
+        chunks.append(chunk)
+    return chunks
 
 
 async def _send_audit(lines: dict[str, list[AuditRecord]]) -> None:

@@ -210,6 +210,8 @@ async def test_a_batch_command_that_cannot_be_read_or_applied_is_dead_lettered_a
     assert [dl.code for dl in letters] == ["unreadable_command", "internal_error"]
     # each carries its command alone, and its own key: a redrive sends it as a record of its own
     assert orjson.loads(base64.b64decode(letters[0].value_b64)) == orjson.loads(unreadable)
+    # a batch mixes tenants: not the record's key (its first command's), but none at all
+    assert letters[0].key_b64 is None and letters[0].tenant_id is None
     redriven = base64.b64decode(letters[1].value_b64)
     assert parse_command(redriven) == failing
     assert base64.b64decode(letters[1].key_b64) == failing.key
@@ -229,3 +231,9 @@ async def test_a_record_newer_than_this_worker_stops_it_without_acknowledging(ag
     newer = b'{"v":3,"type":"batch","commands":[]}'
     [event] = await put_all(agent, (b"t:c", newer))
     assert stopped == [3] and not event.message.acked
+
+
+def test_an_unreadable_batch_command_keeps_its_own_key_when_its_fields_still_say():
+    fields = {"type": "purchase", "tenant_id": "t1", "customer": {"id": "c1"}, "amount": "x"}
+    assert ledger._key_of(fields) == b"t1:c1"
+    assert ledger._key_of({"tenant_id": "t1"}) is None and ledger._key_of(5) is None

@@ -300,3 +300,15 @@ async def test_a_batch_s_commands_go_one_record_per_partition_each_in_its_order(
     items = batch_items(batch)
     assert [command_of(fields).command_id for fields in items] == ["e1-0", "e2-0"]
     assert batch_items(lone) is None and parse_command(lone).command_id == "e1-1"
+
+
+def test_commands_are_cut_into_records_by_count_and_by_size(monkeypatch):
+    monkeypatch.setattr(normalize, "COMMANDS_PER_RECORD", 3)
+    monkeypatch.setattr(normalize, "COMMAND_RECORD_BYTES", 100)
+    small = [(b"k%d" % i, b"x" * 10) for i in range(7)]
+    assert [len(c) for c in normalize._chunks(small)] == [3, 3, 1]
+    big = (b"big", b"y" * 500)  # larger than a record may be: alone, in its place
+    sizes = [len(c) for c in normalize._chunks([small[0], big, *small[1:3]])]
+    assert sizes == [1, 1, 2]
+    assert [p for c in normalize._chunks(small) for p in c] == small  # order kept
+    assert normalize._chunks([]) == []
