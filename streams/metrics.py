@@ -207,16 +207,17 @@ class WorkerSensor(Sensor):
         SEND_ERRORS[key] = SEND_ERRORS.get(key, 0) + 1
 
     def on_table_get(self, table, key) -> None:
-        _count_table_op(table.name, "get")
+        count_table_op(table.name, "get")
 
     def on_table_set(self, table, key, value) -> None:
-        _count_table_op(table.name, "set")
+        count_table_op(table.name, "set")
 
     def on_table_del(self, table, key) -> None:
-        _count_table_op(table.name, "del")
+        count_table_op(table.name, "del")
 
 
-def _count_table_op(table: str, op: str) -> None:
+def count_table_op(table: str, op: str) -> None:
+    """One table read ("get"), write ("set") or delete ("del") more (streams.table_reads too)."""
     key = (table, op)
     TABLE_OPS[key] = TABLE_OPS.get(key, 0) + 1
 

@@ -9,6 +9,7 @@ from types import SimpleNamespace
 import faust
 from faust.streams import _current_event
 
+from streams.metrics import TABLE_OPS
 from streams.table_reads import reader
 
 
@@ -37,6 +38,7 @@ def test_a_read_gives_what_table_get_gives_in_the_record_s_partition(tmp_path):
         held = _processing(3)  # another partition's database does not hold it
         assert read("c|t:1") is None and table.get("c|t:1") is None
         del held
+        assert TABLE_OPS[("state", "get")] >= 3  # counted like Faust's own reads
     finally:
         _current_event.set(None)
 
