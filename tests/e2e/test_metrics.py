@@ -135,13 +135,15 @@ async def _load_and_check(api, tenant, stack, urls, receiver) -> None:
         total(ingress, accepted, action="purchase") - total(b, accepted, action="purchase") >= LOAD
     )
 
-    # worker: every agent on the path took the records in and finished them
+    # worker: every agent on the path took the records in and finished them (a record of
+    # loyalty.commands may carry several commands: the ledger's count them as commands applied)
     b = before["worker"]
+    least = {"normalize": LOAD, "ledger": 1}
 
     def worker_moved(s: dict) -> bool:
         return all(
-            total(s, metric, agent=agent) - total(b, metric, agent=agent) >= LOAD
-            for agent in ("normalize", "ledger")
+            total(s, metric, agent=agent) - total(b, metric, agent=agent) >= least[agent]
+            for agent in least
             for metric in ("kopilka_agent_records_in_total", "kopilka_agent_records_out_total")
         ) and (
             total(s, "kopilka_ledger_commands_applied_total", type="purchase")
@@ -154,7 +156,7 @@ async def _load_and_check(api, tenant, stack, urls, receiver) -> None:
         "kopilka_agent_processing_seconds_count",
         "kopilka_agent_record_age_seconds_count",
     ):
-        assert total(worker, metric, agent="ledger") - total(b, metric, agent="ledger") >= LOAD
+        assert total(worker, metric, agent="ledger") - total(b, metric, agent="ledger") >= 1
     assert (
         total(worker, "kopilka_worker_records_sent_total", topic="loyalty.events")
         - total(b, "kopilka_worker_records_sent_total", topic="loyalty.events")
