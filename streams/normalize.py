@@ -296,16 +296,17 @@ async def _send_commands(commands: list[Command]) -> None:
     requests' order: a customer's commands all go to one partition, so each customer's stay in
     order. A lone command goes as itself, and so does every command while the producer does
     not know the topic's partitions yet."""
-    by_partition: dict[int, list[Command]] = {}
-    for cmd in commands:
-        partition = partition_of(cmd.key)
+    encoded = [(cmd.key, cmd.to_bytes()) for cmd in commands]  # each key and JSON made once
+    by_partition: dict[int, list[tuple[bytes, bytes]]] = {}
+    for key, value in encoded:
+        partition = partition_of(key)
         if partition is None:
-            for one in commands:
-                await topics.commands.send(key=one.key, value=one.to_bytes())
+            for one_key, one_value in encoded:
+                await topics.commands.send(key=one_key, value=one_value)
             return
-        by_partition.setdefault(partition, []).append(cmd)
+        by_partition.setdefault(partition, []).append((key, value))
     for partition, mine in by_partition.items():
-        for chunk in _chunks([(cmd.key, cmd.to_bytes()) for cmd in mine]):
+        for chunk in _chunks(mine):
             value = chunk[0][1] if len(chunk) == 1 else command_batch([v for _, v in chunk])
             await topics.commands.send(key=chunk[0][0], value=value, partition=partition)
 
