@@ -66,7 +66,6 @@ def command_of(fields: object) -> Command:
     return _COMMAND.validate_python(fields)
 
 
-BATCH_TYPE = "batch"
 _BATCH_HEAD = b'{"v":2,"type":"batch","commands":['
 
 

@@ -18,7 +18,7 @@ from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from schemas.messages import CustomerRef
+from schemas.messages import CustomerRef, customer_key
 
 MONEY = r"^\d+(\.\d+)?$"
 
@@ -56,7 +56,7 @@ class Event(BaseModel):
 
     @property
     def key(self) -> bytes:
-        return f"{self.tenant_id}:{self.customer.id}".encode()
+        return customer_key(self.tenant_id, self.customer.id)
 
     def describe(self) -> str:
         """The read model's ledger line, in words, for the read API and support staff."""

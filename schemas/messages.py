@@ -98,6 +98,11 @@ class CustomerRef(Record):
     phone: str | None = None
 
 
+def customer_key(tenant_id: str, customer_id: str) -> bytes:
+    """The key of a customer's commands, events and ledger entries: `tenant_id:customer_id`."""
+    return f"{tenant_id}:{customer_id}".encode()
+
+
 # The newest `loyalty.commands` record this code reads: 1, one command; 2, a batch of them
 # (schemas.commands.command_batch). A worker that meets a newer one stops for its upgrade.
 COMMAND_VERSION = 2
@@ -123,7 +128,7 @@ class Command(Record):
 
     @property
     def key(self) -> bytes:
-        return f"{self.tenant_id}:{self.customer.id}".encode()
+        return customer_key(self.tenant_id, self.customer.id)
 
 
 class RuledCommand(Command):

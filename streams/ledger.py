@@ -41,7 +41,7 @@ from schemas.commands import (
     command_of,
     parse_command,
 )
-from schemas.messages import COMMAND_VERSION, Command, Outcome
+from schemas.messages import COMMAND_VERSION, Command, Outcome, customer_key
 from schemas.rules.builder import Result
 from schemas.rules.dispatch import apply, order_key
 from schemas.rules.state import CustomerState, OrderState
@@ -370,7 +370,7 @@ def _key_of(fields: object) -> bytes | None:
     tenant_id = fields.get("tenant_id") if isinstance(fields, dict) else None
     customer_id = customer.get("id") if isinstance(customer, dict) else None
     if isinstance(tenant_id, str) and isinstance(customer_id, str):
-        return f"{tenant_id}:{customer_id}".encode()
+        return customer_key(tenant_id, customer_id)
     return None
 
 
