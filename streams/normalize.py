@@ -37,6 +37,7 @@ from streams.dead_letters import send as send_dead_letter
 from streams.deferral import deferral, nap_until, once_more, raw_stored_at
 from streams.normalizer import Normalized, Normalizer
 from streams.raw_progress import RawProgress
+from streams.ready_batches import ready_batches
 from streams.request_records import accepted, dead_letter
 
 log = get_logger(__name__)
@@ -126,7 +127,7 @@ _batch_lock = asyncio.Lock()  # one batch at a time, whichever agent it comes fr
 
 
 async def normalize(stream):
-    async for events in stream.take_events(settings.normalize_batch, settings.normalize_within_s):
+    async for events in ready_batches(stream, settings.normalize_batch):
         async with _batch_lock:
             with held(events):
                 await _normalize_batch(events)

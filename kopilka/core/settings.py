@@ -72,10 +72,9 @@ class Settings(BaseSettings):
     sink_batch_size: int = 1000
     sink_batch_within_s: float = 0.1
     expiry_sweep_interval_s: float = 60.0
-    # The normaliser takes up to this many raw records at once (waiting at most `within`) and
-    # resolves the customers of consecutive purchases together.
+    # The normaliser takes up to this many raw records at once, whatever is waiting when it is
+    # free (streams.ready_batches), and resolves the customers of consecutive purchases together.
     normalize_batch: int = 200
-    normalize_within_s: float = 0.005
     # A refund is keyed by its order, its purchase by the customer (schemas.routing): a refund
     # that overtakes its purchase goes round webhooks.deferred (streams.deferral), tried again
     # every second for this long before it is refused as unknown_order.

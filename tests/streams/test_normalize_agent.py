@@ -87,8 +87,9 @@ def wired(stream_app, sent, as_from_the_consumer, monkeypatch):
 
 
 async def put_all(agent, *records: tuple[bytes | None, bytes]) -> list:
+    """The records queued together, as one fetch queues them, then taken as they are ready."""
     async with agent.test_context() as ctx:
-        events = [await ctx.put(value, key=key) for key, value in records]
+        events = [await ctx.put(value, key=key, wait=False) for key, value in records]
         for _ in range(300):
             if all(e.message.acked for e in events):
                 break
