@@ -82,7 +82,7 @@ def make_producer(settings: Settings) -> AIOKafkaProducer:
         bootstrap_servers=settings.bootstrap_list,
         acks="all",
         enable_idempotence=True,
-        linger_ms=1,
+        linger_ms=0,
         partitioner=DefaultPartitioner(),
         max_request_size=settings.max_record_bytes + 64 * 1024,
         request_timeout_ms=int(settings.publish_timeout_s * 1000),
