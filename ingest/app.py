@@ -22,6 +22,7 @@ from ingest.stream_hub import end_streams, event_hub
 from ingest.webhooks import receive_webhook
 from kopilka.core import db
 from kopilka.core.db import DATABASE_DOWN
+from kopilka.core.heap import freeze_started
 from kopilka.core.kafka import ensure_topics, make_producer
 from kopilka.core.logging import get_logger
 from kopilka.core.settings import Settings
@@ -135,12 +136,17 @@ document(
 )
 
 
+async def _freeze_heap(app: web.Application) -> None:
+    log.info("heap_frozen", objects=freeze_started())  # kopilka.core.heap
+
+
 def init_app(settings: Settings) -> web.Application:
     app = web.Application(
         client_max_size=settings.max_body_bytes, middlewares=[json_errors, database_unavailable]
     )
     app[SETTINGS] = settings
     app.cleanup_ctx.extend([_database, _kafka, edge_state, event_hub])
+    app.on_startup.append(_freeze_heap)  # after cleanup_ctx's starts: aiohttp runs them first
     app.on_shutdown.append(end_streams)
     app.router.add_post("/api/webhook/{secret}", receive_webhook)
     app.router.add_get("/api/v1/customers", get_customer)

@@ -8,6 +8,7 @@ from pathlib import Path
 import faust
 
 from kopilka.core.event_loop import use_event_loop
+from kopilka.core.heap import freeze_started
 from kopilka.core.logging import dict_config, get_logger
 from kopilka.core.settings import Settings, get_settings
 from streams import (
@@ -48,6 +49,12 @@ def build(settings: Settings, **overrides) -> StreamApp:
     return stream_app
 
 
+class _Worker(faust.Worker):
+    async def on_startup_finished(self) -> None:
+        await super().on_startup_finished()
+        log.info("heap_frozen", objects=freeze_started())  # kopilka.core.heap
+
+
 def run() -> None:
     settings = get_settings()
     loop = use_event_loop(settings.event_loop)  # before anything makes a loop
@@ -61,7 +68,7 @@ def run() -> None:
     Path(app.conf.datadir).mkdir(parents=True, exist_ok=True)
     tables = LocalTables(Path(app.conf.tabledir))
     tables.open()  # dropped unless the last run stopped cleanly (streams.local_tables)
-    worker = faust.Worker(
+    worker = _Worker(
         app,
         loglevel=settings.log_level.lower(),
         quiet=True,
