@@ -26,11 +26,16 @@ from kopilka.core.produce_requests import fuller_requests
 from kopilka.core.settings import Settings
 from streams.changelog_barrier import DurableTable, wait_for_changelog
 from streams.consumer import StreamConsumer
+from streams.producer_buffer import ebbing
 
 
 class _Producer(faust_aiokafka.Producer):
     """Faust's producer, sending each broker all its due batches at once
-    (kopilka.core.produce_requests)."""
+    (kopilka.core.produce_requests), its buffer waited on cheaply (streams.producer_buffer)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        ebbing(self.buffer)
 
     def _new_producer(self, transactional_id=None):
         return fuller_requests(super()._new_producer(transactional_id))
