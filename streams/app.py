@@ -84,6 +84,15 @@ class App(faust.App):
         producer.on_start = start_tracking_topics
         return producer
 
+    async def maybe_start_producer(self):
+        """The running producer, as Faust's, which every record sent asks for: Faust's goes
+        through a stampede guard that yields to the event loop three times per call, i.e. per
+        record the agents send (1.5 % of the worker's main thread, py-spy)."""
+        producer = self.producer
+        if producer.started and not self.in_transaction:
+            return producer
+        return await super().maybe_start_producer()
+
     def on_rebalance_end(self) -> None:
         super().on_rebalance_end()
         self._reseek_task = asyncio.ensure_future(self._seek_to_committed())
