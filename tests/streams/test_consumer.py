@@ -109,11 +109,24 @@ def test_a_record_not_handed_over_is_where_its_partition_goes_back_to(consumer):
     assert consumer._next_offset[TOPIC] == 7 and consumer._reposition
 
 
-async def test_a_record_is_handed_over_and_one_waiter_serves_every_record(looped):
+async def test_a_record_handed_over_without_waiting_costs_no_task(looped):
     got = []
 
     async def deliver(message):
         got.append(message)
+
+    assert await looped._hand_over(deliver, "r1")
+    assert await looped._hand_over(deliver, "r2")
+    assert got == ["r1", "r2"] and looped._interrupt is None
+
+
+async def test_a_record_whose_delivery_waits_is_handed_over_and_one_waiter_serves_all(looped):
+    got = []
+
+    async def deliver(message):
+        await asyncio.sleep(0)  # the stream's queue had no room at first
+        got.append(message)
+        return "ignored"
 
     assert await looped._hand_over(deliver, "r1")
     waiter = looped._interrupt
@@ -158,6 +171,15 @@ async def test_nothing_counts_as_handed_over_once_the_consumer_stops(looped):
 
 async def test_a_delivery_that_fails_raises_as_before(looped):
     async def deliver(message):
+        raise RuntimeError("a bug in a stream")
+
+    with pytest.raises(RuntimeError):
+        await looped._hand_over(deliver, "r1")
+
+
+async def test_a_delivery_that_fails_after_waiting_raises_as_before(looped):
+    async def deliver(message):
+        await asyncio.sleep(0.001)
         raise RuntimeError("a bug in a stream")
 
     with pytest.raises(RuntimeError):
