@@ -24,9 +24,10 @@ from kopilka.core import db, topics
 from kopilka.core.partitioning import DefaultPartitioner
 from kopilka.core.produce_requests import fuller_requests
 from kopilka.core.settings import Settings
-from streams.changelog_barrier import DurableTable, wait_for_changelog
+from streams.changelog_barrier import wait_for_changelog
 from streams.consumer import StreamConsumer
 from streams.producer_buffer import ebbing
+from streams.table_store import LedgerTable
 
 
 class _Producer(faust_aiokafka.Producer):
@@ -264,7 +265,8 @@ def _app_settings(settings: Settings) -> dict:
         broker_session_timeout=settings.worker_session_timeout_s,
         broker_heartbeat_interval=max(1.0, settings.worker_session_timeout_s / 3),
         web_enabled=False,
-        Table=DurableTable,  # commits wait for the table's changelog writes
+        # commits wait for the table's changelog writes; its store writes no RocksDB log
+        Table=LedgerTable,
         # Finish the in-flight event before a rebalance or shutdown (Faust's default).
         stream_wait_empty=True,
     )
