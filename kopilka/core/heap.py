@@ -8,15 +8,23 @@ a request that met one such pass waited for it (the tail of `Prefer: wait`). `fr
 moves what exists once the process has started into the collector's permanent generation, so a
 full pass walks only what was made since (3-5 ms, measured the same way). Reference counting
 still frees those objects as before; only the cycle detector no longer looks at them.
+
+The youngest generation is then collected every 10,000 net allocations instead of 700: most of
+what a record makes is freed by reference counting before any collection, and side by side
+(tests/perf/worker_cpu_ab.py, 3 pairs) the worker spent 3 % less CPU per purchase.
 """
 
 from __future__ import annotations
 
 import gc
 
+YOUNG_THRESHOLD = 10_000  # allocations between collections of the youngest generation
+
 
 def freeze_started() -> int:
     """Collect once, then keep every object alive now out of later full passes; their number."""
     gc.collect()
     gc.freeze()
+    _, middle, old = gc.get_threshold()
+    gc.set_threshold(YOUNG_THRESHOLD, middle, old)
     return gc.get_freeze_count()
