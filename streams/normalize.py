@@ -16,6 +16,7 @@ and puts the agents, the rules loader and their shutdown hooks on the app (strea
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -127,10 +128,11 @@ _batch_lock = asyncio.Lock()  # one batch at a time, whichever agent it comes fr
 
 
 async def normalize(stream):
-    async for events in ready_batches(stream, settings.normalize_batch):
-        async with _batch_lock:
-            with held(events):
-                await _normalize_batch(events)
+    async with contextlib.aclosing(ready_batches(stream, settings.normalize_batch)) as batches:
+        async for events in batches:
+            async with _batch_lock:
+                with held(events):
+                    await _normalize_batch(events)
 
 
 async def normalize_deferred(stream):

@@ -8,51 +8,76 @@ that many times a second for nothing, and cuts batches short under load.
 `ready_batches(stream, max_)` hands a batch out as soon as nothing more is waiting in the
 stream's queue, or once it holds `max_` events. While the agent works on a batch, the next
 records queue up, so the batches grow with the load by themselves: one event when a request
-comes alone, up to `max_` when the worker is behind. Acknowledgement is Faust's: every event of
-a batch is acknowledged when the agent asks for the next batch (`streams.acks.held` keeps a
-batch the agent could not finish).
+comes alone, up to `max_` when the worker is behind. A timer (`BACKSTOP_S`) still hands out what
+was collected when no record came to close the batch: a rebalance empties the queue or skips
+the records behind one already collected, and Faust then waits for that one's acknowledgement.
+Acknowledgement is Faust's: every event of a batch is acknowledged when the agent asks for the
+next batch, or leaves (`streams.acks.held` keeps a batch the agent could not finish). Use it
+under `contextlib.aclosing`, so that an agent that crashes detaches it from the stream at once
+(Faust restarts the agent on the same stream).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 
 from faust.types import EventT, StreamT
 
-# how often a waiting loop looks whether the stream was stopped (Faust's own wait ends then too)
-_STOP_CHECK_S = 1.0
+BACKSTOP_S = 0.05
 
 
-async def ready_batches(stream: StreamT, max_: int) -> AsyncIterator[list[EventT]]:
+def ready_batches(stream: StreamT, max_: int) -> AsyncGenerator[list[EventT], None]:
+    batches = _ready_batches(stream, max_)
+    agens = getattr(stream, "_active_agens", None)
+    if agens is not None:  # Faust closes what is left of it when the stream stops, as its own
+        agens.add(batches)
+    return batches
+
+
+async def _ready_batches(stream: StreamT, max_: int) -> AsyncGenerator[list[EventT], None]:
     events: list[EventT] = []
-    ready = asyncio.Event()  # `events` is a batch to hand out
-    done = asyncio.Event()  # the agent finished with it
+    closed = asyncio.Event()  # `events` goes out now: `max_` of them, or nothing more waiting
+    done = asyncio.Event()  # the agent finished with the batch out
+    out: asyncio.Future | None = None  # while a batch is out: no event joins `events`
     nothing_waiting = stream.channel.queue.empty
 
     async def collect(value):
+        if out is not None:
+            await out  # the backstop handed the batch out without this processor's say
         event = stream.current_event
         if event is None:
             raise RuntimeError("a stream processor ran without its event")
         events.append(event)
         if len(events) >= max_ or nothing_waiting():
             done.clear()
-            ready.set()
+            closed.set()
             await stream.wait(done)  # the next records queue up meanwhile
         return value
 
+    acks_before = stream.enable_acks
     stream.enable_acks = False  # acknowledged below, once the agent is done with the batch
     stream.add_processor(collect)
     stream._enable_passive(aiter(stream.channel))  # Faust's drain, as its take_events starts it
-    while not stream.should_stop:
-        await stream.wait_for_stopped(ready, timeout=_STOP_CHECK_S)
-        if not ready.is_set():
-            continue
-        try:
-            yield list(events)
-        finally:
-            for event in events:
-                await stream.ack(event)
-            events.clear()
-            ready.clear()
-            done.set()
+    try:
+        while not stream.should_stop:
+            await stream.wait_for_stopped(closed, timeout=BACKSTOP_S)
+            if not events:
+                continue
+            out = asyncio.get_running_loop().create_future()
+            try:
+                yield list(events)
+            finally:
+                for event in events:
+                    await stream.ack(event)
+                events.clear()
+                closed.clear()
+                out.set_result(None)
+                out = None
+                done.set()
+    finally:
+        stream.enable_acks = acks_before
+        stream._processors.remove(collect)
+        if out is not None and not out.done():
+            out.set_result(None)
+        done.set()  # a collector still waiting goes on (it is no longer among the processors)
