@@ -3,11 +3,13 @@
 RocksDB appends every put to its write-ahead log first, so that a crash does not lose what was
 still in memory. For this store that log buys nothing: the table's source of truth is its
 changelog topic, and a worker that did not stop cleanly drops its local tables and restores
-them whole from the changelog (streams.local_tables). A clean stop flushes what is in memory
-(RocksDB does, closing a store written without its log), and Faust keeps each partition's
-persisted changelog offset in the same store, so even a flush lost with the rest only makes a
-restart read more of the changelog. Three or four puts a purchase (two entries and the
-persisted offsets) each made a write to the log file.
+them whole from the changelog (streams.local_tables). What is in memory reaches the store's
+files when Faust lets a partition's database go (at a stop, and when the partition is given
+up): RocksDB flushes a store written without its log when it closes
+(tests/streams/test_table_store.py). Faust keeps each partition's persisted changelog offset in
+the same store, written after the entries it covers, so a flush that did not happen would leave
+an older but consistent store that a restart brings up to date from the changelog. Three or
+four puts a purchase (two entries and the persisted offsets) each made a write to the log file.
 """
 
 from __future__ import annotations

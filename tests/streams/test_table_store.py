@@ -1,5 +1,6 @@
 """streams.table_store: the worker's table store writes no RocksDB write-ahead log, and what it
-wrote is there again once Faust has let the store go (a clean stop) and opens it anew."""
+wrote reaches its files when Faust lets a database go (a stop, a partition given up): the
+property its lack of a log relies on."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import weakref
 from types import SimpleNamespace
 
 from faust.streams import _current_event
+from faust.types import TP
 
 from kopilka.core.settings import Settings
 from streams.app import create_app
@@ -25,7 +27,7 @@ def _wal_bytes(path) -> int:
     return sum(f.stat().st_size for f in path.glob("*.log"))
 
 
-def test_the_store_writes_no_log_and_keeps_its_entries_over_a_clean_stop(tmp_path):
+async def test_the_store_writes_no_log_and_keeps_its_entries_over_a_clean_stop(tmp_path):
     settings = Settings(_env_file=None, worker_id="store", worker_data_dir=tmp_path)
     table = create_app(settings).state_table  # store="rocksdb://", as the worker runs
     assert isinstance(table, LedgerTable)
@@ -37,9 +39,28 @@ def test_the_store_writes_no_log_and_keeps_its_entries_over_a_clean_stop(tmp_pat
             table.data[f"c|t:{n}"] = b'{"v":%d}' % n
         path = store.partition_path(PARTITION)
         assert _wal_bytes(path) == 0  # 200 puts, and nothing in the write-ahead log
-        store._dbs.clear()  # what Faust's store does on stop: it drops its databases
-        gc.collect()
-        assert table.data["c|t:7"] == b'{"v":7}'  # opened again, from the flushed files
+        assert not list(path.glob("*.sst"))  # all of it in memory still
+        reading = store._dbs[PARTITION].iter()  # an open iterator keeps its database open
+        await store.stop()  # Faust drops its databases: RocksDB flushes each as it closes
         assert len(list(path.glob("*.sst"))) >= 1
+        del reading
+        gc.collect()
+        assert table.data["c|t:7"] == b'{"v":7}'  # opened again, from its files
+    finally:
+        _current_event.set(None)
+
+
+def test_a_partition_given_up_is_flushed(tmp_path):
+    settings = Settings(_env_file=None, worker_id="store", worker_data_dir=tmp_path)
+    table = create_app(settings).state_table
+    store = table.data
+    event = _Event(PARTITION)
+    _current_event.set(weakref.ref(event))
+    try:
+        table.data["c|t:1"] = b'{"v":1}'
+        path = store.partition_path(PARTITION)
+        [changelog] = table.changelog_topic.topics
+        store.revoke_partitions(table, {TP(changelog, PARTITION)})
+        assert PARTITION not in store._dbs and len(list(path.glob("*.sst"))) >= 1
     finally:
         _current_event.set(None)
