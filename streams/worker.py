@@ -49,12 +49,6 @@ def build(settings: Settings, **overrides) -> StreamApp:
     return stream_app
 
 
-class _Worker(faust.Worker):
-    async def on_startup_finished(self) -> None:
-        await super().on_startup_finished()
-        log.info("heap_frozen", objects=freeze_started())  # kopilka.core.heap
-
-
 def run() -> None:
     settings = get_settings()
     loop = use_event_loop(settings.event_loop)  # before anything makes a loop
@@ -68,13 +62,16 @@ def run() -> None:
     Path(app.conf.datadir).mkdir(parents=True, exist_ok=True)
     tables = LocalTables(Path(app.conf.tabledir))
     tables.open()  # dropped unless the last run stopped cleanly (streams.local_tables)
-    worker = _Worker(
+    worker = faust.Worker(
         app,
         loglevel=settings.log_level.lower(),
         quiet=True,
         # Faust's and aiokafka's lines as JSON, like ours (kopilka.core.logging)
         logging_config=dict_config(settings.log_level, settings.log_format),
     )
+    # Before Faust starts: everything imported and built so far stays, and nothing it opens
+    # (RocksDB databases a revoke must be able to close) is kept out of the collector.
+    log.info("heap_frozen", objects=freeze_started())  # kopilka.core.heap
     try:
         worker.execute_from_commandline()
     except SystemExit as exc:

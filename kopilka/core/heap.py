@@ -5,9 +5,10 @@ A worker or an ingress process holds some hundred thousand of them once started 
 pydantic models, the routes), none of which will ever be garbage, and walking them took 30-90 ms
 of a worker's or an ingress process's main thread every few seconds, measured with gc.callbacks:
 a request that met one such pass waited for it (the tail of `Prefer: wait`). `freeze_started()`
-moves what exists once the process has started into the collector's permanent generation, so a
-full pass walks only what was made since (3-5 ms, measured the same way). Reference counting
-still frees those objects as before; only the cycle detector no longer looks at them.
+moves what exists once the process has imported and built what it runs (the worker: before
+Faust starts; the ingress: once its app started) into the collector's permanent generation, so
+a full pass walks only what was made since. Reference counting still frees those objects as
+before; only the cycle detector no longer looks at them.
 
 The youngest generation is then collected every 10,000 net allocations instead of 700: most of
 what a record makes is freed by reference counting before any collection, and side by side
