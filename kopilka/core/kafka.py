@@ -75,7 +75,7 @@ def make_producer(settings: Settings) -> AIOKafkaProducer:
 
     Records of many requests share a produce request without waiting for a timer: aiokafka
     keeps one produce request in flight per broker, and what arrives meanwhile is batched per
-    partition. `linger_ms` stays short, so a lone request is not held back.
+    partition. No `linger_ms`, so a lone request is not held back.
     The partitioner is Kafka's default (murmur2 of the key), computed more cheaply; a request
     takes every batch its broker leads once one is due (kopilka.core.produce_requests)."""
     producer = AIOKafkaProducer(
