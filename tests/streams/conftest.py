@@ -4,10 +4,12 @@ store and no broker behind it, for agents driven through Faust's `agent.test_con
 from __future__ import annotations
 
 import asyncio
+import weakref
 from dataclasses import fields
 from types import SimpleNamespace
 
 import pytest
+from faust.streams import _current_event
 from faust.types.tuples import FutureMessage
 from faust.types.tuples import Message as FaustMessage
 
@@ -70,3 +72,24 @@ def _recorded_send_soon(records: dict[str, list[tuple]], topic: str):
         return fut
 
     return send_soon
+
+
+class _Processed:
+    """Stands for the record an agent is processing (Faust keeps it by a weak reference)."""
+
+    def __init__(self, partition: int) -> None:
+        self.message = SimpleNamespace(partition=partition)
+
+
+@pytest.fixture
+def processing():
+    """`processing(partition)`: from now on, as if an agent were processing a record of that
+    partition (Faust's current event, which picks a table's partition); undone at the end."""
+    kept: list[_Processed] = []
+
+    def process(partition: int) -> None:
+        kept.append(_Processed(partition))
+        _current_event.set(weakref.ref(kept[-1]))
+
+    yield process
+    _current_event.set(None)

@@ -3,44 +3,24 @@
 
 from __future__ import annotations
 
-import weakref
-from types import SimpleNamespace
-
 import faust
-from faust.streams import _current_event
 
 from streams.metrics import TABLE_OPS
 from streams.table_reads import reader
 
 
-class _Event:
-    def __init__(self, partition: int) -> None:
-        self.message = SimpleNamespace(partition=partition)
-
-
-def _processing(partition: int) -> _Event:
-    """As if an agent were processing a record of `partition` (Faust's current event)."""
-    event = _Event(partition)
-    _current_event.set(weakref.ref(event))
-    return event  # the caller keeps it alive: Faust holds the event by a weak reference
-
-
-def test_a_read_gives_what_table_get_gives_in_the_record_s_partition(tmp_path):
+def test_a_read_gives_what_table_get_gives_in_the_record_s_partition(tmp_path, processing):
     app = faust.App("table-reads", store="rocksdb://", datadir=str(tmp_path))
     table = app.Table("state", key_type=str, value_type=bytes, partitions=4)
     read = reader(table)
     assert read is not table.get  # the store is read straight
-    try:
-        held = _processing(2)
-        table.data["c|t:1"] = b'{"v":1}'
-        assert read("c|t:1") == table.get("c|t:1") == b'{"v":1}'
-        assert read("c|t:unknown") is None and table.get("c|t:unknown") is None
-        held = _processing(3)  # another partition's database does not hold it
-        assert read("c|t:1") is None and table.get("c|t:1") is None
-        del held
-        assert TABLE_OPS[("state", "get")] >= 3  # counted like Faust's own reads
-    finally:
-        _current_event.set(None)
+    processing(2)
+    table.data["c|t:1"] = b'{"v":1}'
+    assert read("c|t:1") == table.get("c|t:1") == b'{"v":1}'
+    assert read("c|t:unknown") is None and table.get("c|t:unknown") is None
+    processing(3)  # another partition's database does not hold it
+    assert read("c|t:1") is None and table.get("c|t:1") is None
+    assert TABLE_OPS[("state", "get")] >= 3  # counted like Faust's own reads
 
 
 def test_a_table_without_a_serialized_store_is_read_with_get():

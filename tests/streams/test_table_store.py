@@ -5,10 +5,7 @@ property its lack of a log relies on."""
 from __future__ import annotations
 
 import gc
-import weakref
-from types import SimpleNamespace
 
-from faust.streams import _current_event
 from faust.types import TP
 
 from kopilka.core.settings import Settings
@@ -18,49 +15,38 @@ from streams.table_store import LedgerTable
 PARTITION = 2
 
 
-class _Event:
-    def __init__(self, partition: int) -> None:
-        self.message = SimpleNamespace(partition=partition)
-
-
 def _wal_bytes(path) -> int:
     return sum(f.stat().st_size for f in path.glob("*.log"))
 
 
-async def test_the_store_writes_no_log_and_keeps_its_entries_over_a_clean_stop(tmp_path):
+async def test_the_store_writes_no_log_and_keeps_its_entries_over_a_clean_stop(
+    tmp_path, processing
+):
     settings = Settings(_env_file=None, worker_id="store", worker_data_dir=tmp_path)
     table = create_app(settings).state_table  # store="rocksdb://", as the worker runs
     assert isinstance(table, LedgerTable)
     store = table.data
-    event = _Event(PARTITION)
-    _current_event.set(weakref.ref(event))  # as if processing a record of PARTITION
-    try:
-        for n in range(200):
-            table.data[f"c|t:{n}"] = b'{"v":%d}' % n
-        path = store.partition_path(PARTITION)
-        assert _wal_bytes(path) == 0  # 200 puts, and nothing in the write-ahead log
-        assert not list(path.glob("*.sst"))  # all of it in memory still
-        reading = store._dbs[PARTITION].iter()  # an open iterator keeps its database open
-        await store.stop()  # Faust drops its databases: RocksDB flushes each as it closes
-        assert len(list(path.glob("*.sst"))) >= 1
-        del reading
-        gc.collect()
-        assert table.data["c|t:7"] == b'{"v":7}'  # opened again, from its files
-    finally:
-        _current_event.set(None)
+    processing(PARTITION)
+    for n in range(200):
+        table.data[f"c|t:{n}"] = b'{"v":%d}' % n
+    path = store.partition_path(PARTITION)
+    assert _wal_bytes(path) == 0  # 200 puts, and nothing in the write-ahead log
+    assert not list(path.glob("*.sst"))  # all of it in memory still
+    reading = store._dbs[PARTITION].iter()  # an iterator left open, as a sweep might leave one
+    await store.stop()  # Faust drops its databases: RocksDB flushes each as it closes
+    assert len(list(path.glob("*.sst"))) >= 1
+    del reading
+    gc.collect()
+    assert table.data["c|t:7"] == b'{"v":7}'  # opened again, from its files
 
 
-def test_a_partition_given_up_is_flushed(tmp_path):
+def test_a_partition_given_up_is_flushed(tmp_path, processing):
     settings = Settings(_env_file=None, worker_id="store", worker_data_dir=tmp_path)
     table = create_app(settings).state_table
     store = table.data
-    event = _Event(PARTITION)
-    _current_event.set(weakref.ref(event))
-    try:
-        table.data["c|t:1"] = b'{"v":1}'
-        path = store.partition_path(PARTITION)
-        [changelog] = table.changelog_topic.topics
-        store.revoke_partitions(table, {TP(changelog, PARTITION)})
-        assert PARTITION not in store._dbs and len(list(path.glob("*.sst"))) >= 1
-    finally:
-        _current_event.set(None)
+    processing(PARTITION)
+    table.data["c|t:1"] = b'{"v":1}'
+    path = store.partition_path(PARTITION)
+    [changelog] = table.changelog_topic.topics
+    store.revoke_partitions(table, {TP(changelog, PARTITION)})
+    assert PARTITION not in store._dbs and len(list(path.glob("*.sst"))) >= 1
