@@ -38,21 +38,21 @@ def ready_batches(stream: StreamT, max_: int) -> AsyncGenerator[list[EventT], No
 async def _ready_batches(stream: StreamT, max_: int) -> AsyncGenerator[list[EventT], None]:
     events: list[EventT] = []
     closed = asyncio.Event()  # `events` goes out now: `max_` of them, or nothing more waiting
-    done = asyncio.Event()  # the agent finished with the batch out
-    out: asyncio.Future | None = None  # while a batch is out: no event joins `events`
+    free = asyncio.Event()  # no batch is out: an event may join `events`
+    free.set()
     nothing_waiting = stream.channel.queue.empty
 
     async def collect(value):
-        if out is not None:
-            await out  # the backstop handed the batch out without this processor's say
+        if not free.is_set():
+            await stream.wait(free)  # the backstop handed a batch out without this one's say
         event = stream.current_event
         if event is None:
             raise RuntimeError("a stream processor ran without its event")
         events.append(event)
         if len(events) >= max_ or nothing_waiting():
-            done.clear()
+            free.clear()
             closed.set()
-            await stream.wait(done)  # the next records queue up meanwhile
+            await stream.wait(free)  # the next records queue up meanwhile
         return value
 
     acks_before = stream.enable_acks
@@ -64,7 +64,7 @@ async def _ready_batches(stream: StreamT, max_: int) -> AsyncGenerator[list[Even
             await stream.wait_for_stopped(closed, timeout=BACKSTOP_S)
             if not events:
                 continue
-            out = asyncio.get_running_loop().create_future()
+            free.clear()
             try:
                 yield list(events)
             finally:
@@ -72,12 +72,8 @@ async def _ready_batches(stream: StreamT, max_: int) -> AsyncGenerator[list[Even
                     await stream.ack(event)
                 events.clear()
                 closed.clear()
-                out.set_result(None)
-                out = None
-                done.set()
+                free.set()
     finally:
         stream.enable_acks = acks_before
         stream._processors.remove(collect)
-        if out is not None and not out.done():
-            out.set_result(None)
-        done.set()  # a collector still waiting goes on (it is no longer among the processors)
+        free.set()  # a collector still waiting goes on (it is no longer among the processors)
