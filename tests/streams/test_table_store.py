@@ -1,6 +1,6 @@
 """streams.table_store: the worker's table store writes no RocksDB write-ahead log, and what it
 wrote reaches its files when Faust lets a database go (a stop, a partition given up): the
-property its lack of a log relies on."""
+property its lack of a log relies on. Its partitions' databases share one memory budget."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from faust.types import TP
 
 from kopilka.core.settings import Settings
 from streams.app import create_app
-from streams.table_store import LedgerTable
+from streams.table_store import MB, LedgerTable, shared_memory
 
 PARTITION = 2
 
@@ -50,3 +50,23 @@ def test_a_partition_given_up_is_flushed(tmp_path, processing):
     [changelog] = table.changelog_topic.topics
     store.revoke_partitions(table, {TP(changelog, PARTITION)})
     assert PARTITION not in store._dbs and len(list(path.glob("*.sst"))) >= 1
+
+
+def test_every_partition_shares_one_memory_budget_and_flushes_past_it(tmp_path, processing):
+    settings = Settings(
+        _env_file=None, worker_id="store", worker_data_dir=tmp_path, worker_store_memory_mb=16
+    )
+    table = create_app(settings).state_table
+    assert table.store_memory_mb == 16
+    block_cache, memtables = shared_memory(16)
+    value = b"x" * 4096
+    for partition in (2, 3):
+        processing(partition)
+        table.data[f"c|t:{partition}"] = b"{}"
+    held = memtables.get_usage()
+    assert 0 < held <= block_cache.get_usage()  # memtables of both databases, charged to it
+    for n in range(8_000):  # 32 MB, twice the budget, into partition 3 alone
+        table.data[f"c|t:{n}"] = value
+    assert memtables.get_usage() <= 16 * MB  # not the 32 MB written: the rest was flushed
+    assert list(table.data.partition_path(3).glob("*.sst"))
+    assert table.data["c|t:7"] == value
