@@ -285,7 +285,7 @@ def _state_table(app: App, settings: Settings) -> faust.TableT:
         key_type=str,
         value_type=bytes,
         partitions=settings.topic_partitions,
-        store_memory_mb=settings.worker_store_memory_mb,
+        store_cache_mb=settings.worker_store_cache_mb,
         # compacted (Faust's default for a table's changelog); as durable as the rest, and able
         # to take the largest entry the producer may send
         extra_topic_configs={

@@ -82,9 +82,9 @@ class Settings(BaseSettings):
     # The worker's table store: "rocksdb://" (on disk: a restart reads only what changed since)
     # or "memory://" (the whole changelog is read back at every start).
     worker_store: str = "rocksdb://"
-    # RocksDB's memory for those tables, every partition of a worker process together: one block
-    # cache, the memtables charged to it (streams.table_store). A soft limit.
-    worker_store_memory_mb: int = Field(128, ge=16)
+    # RocksDB's block cache for those tables, one for every partition of a worker process
+    # (streams.table_store); each partition written to also holds memtables of 4 MB (up to 3).
+    worker_store_cache_mb: int = Field(64, ge=8)
     # Refunds are accepted this long after the purchase; then the order's state shrinks to a
     # marker (streams/settlement.py), checked for every this many seconds.
     order_refund_window_days: int = 90

@@ -1,17 +1,16 @@
 """streams.table_store: the worker's table store writes no RocksDB write-ahead log, and what it
 wrote reaches its files when Faust lets a database go (a stop, a partition given up): the
-property its lack of a log relies on. Its partitions' databases share one memory budget."""
+property its lack of a log relies on. Its partitions' databases share one block cache."""
 
 from __future__ import annotations
 
 import gc
-import time
 
 from faust.types import TP
 
 from kopilka.core.settings import Settings
 from streams.app import create_app
-from streams.table_store import MB, LedgerTable, shared_memory
+from streams.table_store import WRITE_BUFFER_BYTES, LedgerTable, shared_cache
 
 PARTITION = 2
 
@@ -53,24 +52,24 @@ def test_a_partition_given_up_is_flushed(tmp_path, processing):
     assert PARTITION not in store._dbs and len(list(path.glob("*.sst"))) >= 1
 
 
-def test_every_partition_shares_one_memory_budget_and_flushes_past_it(tmp_path, processing):
+def test_the_partitions_share_one_cache_and_flush_small_memtables(tmp_path, processing):
     settings = Settings(
-        _env_file=None, worker_id="store", worker_data_dir=tmp_path, worker_store_memory_mb=16
+        _env_file=None, worker_id="store", worker_data_dir=tmp_path, worker_store_cache_mb=8
     )
     table = create_app(settings).state_table
-    assert table.store_memory_mb == 16
-    block_cache, memtables = shared_memory(16)
+    store = table.data
     value = b"x" * 4096
-    for partition in (2, 3):
+    for partition in (2, 3):  # 6 MB each: past a 4 MB memtable, far below Faust's 64 MB
         processing(partition)
-        table.data[f"c|t:{partition}"] = b"{}"
-    held = memtables.get_usage()
-    assert 0 < held <= block_cache.get_usage()  # memtables of both databases, charged to it
-    for n in range(8_000):  # 32 MB, twice the budget, into partition 3 alone
-        table.data[f"c|t:{n}"] = value
-    deadline = time.monotonic() + 10  # flushes run on RocksDB's threads: a busy machine lags
-    while memtables.get_usage() > 16 * MB and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert memtables.get_usage() <= 16 * MB  # not the 32 MB written: the rest was flushed
-    assert list(table.data.partition_path(3).glob("*.sst"))
-    assert table.data["c|t:7"] == value
+        for n in range(1_500):
+            table.data[f"c|t:{n}"] = value
+    block_cache = shared_cache(8)
+    for partition in (2, 3):
+        path = store.partition_path(partition)
+        assert list(path.glob("*.sst"))  # flushed, though never closed
+        [options] = sorted(path.glob("OPTIONS-*"))[-1:]
+        assert f"write_buffer_size={WRITE_BUFFER_BYTES}" in options.read_text()
+        processing(partition)
+        before = block_cache.get_usage()
+        assert table.data["c|t:1"] == value  # a flushed entry: read through the cache
+        assert block_cache.get_usage() > before  # this partition's blocks, in the one cache
