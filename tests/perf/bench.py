@@ -2,10 +2,11 @@
 
 A fresh stack in .data/bench-stack (Kafka, durable Postgres, Redis, the ingress; own data dir,
 free ports), then, in this order:
- 1. a bare aiohttp POST handler (tests/perf/bare_server.py, 1 process) and then the ingress take
-    the same wrk-like load (tests/perf/loadgen.py: standard purchases, C keep-alive connections,
-    S seconds after a warm-up), with no worker running: req/s, the ratio, CPU per request; then
-    the worker's baseline, a naive Faust worker (tests/perf/naive_worker.py) on a backlog;
+ 1. a bare aiohttp POST handler (tests/perf/bare_server.py, 1 process) and the ingress take
+    turns under the same wrk-like load (tests/perf/loadgen.py: standard purchases, C keep-alive
+    connections; a warm-up each, then 3 turns of S/3 seconds each), with no worker running:
+    req/s, the ratio and CPU per request (medians of the turns'); then the worker's baseline, a
+    naive Faust worker (tests/perf/naive_worker.py) on a backlog;
  2. the first worker starts and catches up the backlog step 1 left (figure: purchases/s);
  3. end to end with 1 worker, then with 2 workers, one shop each time: E purchases as fast as
     the ingress takes them, until every award is in Postgres; worker CPU per purchase (summed
@@ -86,7 +87,10 @@ def measure(args: argparse.Namespace, stack, log, f: dict) -> None:
     shop_in, shop_1w, shop_2w, loyal = (run(new_shop(dsn, name)) for name in names)
     f["machine"] = {"cpus": os.cpu_count(), "loadavg_start": os.getloadavg()}
 
-    log(f"1. bare aiohttp, then the ingress: {args.seconds:.0f}s each, {args.concurrency} conns")
+    log(
+        f"1. bare aiohttp and the ingress, {http_bench.TURNS} turns each:"
+        f" {args.seconds:.0f}s a side, {args.concurrency} conns"
+    )
     bare, bare_port = http_bench.start_bare(stack)
     f["bare"], f["ingress"], backlog = run(
         http_bench.bare_vs_ingress(
@@ -181,6 +185,10 @@ def _e2e_note(e: dict) -> str:
     return f"{e['accepted']:,} purchases in {e['e2e_s']} s"
 
 
+def _turns(values: list) -> str:
+    return " / ".join(str(v) for v in values)
+
+
 def table(f: dict, args: argparse.Namespace) -> list[tuple[str, str, str]]:
     b, i, c, w, nv = f["bare"], f["ingress"], f["catch_up"], f["wait"], f["naive"]
     e1, e2, r, batch = f["e2e_1w"], f["e2e_2w"], f["restart"], f["batch"]
@@ -196,12 +204,14 @@ def table(f: dict, args: argparse.Namespace) -> list[tuple[str, str, str]]:
         (
             "Kopilka ingress, standard purchases (req/s)",
             _n(i["rps"]),
-            f"{i['pct_of_bare']} % of bare, p99 {i['p99_ms']} ms",
+            f"{i['pct_of_bare']} % of bare (turns: {_turns(i['pct_of_bare_turns'])}),"
+            f" p99 {i['p99_ms']} ms",
         ),
         (
             "ingress CPU per accepted webhook (ms)",
             _n(i["server_cpu_ms_per_req"], 3),
-            f"bare: {b['server_cpu_ms_per_req']} ms",
+            f"turns: {_turns(i['server_cpu_ms_per_req_turns'])}; bare:"
+            f" {b['server_cpu_ms_per_req']} ms",
         ),
         (
             "naive Faust worker, the baseline (records/s)",
