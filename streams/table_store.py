@@ -28,7 +28,6 @@ from __future__ import annotations
 from functools import cache
 
 from faust.stores import rocksdb
-from faust.types import StoreT
 from rocksdict import BlockBasedIndexType, BlockBasedOptions, Cache, Options, WriteOptions
 
 from streams.changelog_barrier import DurableTable
@@ -62,14 +61,8 @@ def within(store: rocksdb.Store, cache_mb: int) -> None:
     faust_options.as_options = as_options  # type: ignore[method-assign]
 
 
-def _rocksdict(store: StoreT) -> bool:
-    return isinstance(store, rocksdb.Store) and store.use_rocksdict  # not memory:// (tests)
-
-
-def without_wal(store: StoreT) -> StoreT:
-    """`store`, each partition's database (as Faust opens it) writing without the log."""
-    if not _rocksdict(store):
-        return store
+def without_wal(store: rocksdb.Store) -> None:
+    """Each of `store`'s partition databases (as Faust opens it) writing without the log."""
     options = WriteOptions()
     options.disable_wal = True
     open_partition = store._open_for_partition
@@ -80,7 +73,6 @@ def without_wal(store: StoreT) -> StoreT:
         return db
 
     store._open_for_partition = opened  # type: ignore[method-assign]
-    return store
 
 
 class LedgerTable(DurableTable):
@@ -94,6 +86,9 @@ class LedgerTable(DurableTable):
 
     def _new_store_by_url(self, url):
         store = super()._new_store_by_url(url)
-        if self.store_cache_mb is not None and _rocksdict(store):
+        if not isinstance(store, rocksdb.Store) or not store.use_rocksdict:  # memory:// (tests)
+            return store
+        if self.store_cache_mb is not None:
             within(store, self.store_cache_mb)
-        return without_wal(store)
+        without_wal(store)
+        return store
