@@ -45,18 +45,24 @@ def _figures(result: Result, server_cpu_s: float) -> dict:
     }
 
 
-async def measure(
+async def _timed(
     host: str, port: int, path: str, leaders: list[int], prefix: str, seconds, concurrency
-) -> tuple[dict, int]:
-    """Warm up, then measure; (figures, every 202 including the warm-up's)."""
-    warm = await hammer(
-        host, port, path, purchase_factory(f"{prefix}W"), concurrency=concurrency, seconds=WARMUP_S
-    )
+) -> tuple[Result, float]:
+    """`seconds` of purchases; (the result, the server's CPU seconds meanwhile)."""
     cpu0 = cpu_seconds(leaders)
     result = await hammer(
         host, port, path, purchase_factory(prefix), concurrency=concurrency, seconds=seconds
     )
-    return _figures(result, cpu_seconds(leaders) - cpu0), warm.count("202") + result.count("202")
+    return result, cpu_seconds(leaders) - cpu0
+
+
+async def measure(
+    host: str, port: int, path: str, leaders: list[int], prefix: str, seconds, concurrency
+) -> tuple[dict, int]:
+    """Warm up, then measure; (figures, every 202 including the warm-up's)."""
+    warm, _ = await _timed(host, port, path, leaders, f"{prefix}W", WARMUP_S, concurrency)
+    result, cpu = await _timed(host, port, path, leaders, prefix, seconds, concurrency)
+    return _figures(result, cpu), warm.count("202") + result.count("202")
 
 
 def start_bare(stack: Stack) -> tuple[devservices.ManagedProcess, int]:
@@ -88,18 +94,13 @@ async def bare_vs_ingress(
     accepted = 0
     for turn in range(-1, TURNS):  # turn -1: the warm-up
         for name, (host, port, leaders, prefix) in sides.items():
-            cpu0 = cpu_seconds(leaders)
-            result = await hammer(
-                host,
-                port,
-                shop.path,
-                purchase_factory(f"{prefix}{turn}"),
-                concurrency=concurrency,
-                seconds=WARMUP_S if turn < 0 else seconds / TURNS,
+            length = WARMUP_S if turn < 0 else seconds / TURNS
+            timed = await _timed(
+                host, port, shop.path, leaders, f"{prefix}{turn}", length, concurrency
             )
-            accepted += result.count("202") if name == "ingress" else 0
+            accepted += timed[0].count("202") if name == "ingress" else 0
             if turn >= 0:
-                results[name].append((result, cpu_seconds(leaders) - cpu0))
+                results[name].append(timed)
     bare, kopilka = (_over_turns(results[name]) for name in sides)
     ratios = [
         100 * i.count("202") / i.elapsed / (b.count("202") / b.elapsed)
