@@ -13,13 +13,13 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, ClassVar, Literal
 
+from msgspec.structs import replace
 from pydantic import ConfigDict, Field
 
 from kopilka.core.ids import derived_id
 from schemas.actions.base import Action
 from schemas.actions.referral import ReferralCommand
 from schemas.event_model import LOT_ID, MONEY, Event
-from schemas.frozen_copy import replaced
 from schemas.inbound.envelope import Envelope
 from schemas.inbound.fields import Money, OrderId, Text
 from schemas.inbound.model import InboundModel
@@ -169,7 +169,7 @@ def handle(state: CustomerState, order: OrderState, cmd: PurchaseCommand) -> Res
                 amount=cmd.amount,
             )
         )
-    new_order = replaced(
+    new_order = replace(
         order,
         purchase_command=cmd.command_id,
         amount=cmd.amount,

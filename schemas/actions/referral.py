@@ -11,12 +11,12 @@ from datetime import datetime
 from decimal import Decimal
 from typing import ClassVar, Literal
 
+from msgspec.structs import replace
 from pydantic import Field
 
 from kopilka.core.ids import derived_id
 from schemas.actions.base import Action
 from schemas.event_model import LOT_ID, MONEY, Event
-from schemas.frozen_copy import replaced
 from schemas.messages import RuledCommand
 from schemas.rules.arithmetic import award_points, money
 from schemas.rules.builder import Builder, Result, duplicate
@@ -87,7 +87,7 @@ def handle(state: CustomerState, order: OrderState, cmd: ReferralCommand) -> Res
         available_at=lot.available_at,
         expires_at=lot.expires_at,
     )
-    new_order = replaced(
+    new_order = replace(
         order, purchase_command=cmd.command_id, award_lot=lot.lot_id, awarded=points
     )
     return Result(b.state(state), new_order, b.events, "applied")

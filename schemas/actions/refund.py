@@ -12,13 +12,13 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Annotated, Any, ClassVar, Literal
 
+from msgspec.structs import replace
 from pydantic import Field, PlainValidator
 
 from kopilka.core.ids import derived_id
 from schemas.actions.base import Action
 from schemas.errors import Refused
 from schemas.event_model import MONEY, Event, LotPoints
-from schemas.frozen_copy import replaced
 from schemas.inbound.envelope import Envelope
 from schemas.inbound.fields import Money, OrderId, invalid
 from schemas.inbound.fields import money as read_money
@@ -216,7 +216,7 @@ def handle(state: CustomerState, order: OrderState, cmd: RefundCommand) -> Resul
         lots = {lot.lot_id: i for i, lot in enumerate(b.lots)}
         if t.lot_id in lots:
             lot = b.lots[lots[t.lot_id]]
-            b.lots[lots[t.lot_id]] = replaced(lot, remaining=lot.remaining + n)
+            b.lots[lots[t.lot_id]] = replace(lot, remaining=lot.remaining + n)
         else:
             b.lots.append(
                 Lot(
@@ -237,7 +237,7 @@ def handle(state: CustomerState, order: OrderState, cmd: RefundCommand) -> Resul
         )
         b.expire_due()
     b.relevel(cmd.rules, cmd.order_id)
-    new_order = replaced(
+    new_order = replace(
         order,
         refunds={**order.refunds, cmd.refund_id: cmd.command_id},
         refunded=refunded,

@@ -12,12 +12,12 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import ClassVar, Literal
 
+from msgspec.structs import replace
 from pydantic import Field
 
 from kopilka.core.ids import derived_id
 from schemas.actions.base import Action
 from schemas.event_model import MONEY, Event, LotPoints
-from schemas.frozen_copy import replaced
 from schemas.inbound.envelope import Envelope
 from schemas.inbound.fields import Money, OrderId, Points
 from schemas.inbound.model import InboundModel
@@ -197,7 +197,7 @@ def handle(state: CustomerState, order: OrderState, cmd: SpendCommand) -> Result
         order_amount=money(cmd.order_amount) if cmd.order_amount is not None else None,
         lots=[LotPoints(lot_id=t.lot_id, points=t.points) for t in taken],
     )
-    new_order = replaced(
+    new_order = replace(
         order,
         spend_command=cmd.command_id,
         spend_order_amount=cmd.order_amount,

@@ -12,9 +12,10 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+from msgspec.structs import replace
+
 from kopilka.core.ids import derived_id
 from schemas.event_model import BonusExpired, Event, LevelChanged
-from schemas.frozen_copy import replaced
 from schemas.messages import Command
 from schemas.rules.arithmetic import money
 from schemas.rules.state import CustomerState, Lot, OrderState, Taken, lot_order
@@ -102,7 +103,7 @@ class Builder:
             if lot.remaining == n:
                 del self.lots[i]
             else:
-                self.lots[i] = replaced(lot, remaining=lot.remaining - n)
+                self.lots[i] = replace(lot, remaining=lot.remaining - n)
         return taken
 
     def add_lot(self, lot_id: str, points: int, rules: TenantRules) -> Lot:
@@ -121,7 +122,7 @@ class Builder:
             return lot
         for i, open_lot in enumerate(self.lots):
             if (open_lot.available_at, open_lot.expires_at) == (lot.available_at, lot.expires_at):
-                self.lots[i] = replaced(open_lot, remaining=open_lot.remaining + points)
+                self.lots[i] = replace(open_lot, remaining=open_lot.remaining + points)
                 return self.lots[i]
         self.lots.append(lot)
         return lot
@@ -143,7 +144,7 @@ class Builder:
             )
 
     def state(self, base: CustomerState, **changes: Any) -> CustomerState:
-        return replaced(
+        return replace(
             base,
             seq=self.seq,
             lots=tuple(self.lots),

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from msgspec.structs import replace
+
 from schemas.actions import HANDLERS
 from schemas.commands import parse_command
-from schemas.frozen_copy import replaced
 from schemas.messages import Command
 from schemas.rules.builder import Result
 from schemas.rules.state import NO_ORDER, CustomerState, OrderState, Remembered
@@ -66,13 +67,13 @@ def apply(state: CustomerState, orders: Mapping[str, OrderState], cmd: Command) 
     )
     if key is not None:
         entry = result.order or order or NO_ORDER
-        result.order = replaced(entry, emitted=(*entry.emitted, memo)[-REMEMBERED_PER_ORDER:])
-        result.state = replaced(
+        result.order = replace(entry, emitted=(*entry.emitted, memo)[-REMEMBERED_PER_ORDER:])
+        result.state = replace(
             result.state, last_command=cmd.command_id, last_order_key=key, last_order=result.order
         )
     else:
         kept = result.state.recent
-        result.state = replaced(
+        result.state = replace(
             result.state,
             recent=(*kept, memo)[-REMEMBERED_PER_CUSTOMER:],
             last_command=cmd.command_id,
