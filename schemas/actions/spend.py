@@ -145,8 +145,8 @@ def handle(state: CustomerState, order: OrderState, cmd: SpendCommand) -> Result
     if order.spend_command is not None:
         return duplicate(state, order, f"points were already spent on order {cmd.order_id}")
     rules = cmd.rules
-    at = cmd.occurred_at
     b = Builder(state, cmd)
+    at = b.at
     b.expire_due()
     active = [lot for lot in b.lots if lot.active(at)]
     active_balance = sum(lot.remaining for lot in active)

@@ -9,7 +9,7 @@ closes it with `state()`, a copy of the customer's state with those changes.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from msgspec.structs import replace
@@ -20,6 +20,8 @@ from schemas.messages import Command
 from schemas.rules.arithmetic import money
 from schemas.rules.state import CustomerState, Lot, OrderState, Taken, lot_order
 from schemas.tenant_rules import TenantRules
+
+_ZERO = timedelta(0)
 
 
 @dataclass
@@ -38,11 +40,21 @@ def duplicate(state: CustomerState, order: OrderState | None, why: str) -> Resul
     return Result(state, order, [], "duplicate", reason=why)
 
 
+def in_utc(at: datetime) -> datetime:
+    """`at` with the `UTC` tzinfo itself when its offset is zero: the same instant, and the
+    form stored lots' times are read in (schemas.rules.state), so comparing them with it takes
+    datetime's fast path (same tzinfo: 24 ns), not two utcoffset() calls (250 ns). A command's
+    time is the ingress's clock (pydantic's own UTC tzinfo); a customer's entry has a lot per
+    award time, and each command compares its time with every lot."""
+    return at.replace(tzinfo=UTC) if at.tzinfo is not UTC and at.utcoffset() == _ZERO else at
+
+
 class Builder:
     """Accumulates the events of one command, numbering them and stamping the state after."""
 
     def __init__(self, state: CustomerState, cmd: Command) -> None:
         self.cmd = cmd
+        self.at = in_utc(cmd.occurred_at)
         self.seq = state.seq
         self.lots = list(state.lots)
         self.lifetime = state.lifetime_spend
@@ -68,7 +80,7 @@ class Builder:
         return event
 
     def expire_due(self) -> None:
-        at = self.cmd.occurred_at
+        at = self.at
         due = [lot for lot in self.lots if lot.expires_at <= at]
         for lot in sorted(due, key=lot_order) if due else ():
             self.lots.remove(lot)
@@ -111,7 +123,7 @@ class Builder:
         it joins. Lots that become spendable and expire together are one lot, so a customer's
         state grows with the distinct award times, not with the number of awards (a batch of
         50,000 purchases for one customer is one lot)."""
-        at = self.cmd.occurred_at
+        at = self.at
         lot = Lot(
             lot_id=lot_id,
             remaining=points,

@@ -18,7 +18,7 @@ import cProfile
 import pstats
 import sys
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -32,6 +32,7 @@ import streams.request_records as request_records
 from kopilka.core.ids import derived_id, new_event_id
 from schemas.inbound import parse_webhook
 from schemas.messages import CustomerRef, RawEnvelope
+from schemas.rules.state import CustomerState
 from schemas.tenant_rules import TenantRules
 from sinks.postgres import AuditSink, ReadModelSink
 from streams.outbound import read_event
@@ -40,6 +41,8 @@ TENANT = "0b6f3d52-31c9-4d7e-9d55-6c3f1f0a9b10"
 
 
 def raw_records(n: int, prefix: str) -> list[bytes]:
+    """Purchases received a millisecond apart: each award is its own lot, as in production
+    (awards at one instant share a lot, and a customer's entry would stay one lot long)."""
     make = purchase_factory(prefix)
     now = datetime.now(UTC)
     return [
@@ -47,7 +50,7 @@ def raw_records(n: int, prefix: str) -> list[bytes]:
             make(i),
             event_id=new_event_id(),
             tenant_id=TENANT,
-            received_at=now,
+            received_at=now + timedelta(milliseconds=i),
             content_type="application/json",
         ).to_bytes()
         for i in range(n)
@@ -131,6 +134,9 @@ def main() -> int:
     print(f"our Python per purchase: {1e6 * best / args.n:.1f} us (best of 3, n={args.n})")
     for name, cpu in stages.items():
         print(f"  {name:<12} {1e6 * cpu / args.n:6.1f} us")
+    entries = [CustomerState.from_bytes(v) for k, v in path.table.items() if k.startswith("c|")]
+    lots = sum(len(e.lots) for e in entries) / max(len(entries), 1)
+    print(f"  customers' entries at the end: {len(entries)}, {lots:.0f} lots each on average")
     if args.profile:
         prof = cProfile.Profile()
         prof.runcall(path.run, values)
