@@ -4,14 +4,16 @@ Customer and order entries live in RocksDB and in the changelog topic, so a work
 version must read what earlier ones wrote and write what they would have written: the golden
 file holds every entry a scenario of each command type wrote when the entries were pydantic
 models (registration with a referrer, purchases at whole and fractional seconds, a level up,
-a spend over several lots, a partial and a full refund, an expiry, a settled order). Regenerate
+a spend over several lots, a partial and a full refund, an expiry, a settled order). Each
+command is read back from its JSON first, as the ledger reads it from Kafka (pydantic's own UTC
+tzinfo on its time), and one is stamped +03:00 (its lot keeps that offset). Regenerate
 it only for a deliberate format change: `python tests/schemas/test_state_codec.py --write`.
 """
 
 from __future__ import annotations
 
 import sys
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
 
@@ -23,6 +25,7 @@ from schemas.commands import (
     RefundCommand,
     RegisterCommand,
     SpendCommand,
+    parse_command,
 )
 from schemas.messages import Command, CustomerRef
 from schemas.rules.dispatch import apply, order_key
@@ -40,6 +43,7 @@ RULES = TenantRules(
     hold_days=1,
     max_spend_percent=Decimal(100),
 )
+MSK = timezone(timedelta(hours=3))
 CUSTOMER = CustomerRef(id="22222222-2222-2222-2222-222222222222", email="a@example.com")
 
 
@@ -56,8 +60,8 @@ def _commands() -> list[Command]:
             "rules": RULES,
         }
 
-    def at(seconds: float) -> datetime:
-        return T0 + timedelta(seconds=seconds)
+    def at(seconds: float, tz: timezone = UTC) -> datetime:
+        return (T0 + timedelta(seconds=seconds)).astimezone(tz)
 
     expire = common(at(40 * 86400))
     del expire["rules"]
@@ -69,7 +73,7 @@ def _commands() -> list[Command]:
         ),
         PurchaseCommand(order_id="O-1", amount=Decimal("9000"), **common(at(1))),
         PurchaseCommand(order_id="O-2", amount=Decimal("2000.50"), **common(at(2.25))),
-        PurchaseCommand(order_id="O-3", amount=Decimal("1000"), **common(at(3.000001))),
+        PurchaseCommand(order_id="O-3", amount=Decimal("1000"), **common(at(3.000001, MSK))),
         SpendCommand(
             order_id="O-4", points=500, order_amount=Decimal("700"), **common(at(2 * 86400))
         ),
@@ -84,7 +88,8 @@ def _commands() -> list[Command]:
 def entries() -> list[bytes]:
     """Every entry the scenario writes, in order (and each order entry settled at the end)."""
     state, orders, written = CustomerState(), {}, []
-    for cmd in _commands():
+    for sent in _commands():
+        cmd = parse_command(sent.to_bytes())
         result = apply(state, orders, cmd)
         state = result.state
         written.append(state.to_bytes())
@@ -115,6 +120,8 @@ def test_the_scenario_covers_every_kind_of_entry():
     orders = [g for g in golden if "seq" not in g]
     assert any(o["spent"] for o in orders) and any(o["refunds"] for o in orders)
     assert any(o["settled"] for o in orders) and any(o["emitted"] for o in orders)
+    lots = [lot for s in states for lot in s["lots"]]
+    assert any(lot["expires_at"].endswith("+03:00") for lot in lots)
 
 
 if __name__ == "__main__" and sys.argv[1:] == ["--write"]:
