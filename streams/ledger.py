@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections import Counter, OrderedDict
+from collections import Counter
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import TypeVar
 
@@ -75,45 +75,6 @@ applied: Counter[str] = Counter()
 _logged: dict[str, int] = {}
 
 
-class DecodedStates:
-    """The customer entries this worker wrote or read last, decoded: the next command of the
-    same customer (a busy customer's purchases come in runs) skips parsing its entry again.
-
-    Only a hit on the very bytes the table holds counts (the entry may have been written by
-    another worker since this one last had the partition), so what `step` sees is always what
-    the table says. Bounded (a few MB): the oldest entries go first."""
-
-    def __init__(self, size: int = 1024) -> None:
-        self.size = size
-        # OrderedDict: dropping the oldest of a plain dict that keeps losing its first entries
-        # scans past their dead slots (half of `_keep`'s time, measured)
-        self._held: OrderedDict[str, tuple[bytes, CustomerState]] = OrderedDict()
-
-    def load(self, key: str, data: bytes | None) -> CustomerState:
-        held = self._held.pop(key, None)
-        if held is not None and data is not None and held[0] == data:
-            state = held[1]
-        else:
-            state = CustomerState.from_bytes(data)
-            if data is None:
-                return state
-        self._keep(key, data, state)
-        return state
-
-    def stored(self, key: str, state: CustomerState) -> bytes:
-        """`state` encoded for the table, remembered decoded."""
-        data = state.to_bytes()
-        self._held.pop(key, None)
-        self._keep(key, data, state)
-        return data
-
-    def _keep(self, key: str, data: bytes, state: CustomerState) -> None:
-        if len(self._held) >= self.size:
-            self._held.popitem(last=False)
-        self._held[key] = (data, state)
-
-
-_customers = DecodedStates()
 _reading: tuple[object, Callable[[str], bytes | None]] = (None, dict().get)
 
 
@@ -140,7 +101,7 @@ def step(customer_key: str, cmd: Command) -> Result:
     after the command that makes the order known: the result is the one the shop's order of
     requests gives."""
     ckey = f"c|{customer_key}"
-    state = _customers.load(ckey, _read(ckey))
+    state = CustomerState.from_bytes(_read(ckey))
     okey = order_key(cmd)
     if okey is None:
         return _stored(customer_key, None, state, None, apply(state, {}, cmd))
@@ -159,7 +120,7 @@ def _stored(
     """Write what `result` changed (or, for a replay, everything it touched) to the table."""
     if result.state is not state or result.replayed:
         ckey = f"c|{customer_key}"
-        state_table[ckey] = _customers.stored(ckey, result.state)
+        state_table[ckey] = result.state.to_bytes()
     # apply() copies what it changes: an order it returns unchanged is the very object
     if (
         okey is not None

@@ -53,7 +53,6 @@ def refund(order_id: str = "O-1", **fields) -> RefundCommand:
 
 @pytest.fixture
 def agent(stream_app, sent, monkeypatch, as_from_the_consumer):
-    monkeypatch.setattr(ledger, "_customers", ledger.DecodedStates())  # no state from before
     dead_letters.register(stream_app)
     ledger.register(stream_app)
     return stream_app.app.agents["streams.ledger.ledger"]

@@ -30,23 +30,9 @@ def _purchase(i: int) -> PurchaseCommand:
     )
 
 
-def test_a_cached_state_is_used_only_for_the_very_bytes_the_table_holds():
-    cache = ledger.DecodedStates(size=2)
-    state = CustomerState(seq=3, purchases=3)
-    data = cache.stored("c|k", state)
-    assert cache.load("c|k", data) is state
-    other = CustomerState(seq=4, purchases=4).to_bytes()  # written elsewhere meanwhile
-    assert cache.load("c|k", other) == CustomerState(seq=4, purchases=4)
-    assert cache.load("c|k", None) == CustomerState()  # no entry: a new customer
-    for key in ("c|a", "c|b", "c|c"):
-        cache.stored(key, state)
-    assert len(cache._held) == 2
-
-
 def test_step_sees_what_the_table_says(monkeypatch):
     table: dict[str, bytes] = {}
     monkeypatch.setattr(ledger, "state_table", table, raising=False)
-    monkeypatch.setattr(ledger, "_customers", ledger.DecodedStates())
     key = f"{TENANT}:{CUSTOMER.id}"
     first = ledger.step(key, _purchase(1))
     assert first.status == "applied" and first.state.seq == 1
@@ -122,7 +108,6 @@ def _refund(i: int, order: str = "O-1") -> RefundCommand:
 def test_a_refund_before_its_purchase_waits_for_it_then_ends_as_in_the_shops_order(monkeypatch):
     table: dict[str, bytes] = {}
     monkeypatch.setattr(ledger, "state_table", table, raising=False)
-    monkeypatch.setattr(ledger, "_customers", ledger.DecodedStates())
     key = f"{TENANT}:{CUSTOMER.id}"
     purchase, refund = _purchase(1), _refund(1)
 
@@ -147,7 +132,6 @@ def test_a_refund_before_its_purchase_waits_for_it_then_ends_as_in_the_shops_ord
 def test_a_refund_after_its_purchase_is_applied_at_once(monkeypatch):
     table: dict[str, bytes] = {}
     monkeypatch.setattr(ledger, "state_table", table, raising=False)
-    monkeypatch.setattr(ledger, "_customers", ledger.DecodedStates())
     key = f"{TENANT}:{CUSTOMER.id}"
     ledger.step(key, _purchase(1))
     assert ledger.step(key, _refund(1)).status == "applied"
