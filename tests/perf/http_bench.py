@@ -103,8 +103,8 @@ async def bare_vs_ingress(
                 results[name].append(timed)
     bare, kopilka = (_over_turns(results[name]) for name in sides)
     ratios = [
-        100 * i.count("202") / i.elapsed / (b.count("202") / b.elapsed)
-        for (b, _), (i, _) in zip(results["bare"], results["ingress"], strict=True)
+        100 * i["rps"] / b["rps"]
+        for b, i in zip(_each_turn(results["bare"]), _each_turn(results["ingress"]), strict=True)
     ]
     kopilka["pct_of_bare"] = round(median(ratios), 1)
     kopilka["pct_of_bare_turns"] = [round(r, 1) for r in ratios]
@@ -121,7 +121,11 @@ def _over_turns(turns: list[tuple[Result, float]]) -> dict:
         total.elapsed += result.elapsed
         total.client_cpu_s += result.client_cpu_s
     figures = _figures(total, sum(cpu for _, cpu in turns))
-    per_turn = [1000 * cpu / max(result.count("202"), 1) for result, cpu in turns]
-    figures["server_cpu_ms_per_req"] = round(median(per_turn), 3)
-    figures["server_cpu_ms_per_req_turns"] = [round(ms, 3) for ms in per_turn]
+    per_turn = [turn["server_cpu_ms_per_req"] for turn in _each_turn(turns)]
+    figures["server_cpu_ms_per_req"] = median(per_turn)
+    figures["server_cpu_ms_per_req_turns"] = per_turn
     return figures
+
+
+def _each_turn(turns: list[tuple[Result, float]]) -> list[dict]:
+    return [_figures(result, cpu) for result, cpu in turns]
