@@ -75,7 +75,8 @@ class OrderState(msgspec.Struct, frozen=True, gc=False):
 
 
 class CustomerState(msgspec.Struct, frozen=True, gc=False):
-    """The per-customer table entry. Only open lots are kept, so it stays small."""
+    """The per-customer table entry. Only open lots are kept, one per distinct award time
+    (awards with the same times share a lot: schemas.rules.builder.Builder.add_lot)."""
 
     seq: int = 0
     lifetime_spend: Decimal = Decimal(0)
