@@ -20,7 +20,7 @@ from ingest.responses import database_unavailable, json_errors, json_response
 from ingest.shared_state import edge_state
 from ingest.stream_hub import end_streams, event_hub
 from ingest.webhooks import receive_webhook
-from kopilka.core import db
+from kopilka.core import db, fetch_sessions
 from kopilka.core.db import DATABASE_DOWN
 from kopilka.core.heap import freeze_started
 from kopilka.core.kafka import ensure_topics, make_producer
@@ -141,6 +141,7 @@ async def _freeze_heap(app: web.Application) -> None:
 
 
 def init_app(settings: Settings) -> web.Application:
+    fetch_sessions.install(settings)
     app = web.Application(
         client_max_size=settings.max_body_bytes, middlewares=[json_errors, database_unavailable]
     )

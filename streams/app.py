@@ -20,7 +20,7 @@ import orjson
 from faust.serializers import codecs
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
-from kopilka.core import db, topics
+from kopilka.core import db, fetch_sessions, topics
 from kopilka.core.partitioning import DefaultPartitioner
 from kopilka.core.produce_requests import fuller_requests
 from kopilka.core.settings import Settings
@@ -213,6 +213,7 @@ def create_app(settings: Settings, **overrides) -> StreamApp:
     """The worker's Faust app made from `settings` (`overrides`: Faust settings a test changes,
     e.g. store="memory://"), with its topics, the ledger table and the Postgres pool holder. No
     agent is on it yet: each agent module's `register` puts its own."""
+    fetch_sessions.install(settings)
     app = App(
         settings.worker_id,
         **{**_app_settings(settings), **overrides},

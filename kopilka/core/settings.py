@@ -44,6 +44,9 @@ class Settings(BaseSettings):
     # to grow; changing it on a running deployment means new topics and a replay (README).
     topic_partitions: int = 32
     topic_replication_factor: int = 1
+    # Consumers fetch in Kafka's incremental fetch sessions (kopilka.core.fetch_sessions): a
+    # fetch names only the partitions that moved. Off: every fetch names every partition.
+    kafka_fetch_sessions: bool = True
 
     # Request limits. max_body_bytes is the default cap and the ceiling of every tenant's own cap.
     max_body_bytes: int = 4 * 1024 * 1024
