@@ -146,6 +146,12 @@ TABLE_BYTES = FIGURES.gauge(
     "Live data of a table partition this worker holds on disk (estimate; 0 in memory)",
     ("table", "partition"),
 )
+STORE_MEMORY = FIGURES.gauge(
+    "kopilka_table_store_memory_bytes",
+    "Memory of this worker's RocksDB tables: their memtables (summed over partitions) and the"
+    " block cache they share",
+    ("table", "kind"),
+)
 DEAD_LETTERS = Counter(
     "kopilka_dead_letters_total", "Dead letters sent, by stage and code", ["stage", "code"]
 )
@@ -265,6 +271,18 @@ def _table_partitions(table):
         yield "all", len(data), 0
 
 
+def _store_memory(table) -> dict[str, int]:
+    """{"memtables": bytes, "block_cache": bytes} of a RocksDB table; {} in memory. The
+    partitions share one block cache (streams.table_store): any one of them reports it."""
+    dbs = list((getattr(table.data, "_dbs", None) or {}).values())
+    if not dbs:
+        return {}
+    return {
+        "memtables": sum(_rocks_int(db, "rocksdb.cur-size-all-mem-tables") for db in dbs),
+        "block_cache": _rocks_int(dbs[0], "rocksdb.block-cache-usage"),
+    }
+
+
 def _rocks_int(db, name: str) -> int:
     try:
         if hasattr(db, "property_int_value"):  # rocksdict
@@ -298,10 +316,12 @@ async def sample(app: Any) -> None:
             continue
         position = max(SENSOR.next_offset.get(tp, 0), committed.get(tp) or 0)
         lags[(tp.topic, str(tp.partition))] = max(0, highwater - position)
-    tables = []
+    tables, memory = [], {}
     for table in app.tables.values():
         try:
             tables.extend((table.name, str(p), k, b) for p, k, b in _table_partitions(table))
+            for kind, size in _store_memory(table).items():
+                memory[(table.name, kind)] = size
         except Exception as exc:  # a store closing during a rebalance
             log.debug("table_not_sampled", table=table.name, error=repr(exc))
             continue
@@ -309,6 +329,7 @@ async def sample(app: Any) -> None:
     FIGURES.sampled(LAG, lags)
     FIGURES.sampled(TABLE_KEYS, {(name, p): keys for name, p, keys, _ in tables})
     FIGURES.sampled(TABLE_BYTES, {(name, p): size for name, p, _, size in tables})
+    FIGURES.sampled(STORE_MEMORY, memory)
 
 
 def serve(port: int | None, host: str) -> bool:

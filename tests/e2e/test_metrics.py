@@ -170,16 +170,22 @@ async def _load_and_check(api, tenant, stack, urls, receiver) -> None:
     assert total(worker, "kopilka_table_operations_total", op="set") > total(
         b, "kopilka_table_operations_total", op="set"
     )
-    # the sampler: lag of every assigned partition (caught up: 0 allowed), table sizes
+    # the sampler: lag of every assigned partition (caught up: 0 allowed), table sizes, the
+    # RocksDB memory (memtables and the shared block cache)
     worker = await wait_until(
         session,
         urls["worker"],
         lambda s: (
             {ls["topic"] for ls in series(s, "kopilka_consumer_lag")} >= {"webhooks.raw"}
             and total(s, "kopilka_table_keys") > 0
+            and total(s, "kopilka_table_store_memory_bytes", kind="memtables") > 0
         ),
-        "lag and table keys sampled",
+        "lag, table keys and the store's memory sampled",
     )
+    assert {ls["kind"] for ls in series(worker, "kopilka_table_store_memory_bytes")} == {
+        "memtables",
+        "block_cache",
+    }
     assert {ls["topic"] for ls in series(worker, "kopilka_consumer_lag")} >= {
         "webhooks.raw",
         "loyalty.commands",

@@ -46,7 +46,17 @@ import naive_bench
 import raw_replay_bench
 import stream_bench
 import worker_bench as wb
-from benchkit import Shop, new_shop, size_mb, start_stack, start_worker, stop, tables_dir, workers
+from benchkit import (
+    Shop,
+    new_shop,
+    size_mb,
+    start_stack,
+    start_worker,
+    stop,
+    store_memory_mb,
+    tables_dir,
+    workers,
+)
 from loadgen import run
 from procstat import rss_mb
 
@@ -112,6 +122,7 @@ def measure(args: argparse.Namespace, stack, log, f: dict) -> None:
     started = time.perf_counter()
     f["worker_rss_empty_mb"] = first_worker_rss(stack)[0]
     f["catch_up"] = run(wb.catch_up(stack, shop_in, backlog, started, args.timeout))
+    f["worker_store_after_catch_up_mb"] = store_memory_mb(stack.process(FIRST))
 
     e2e = args.e2e or e2e_size(f["catch_up"].get("catch_up_per_s"))
     for n, shop in ((1, shop_1w), (2, shop_2w)):
@@ -151,6 +162,7 @@ def measure(args: argparse.Namespace, stack, log, f: dict) -> None:
     f["drained_before_restart"] = {"left": expected - awarded, "waited_s": round(done - t0, 1)}
     orders = run(wb.orders_in_state(dsn))
     f["worker_rss_before_restart_mb"], f["worker_rss_peak_mb"] = first_worker_rss(stack)
+    f["worker_store_before_restart_mb"] = store_memory_mb(stack.process(FIRST))
     log(f"6. restart with {orders} orders of state")
     f["restart"] = {"orders": orders, **run(wb.restart_to_processing(stack, shop_1w, base, 300))}
     f["worker_rss_restarted_mb"] = first_worker_rss(stack)[0]
@@ -183,6 +195,13 @@ def _e2e_note(e: dict) -> str:
     if not e["all_awarded"]:
         return f"TIMEOUT: {e['awarded']:,} of {e['accepted']:,} awarded in {e['e2e_s']} s"
     return f"{e['accepted']:,} purchases in {e['e2e_s']} s"
+
+
+def _store(mb: dict) -> str:
+    """RocksDB's part of a worker's RSS (benchkit.store_memory_mb), for a note."""
+    if not mb:
+        return "not sampled"
+    return f"memtables {mb.get('memtables')} + block cache {mb.get('block_cache')} MB"
 
 
 def _turns(values: list) -> str:
@@ -270,7 +289,9 @@ def table(f: dict, args: argparse.Namespace) -> list[tuple[str, str, str]]:
             f" 100,000 orders; empty {f['worker_rss_empty_mb']} MB, restarted with"
             f" {r['orders']:,} orders "
             f"{f['worker_rss_restarted_mb']} MB (before the restart"
-            f" {f['worker_rss_before_restart_mb']} MB, peak {f['worker_rss_peak_mb']} MB);"
+            f" {f['worker_rss_before_restart_mb']} MB, RocksDB's part"
+            f" {_store(f['worker_store_before_restart_mb'])}; peak {f['worker_rss_peak_mb']} MB;"
+            f" RocksDB's after catching up {_store(f['worker_store_after_catch_up_mb'])});"
             " tables on disk"
             f" {f['worker_tables_on_disk_mb']} MB in {f['worker_tables_dir']}/",
         ),

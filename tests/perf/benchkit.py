@@ -6,11 +6,13 @@ import asyncio
 import inspect
 import os
 import time
+import urllib.request
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
+from prometheus_client.parser import text_string_to_metric_families
 
 from kopilka.cli.main import create_tenant_json, edge_json
 from kopilka.core.settings import Settings
@@ -67,6 +69,24 @@ def tables_dir(proc: ManagedProcess) -> Path:
         if name == b"KOPILKA_WORKER_DATA_DIR" and value:
             return Path(os.fsdecode(value))
     return Path(os.readlink(f"/proc/{pid}/cwd")) / ".data" / "worker"
+
+
+def store_memory_mb(proc: ManagedProcess) -> dict[str, float]:
+    """The worker's RocksDB memory from its /metrics (`kopilka_table_store_memory_bytes`, summed
+    over tables), MiB by kind (memtables, block_cache); {} when it has no metrics port or has not
+    sampled yet (every KOPILKA_METRICS_SAMPLE_INTERVAL_S)."""
+    port = proc.extra.get("metrics_port")
+    if not port:
+        return {}
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+        text = resp.read().decode()
+    memory: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        if family.name == "kopilka_table_store_memory_bytes":
+            for sample in family.samples:
+                kind = sample.labels["kind"]
+                memory[kind] = memory.get(kind, 0.0) + sample.value / 2**20
+    return {kind: round(mb, 1) for kind, mb in memory.items()}
 
 
 def size_mb(folder: Path) -> float:
