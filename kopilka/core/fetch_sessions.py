@@ -11,11 +11,15 @@ machine of two cores.
 
 With a session, as Kafka's Java consumer fetches, the broker remembers the partitions and
 their fetch offsets: a request names only the partitions whose offset moved since the last one
-(and those to forget), and the response only the partitions with records or news. Records, their
-order, the offsets and what aiokafka does with a response are unchanged: aiokafka still sees
-the full partition list (`SessionFetchRequest.topics`), which is what the broker's session holds
-once the request is applied. Any failure, a session error from the broker, a lost response or a
-cancelled fetch, drops the session: the next request is a full one that opens a new session.
+(and those to forget), and the response only the partitions with records or news (an error, a
+new highwater). The broker moves a partition's fetch offset only when a request names it, so
+records, their order and the offsets are what full fetches give; aiokafka still sees the full
+partition list (`SessionFetchRequest.topics`), which is what the broker's session holds once the
+request is applied. What a full fetch refreshed for every partition, a session sends only when
+it changes, so the session starts again (a full fetch, closing the old one) whenever aiokafka
+could have missed it: a new assignment (its partitions have no highwater yet), an answer entry
+aiokafka set aside (its position had moved), a failed or cancelled fetch, a session error or an
+answer that does not fit the session.
 
 `install(settings)` makes every aiokafka consumer started afterwards in this process use
 sessions, unless KOPILKA_KAFKA_FETCH_SESSIONS is off.
@@ -39,6 +43,7 @@ log = get_logger(__name__)
 _INITIAL_EPOCH = 0  # with session id 0: open a new session (a full fetch)
 _MAX_EPOCH = 2**31 - 1
 _SESSIONS_FROM = 7  # the first Fetch version with session_id and session_epoch
+_SESSION_NOT_FOUND = 70  # FETCH_SESSION_ID_NOT_FOUND: nothing left on the broker to close
 _STAMP_EVERY_S = 1.0
 
 Sent = dict[tuple[str, int], tuple[int, int]]  # (topic, partition) -> (fetch offset, max bytes)
@@ -46,37 +51,68 @@ Sent = dict[tuple[str, int], tuple[int, int]]  # (topic, partition) -> (fetch of
 
 @dataclass
 class FetchSession:
-    """One broker's view of this consumer's session: what it holds and the next epoch."""
+    """One broker's view of this consumer's session: what it holds and the next epoch.
+
+    `closing`: a session dropped by `reset` that the broker may still keep; the next (full)
+    fetch names it with epoch 0, which closes it as it opens the new one (KIP-227)."""
 
     id: int = 0
     epoch: int = _INITIAL_EPOCH
     held: Sent = field(default_factory=dict)
+    closing: int = 0
 
-    def reset(self) -> None:
+    def reset(self, reason: str, *, close: bool = True) -> None:
+        if self.id:
+            log.info("fetch_session_reset", session_id=self.id, reason=reason)
+        if close and self.id:
+            self.closing = self.id
         self.id, self.epoch, self.held = 0, _INITIAL_EPOCH, {}
 
     def answered(self, request: SessionFetchRequest, response) -> None:
-        """Apply a response to the request built from this session (one in flight a node)."""
+        """Apply a response to the request built from this session (one in flight a node).
+
+        The broker includes a partition in an incremental answer only when something about it
+        changed, and drops from its session what the request forgot; an answer naming a
+        partition the session does not hold, or another session, is not trusted: its unknown
+        entries are dropped (aiokafka could not place them) and the session starts again."""
         if request.sessionless:
             return
         error = getattr(response, "error_code", 0)
         if error:  # e.g. 70 FETCH_SESSION_ID_NOT_FOUND, 71 INVALID_FETCH_SESSION_EPOCH
-            log.info("fetch_session_reset", session_id=self.id, error_code=error)
-            self.reset()
-        elif request.full:
-            self.id = getattr(response, "session_id", 0)
-            self.epoch = 1 if self.id else _INITIAL_EPOCH  # no session given: full again
-            self.held = request.wanted if self.id else {}
-        else:
-            self.epoch = 1 if self.epoch >= _MAX_EPOCH else self.epoch + 1
-            self.held = request.wanted
+            self.reset(f"error {error}", close=error != _SESSION_NOT_FOUND)
+            return
+        session_id = getattr(response, "session_id", 0)
+        if request.full:
+            self.closing = 0  # closed by this request, if the broker still had it
+            self.id = session_id
+            self.epoch = 1 if session_id else _INITIAL_EPOCH  # no session given: full again
+            self.held = request.wanted if session_id else {}
+            return
+        if session_id != self.id or not _within(response, request.wanted):
+            self.reset("unexpected answer")
+            return
+        self.epoch = 1 if self.epoch >= _MAX_EPOCH else self.epoch + 1
+        self.held = request.wanted
+
+
+def _within(response, wanted: Sent) -> bool:
+    """True when every partition the answer names is one the request's session holds; else
+    the unknown entries are removed from the answer."""
+    topics = response.topics
+    if all((t, entry[0]) in wanted for t, entries in topics for entry in entries):
+        return True
+    response.topics = [
+        (t, [entry for entry in entries if (t, entry[0]) in wanted]) for t, entries in topics
+    ]
+    return False
 
 
 class SessionFetchRequest(FetchRequest):
     """aiokafka's fetch request, sent as part of a session.
 
     `topics` stays the full list (aiokafka matches the response's partitions against it);
-    what goes on the wire is the difference from what the broker's session holds."""
+    what goes on the wire is the difference from what the broker's session holds. `response`
+    is the broker's answer, once there is one."""
 
     def __init__(self, base: FetchRequest, session: FetchSession) -> None:
         super().__init__(
@@ -95,11 +131,12 @@ class SessionFetchRequest(FetchRequest):
         }
         self.full = session.id == 0
         self.sessionless = False
+        self.response = None
 
     def build(self, request_struct_class):
         if request_struct_class.API_VERSION < _SESSIONS_FROM:
             self.sessionless = True  # an old broker: a full fetch, as aiokafka sends it
-            self.session.reset()
+            self.session.reset("no sessions before Fetch v7", close=False)
             return super().build(request_struct_class)
         session, topics = self.session, self._topics
         if not self.full:
@@ -113,7 +150,7 @@ class SessionFetchRequest(FetchRequest):
             struct = super().build(request_struct_class)
         finally:
             self._topics = topics
-        struct.session_id = session.id
+        struct.session_id = session.id if session.id else session.closing
         struct.session_epoch = session.epoch
         if not self.full:
             gone: dict[str, list[int]] = {}
@@ -141,10 +178,11 @@ class _SessionClient:
             return await self._client.send(node_id, request, **kwargs)
         try:
             response = await self._client.send(node_id, request, **kwargs)
-        except BaseException:  # sent or not, applied or not: start a new session
-            request.session.reset()
+        except BaseException as exc:  # sent or not, applied or not: start a new session
+            request.session.reset(type(exc).__name__)
             raise
         request.session.answered(request, response)
+        request.response = response
         return response
 
 
@@ -154,27 +192,51 @@ class SessionFetcher(Fetcher):
     def __init__(self, client, *args, **kwargs) -> None:
         super().__init__(_SessionClient(client), *args, **kwargs)
         self._sessions: dict[int, FetchSession] = {}
-        self._stamped = 0.0
+        self._stamped: dict[int, float] = {}
+        self._assignment = None
 
     async def _proc_fetch_request(self, assignment, node_id, request):
+        if assignment is not self._assignment:
+            # a new assignment's partitions start with no highwater, which the broker sends
+            # only for a partition new to its session or whose highwater moved: start afresh
+            self._assignment = assignment
+            for session in self._sessions.values():
+                session.reset("new assignment")
         session = self._sessions.setdefault(node_id, FetchSession())
         request = SessionFetchRequest(request, session)
         result = await super()._proc_fetch_request(assignment, node_id, request)
-        if not request.full and assignment.active:
-            self._stamp(assignment, request)
+        if request.response is not None and assignment.active:
+            if _dropped(assignment, request):
+                # aiokafka set aside an entry (its position moved meanwhile), so it missed
+                # the highwater the broker now counts as sent: ask for everything again
+                session.reset("entry set aside")
+            if not request.full:
+                self._stamp(assignment, node_id, request)
         return result
 
-    def _stamp(self, assignment, request: SessionFetchRequest) -> None:
-        """Mark the partitions an answer left out as fetched, at most once a second: Faust's
-        livelock check logs an error for a partition with no fetch for a while."""
+    def _stamp(self, assignment, node_id: int, request: SessionFetchRequest) -> None:
+        """Mark the partitions an answer left out as fetched, at most once a second a broker
+        (aiokafka stamps only the partitions in an answer; Faust reads the stamp)."""
         now = time.time()
-        if now - self._stamped < _STAMP_EVERY_S:
+        if now - self._stamped.get(node_id, 0.0) < _STAMP_EVERY_S:
             return
-        self._stamped, now_ms = now, int(1000 * now)
+        self._stamped[node_id], now_ms = now, int(1000 * now)
         for topic, partition in request.wanted:
             state = assignment.state_value(TopicPartition(topic, partition))
             if state is not None:
                 state.timestamp = now_ms
+
+
+def _dropped(assignment, request: SessionFetchRequest) -> bool:
+    """True when aiokafka discarded an entry of the answer: its partition's position is no
+    longer the offset this request fetched from (aiokafka's own test for a stale entry)."""
+    for topic, entries in request.response.topics:
+        for entry in entries:
+            offset = request.wanted[(topic, entry[0])][0]
+            state = assignment.state_value(TopicPartition(topic, entry[0]))
+            if state is None or not state.has_valid_position or state.position != offset:
+                return True
+    return False
 
 
 def install(settings: Settings) -> None:
