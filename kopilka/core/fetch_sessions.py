@@ -32,9 +32,11 @@ from dataclasses import dataclass, field
 
 import aiokafka.consumer.consumer as aiokafka_consumer
 from aiokafka.consumer.fetcher import Fetcher
+from aiokafka.errors import KafkaConnectionError
 from aiokafka.protocol.fetch import FetchRequest
 from aiokafka.structs import TopicPartition
 
+from kopilka.core.kafka import closed_connection
 from kopilka.core.logging import get_logger
 from kopilka.core.settings import Settings
 
@@ -180,6 +182,8 @@ class _SessionClient:
             response = await self._client.send(node_id, request, **kwargs)
         except BaseException as exc:  # sent or not, applied or not: start a new session
             request.session.reset(type(exc).__name__)
+            if closed_connection(exc):  # aiokafka retries a connection error; this would stop it
+                raise KafkaConnectionError(f"the broker closed the connection: {exc}") from exc
             raise
         request.session.answered(request, response)
         request.response = response

@@ -103,3 +103,10 @@ async def assign_whole_topic(consumer: AIOKafkaConsumer, topic: str) -> list[Top
             return tps
         await asyncio.sleep(0.2)
     raise KafkaError(f"topic {topic} has no partitions")
+
+
+def closed_connection(exc: BaseException) -> bool:
+    """True for the error a request sent on a connection the broker just closed raises on
+    uvloop (RuntimeError "... the handler is closed"), before aiokafka notices the close: aiokafka
+    turns only OSError into a connection error, so this one passed through as a crash."""
+    return isinstance(exc, RuntimeError) and "handler is closed" in str(exc)

@@ -11,6 +11,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.consumer.fetcher import Fetcher
+from aiokafka.errors import KafkaConnectionError
 from aiokafka.protocol.fetch import FetchRequest, FetchRequest_v4, FetchRequest_v11
 from aiokafka.structs import TopicPartition
 
@@ -103,6 +104,21 @@ async def test_a_failed_or_cancelled_send_drops_the_session(failure):
             1, SessionFetchRequest(_request(START), session)
         )
     assert (session.id, session.epoch, session.closing) == (0, 0, 42)
+
+
+async def test_a_connection_the_broker_closed_under_a_fetch_is_a_connection_error():
+    class Closed:
+        async def send(self, node_id, request, **kwargs):
+            raise RuntimeError(
+                "unable to perform operation on <TCPTransport>; the handler is closed"
+            )
+
+    session = _opened()
+    with pytest.raises(KafkaConnectionError):  # which aiokafka's fetcher retries
+        await fetch_sessions._SessionClient(Closed()).send(
+            1, SessionFetchRequest(_request(START), session)
+        )
+    assert session.id == 0
 
 
 def test_an_answer_naming_what_the_session_does_not_hold_is_not_trusted():

@@ -63,3 +63,16 @@ async def test_a_commit_after_a_rebalance_is_dropped_other_failures_crash_as_in_
     thread, _, crashes = _thread(broken, {tp})
     assert await thread._commit({tp: 1}) is False
     assert [type(c) for c in crashes] == [RuntimeError]
+
+
+async def test_a_commit_cut_off_by_the_broker_closing_its_connection_is_not_a_crash():
+    tp = TP("events", 0)
+    closed = RuntimeError(
+        "unable to perform operation on <TCPTransport closed=True reading=False 0x7f>;"
+        " the handler is closed"
+    )  # uvloop's, seen when a broker was killed as a commit went out
+    thread, _, crashes = _thread(_Consumer(closed), {tp})
+    warnings = []
+    thread.log.warning = lambda *args, **kwargs: warnings.append(args)
+    assert await thread._commit({tp: 1}) is False  # not committed: the next commit makes it good
+    assert not crashes and len(warnings) == 1
