@@ -4,6 +4,7 @@
     make bench-ingest ARGS="--requests 20000 --concurrency 128 --json bench.json"
     make bench-ingest ARGS="--edge"   # the same, twice in one run: baseline, then the hardened edge
     make bench-ingest ARGS="--vs-bare --procs 1,2"   # issue 9's ingress figures only (below)
+    make bench-ingest ARGS="--stages --rounds 2 --seconds 8"   # what each part of it costs
     .venv/bin/python tests/perf/ingest_bench.py --base-url http://127.0.0.1:8080 \\
         --dsn postgresql://kopilka@127.0.0.1:5433/kopilka   # against a stack already running
 
@@ -20,7 +21,8 @@ whose shop requires signatures and whose rate limit is checked in Redis (limit s
 never to refuse, so every request pays for the check). Each profile has its own shop.
 
 --vs-bare runs tests/perf/ingress_vs_bare.py instead: bare aiohttp against the ingress with
---procs processes (issue 9's ingress figures).
+--procs processes (issue 9's ingress figures). --stages runs tests/perf/ingress_stages.py: the
+ingress with one part taken out at a time (Redis rate limit, parsing, Kafka, order routes).
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from urllib.parse import urlencode
 import aiohttp
 import asyncpg
 from benchkit import UNLIMITED, start_stack
+from ingress_stages import render, stages
 from ingress_vs_bare import parse_procs, vs_bare
 from loadgen import percentile
 from procstat import cpu_seconds
@@ -272,12 +275,26 @@ def main() -> int:
         help="measure baseline and hardened edge (signatures + Redis rate limit) in one run",
     )
     p.add_argument(
-        "--rounds", type=int, default=1, help="with --edge: repeat, alternating which goes first"
+        "--rounds",
+        type=int,
+        default=1,
+        help="with --edge: repeat, alternating which goes first; with --stages: rounds",
     )
     p.add_argument("--vs-bare", action="store_true", help="bare aiohttp vs the ingress (issue 9)")
     p.add_argument("--procs", type=parse_procs, default=[1], help="with --vs-bare: e.g. 1,2")
     p.add_argument("--seconds", type=float, default=15.0, help="with --vs-bare: load per side")
+    p.add_argument(
+        "--stages",
+        action="store_true",
+        help="the ingress with one part taken out at a time: what each part costs (issue 9)",
+    )
     args = p.parse_args()
+    if args.stages:
+        table = stages(args)
+        print("\n" + render(table) + "\n\n" + json.dumps(table, indent=2))
+        if args.json:
+            args.json.write_text(json.dumps(table, indent=2))
+        return 0
     if args.vs_bare:
         figures = vs_bare(args)
         print("\n--- summary ---\n" + json.dumps(figures, indent=2))

@@ -8,6 +8,8 @@ import os
 
 import pytest
 from bench import e2e_size
+from ingress_stages import render, summarise
+from ingress_variant import patch
 from loadgen import hammer, purchase_factory
 from procstat import cpu_seconds, rss_mb
 from pyspy_profile import top_functions
@@ -105,3 +107,48 @@ def test_procstat_reads_this_process() -> None:
     sum(i * i for i in range(2_000_000))
     assert cpu_seconds([os.getpgrp()]) > before
     assert rss_mb([os.getpgrp()]) > 5
+
+
+def test_stage_costs_are_full_minus_each_variant_over_median_rounds() -> None:
+    def turn(cpu: float) -> dict:
+        return {"server_cpu_ms_per_req": cpu, "rps": round(1 / cpu)}
+
+    runs = {
+        "full": [turn(0.12), turn(0.10), turn(0.11)],
+        "no_parse": [turn(0.09), turn(0.08), turn(0.30)],
+        "answer_only": [turn(0.03)],
+    }
+    table = summarise(runs)
+    assert table["full"]["cpu_ms"] == 0.11
+    assert table["no_parse"]["cpu_ms"] == 0.09
+    assert table["no_parse"]["part_cost_ms"] == 0.02
+    assert "part_cost_ms" not in table["answer_only"]
+    assert "0.0200" in render(table)
+
+
+async def test_each_variant_takes_out_only_the_part_it_names(monkeypatch) -> None:
+    from ingest import webhooks
+    from ingest.order_routes import RedisOrderRoutes
+    from ingest.ratelimit import RedisLimiter
+
+    for owner, name in [
+        (webhooks, "parse_webhook"),
+        (webhooks, "publish"),
+        (webhooks, "_handle"),
+        (RedisOrderRoutes, "remember"),
+        (RedisLimiter, "hit"),
+    ]:
+        monkeypatch.setattr(owner, name, getattr(owner, name))  # put back after the test
+    original = dict(vars(webhooks))
+    patch("full")
+    assert dict(vars(webhooks)) == original
+    patch("no_publish")
+    assert await webhooks.publish("request", "t", "e", b"record", b"key", {}) is None
+    assert webhooks.parse_webhook is original["parse_webhook"]
+    patch("no_parse")
+    body = b'{"action":"purchase","payload":{"email":"a@b.example.com","amount":1,"orderId":"1"}}'
+    first = webhooks.parse_webhook(body, "application/json")
+    assert first.purchases[0].order_id == "1"
+    assert webhooks.parse_webhook(body.replace(b'"1"', b'"2"'), "application/json") is first
+    with pytest.raises(SystemExit):
+        patch("no_such_part")
