@@ -22,10 +22,16 @@ VARIANTS = {
     "no_publish": "nothing goes to Kafka: publish() returns at once, no ack is awaited",
     "no_order_routes": "no order route is remembered (no Redis call after the ack)",
     "answer_only": "the handler reads the body and answers 202: aiohttp and the app alone",
+    "parse_and_kafka": "no_rate_limit and no_order_routes together: the tenant, the body, the"
+    " parse and Kafka are left",
 }
 
 
 def patch(variant: str) -> None:
+    if variant == "parse_and_kafka":
+        patch("no_rate_limit")
+        patch("no_order_routes")
+        return
     from ingest import webhooks
     from ingest.order_routes import RedisOrderRoutes
     from ingest.ratelimit import Decision, Quota, RedisLimiter

@@ -150,5 +150,9 @@ async def test_each_variant_takes_out_only_the_part_it_names(monkeypatch) -> Non
     first = webhooks.parse_webhook(body, "application/json")
     assert first.purchases[0].order_id == "1"
     assert webhooks.parse_webhook(body.replace(b'"1"', b'"2"'), "application/json") is first
+    remember, hit = RedisOrderRoutes.remember, RedisLimiter.hit
+    patch("parse_and_kafka")
+    assert RedisOrderRoutes.remember is not remember and RedisLimiter.hit is not hit
+    assert await RedisOrderRoutes.remember(None, "t", "parsed", b"key") is None
     with pytest.raises(SystemExit):
         patch("no_such_part")
