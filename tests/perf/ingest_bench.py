@@ -4,7 +4,7 @@
     make bench-ingest ARGS="--requests 20000 --concurrency 128 --json bench.json"
     make bench-ingest ARGS="--edge"   # the same, twice in one run: baseline, then the hardened edge
     make bench-ingest ARGS="--vs-bare --procs 1,2"   # issue 9's ingress figures only (below)
-    make bench-ingest ARGS="--stages --rounds 2 --seconds 8"   # what each part of it costs
+    make bench-ingest ARGS="--stages --rounds 3 --seconds 8"   # what each part of it costs
     .venv/bin/python tests/perf/ingest_bench.py --base-url http://127.0.0.1:8080 \\
         --dsn postgresql://kopilka@127.0.0.1:5433/kopilka   # against a stack already running
 
@@ -282,7 +282,12 @@ def main() -> int:
     )
     p.add_argument("--vs-bare", action="store_true", help="bare aiohttp vs the ingress (issue 9)")
     p.add_argument("--procs", type=parse_procs, default=[1], help="with --vs-bare: e.g. 1,2")
-    p.add_argument("--seconds", type=float, default=15.0, help="with --vs-bare: load per side")
+    p.add_argument(
+        "--seconds",
+        type=float,
+        default=15.0,
+        help="with --vs-bare: load per side; with --stages: per variant",
+    )
     p.add_argument(
         "--stages",
         action="store_true",

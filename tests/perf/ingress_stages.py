@@ -1,15 +1,16 @@
 """Where the ingress's CPU per webhook goes: the ingress with one part taken out at a time.
 
-    make bench-ingest ARGS="--stages --rounds 2 --seconds 8"
+    make bench-ingest ARGS="--stages --rounds 3 --seconds 8"
 
 One stack without a worker, one shop, the load of `make bench`'s ingress step (64 connections,
-standard purchases, tests/perf/loadgen.py). Each round measures the bare aiohttp handler, then
-every variant of tests/perf/ingress_variant.py: the ingress as deployed (`full`) and the ingress
-with one part replaced by a no-op in its own process. A part's cost is `full` minus the variant
-without it: what the part costs in place, with the rest of the request around it (on this
-machine about twice what the same call costs in a loop on its own, and a part taken out also
-lets more requests share each turn of the event loop). Figures are the median over rounds of
-the server's CPU ms per accepted webhook; timings are printed, never asserted.
+standard purchases, tests/perf/loadgen.py). Each round measures the bare aiohttp handler and
+every variant of tests/perf/ingress_variant.py, in an order reversed every other round: the
+ingress as deployed (`full`) and the ingress with one part replaced, in its own process, by a
+no-op or a stand-in. A part's cost is `full` minus the variant without it: what the part costs
+in place, with the rest of the request around it (on this machine about twice what the same
+call costs in a loop on its own, and a part taken out also lets more requests share each turn
+of the event loop). Figures are the median over rounds of the server's CPU ms per accepted
+webhook; timings are printed, never asserted.
 """
 
 from __future__ import annotations
@@ -58,7 +59,8 @@ def stages(args: argparse.Namespace) -> dict:
         dsn = stack.settings().database_url.get_secret_value()
         shop = run_fast(new_shop(dsn, "Stages bench"))
         for round_no in range(args.rounds):
-            for name in ("bare", *VARIANTS):
+            order = ["bare", *VARIANTS]  # every other round backwards: the machine drifts
+            for name in order if round_no % 2 == 0 else reversed(order):
                 if name == "bare":
                     proc, port = http_bench.start_bare(stack)
                 else:
@@ -90,12 +92,16 @@ def stages(args: argparse.Namespace) -> dict:
 
 
 def summarise(runs: dict[str, list[dict]]) -> dict:
-    """Per variant the medians over rounds; for each `no_*` variant, `full` minus it."""
+    """Per variant the medians over rounds (and, to check them, how busy the server and the
+    client were and how many answers were not 202); for each `no_*` variant, `full` minus it."""
     table = {
         name: {
             "cpu_ms": round(median(r["server_cpu_ms_per_req"] for r in turns), 4),
             "rps": round(median(r["rps"] for r in turns)),
             "turns_cpu_ms": [r["server_cpu_ms_per_req"] for r in turns],
+            "server_cpu_pct": [r["server_cpu_pct"] for r in turns],
+            "client_cpu_pct": [r["client_cpu_pct"] for r in turns],
+            "non_202": sum(sum(r["non_202"].values()) for r in turns),
         }
         for name, turns in runs.items()
     }
