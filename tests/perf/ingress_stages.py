@@ -7,10 +7,10 @@ standard purchases, tests/perf/loadgen.py). Each round measures the bare aiohttp
 every variant of tests/perf/ingress_variant.py, in an order reversed every other round: the
 ingress as deployed (`full`) and the ingress with one part replaced, in its own process, by a
 no-op or a stand-in. A part's cost is `full` minus the variant without it: what the part costs
-in place, with the rest of the request around it (on this machine about twice what the same
-call costs in a loop on its own, and a part taken out also lets more requests share each turn
-of the event loop). Figures are the median over rounds of the server's CPU ms per accepted
-webhook; timings are printed, never asserted.
+in place, with the rest of the request around it (on this machine more than the same call
+costs in a loop on its own: 18 against 12 us for parse_webhook; and a part taken out also lets
+more requests share each turn of the event loop). Figures are the median over rounds of the
+server's CPU ms per accepted webhook; timings are printed, never asserted.
 """
 
 from __future__ import annotations

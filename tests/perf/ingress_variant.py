@@ -1,9 +1,10 @@
-"""The ingress with one part of the webhook path replaced by a no-op: tests/perf/ingress_stages.py.
+"""The ingress with one part of its webhook path replaced (tests/perf/ingress_stages.py).
 
     python tests/perf/ingress_variant.py VARIANT     # then as `python -m kopilka ingest`
 
-Never used outside that measurement: each variant answers 202 without doing something the
-ingress promises (storing the body, checking the limit, validating it).
+Each part is replaced by a no-op or a stand-in (VARIANTS says which). Never used outside that
+measurement: each variant answers 202 without doing something the ingress promises (storing the
+body, checking the limit, validating it).
 """
 
 from __future__ import annotations
