@@ -65,18 +65,30 @@ async def measure(
     return _figures(result, cpu), warm.count("202") + result.count("202")
 
 
-def start_bare(stack: Stack) -> tuple[devservices.ManagedProcess, int]:
-    """The bare server as one more process of the stack (so stack.stop() ends it too)."""
-    port = devservices.free_port()
+def start_server(
+    stack: Stack,
+    name: str,
+    argv: list[str],
+    port: int,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+    start_s: float = 30,
+) -> tuple[devservices.ManagedProcess, int]:
+    """A server measured against the stack, as one more process of it (so stack.stop() ends it
+    too), logging to logs/<name>.log; returned once it listens on `port` (within `start_s`)."""
+    log_path = stack.data_dir / "logs" / f"{name}.log"
     proc = devservices.spawn(
-        "bare-aiohttp",
-        [sys.executable, str(BARE_SERVER), str(port)],
-        stack.data_dir / "logs" / "bare-aiohttp.log",
-        env=stack.child_env(),
+        name, argv, log_path, env={**stack.child_env(), **(env or {})}, cwd=cwd
     )
     stack.processes.append(proc)
-    devservices.wait_until(lambda: devservices.port_open(port), proc, 30, "the bare server")
+    devservices.wait_until(lambda: devservices.port_open(port), proc, start_s, name)
     return proc, port
+
+
+def start_bare(stack: Stack) -> tuple[devservices.ManagedProcess, int]:
+    """The bare server on asyncio's loop."""
+    port = devservices.free_port()
+    return start_server(stack, "bare-aiohttp", [sys.executable, str(BARE_SERVER), str(port)], port)
 
 
 async def bare_vs_ingress(

@@ -37,18 +37,13 @@ START_S = 2.0
 
 def _start_variant(stack: Stack, variant: str) -> tuple[devservices.ManagedProcess, int]:
     port = devservices.free_port()
-    env = {
-        **stack.child_env(),
-        "KOPILKA_HTTP_PORT": str(port),
-        "KOPILKA_INGRESS_PROCS": "1",
-    }
-    log_path = stack.data_dir / "logs" / f"ingest-{variant}.log"
-    cmd = [sys.executable, str(VARIANT_SCRIPT), variant]
-    proc = devservices.spawn(f"ingest-{variant}", cmd, log_path, env=env, cwd=PROJECT)
-    stack.processes.append(proc)
-    devservices.wait_until(lambda: devservices.port_open(port), proc, 60, f"ingress {variant}")
+    env = {"KOPILKA_HTTP_PORT": str(port), "KOPILKA_INGRESS_PROCS": "1"}
+    argv = [sys.executable, str(VARIANT_SCRIPT), variant]
+    started = http_bench.start_server(
+        stack, f"ingest-{variant}", argv, port, env=env, cwd=PROJECT, start_s=60
+    )
     time.sleep(START_S)  # past its start-up
-    return proc, port
+    return started
 
 
 def stages(args: argparse.Namespace) -> dict:

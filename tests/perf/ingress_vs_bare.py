@@ -42,11 +42,7 @@ def _start_bare(stack: Stack, uvloop: bool) -> tuple[devservices.ManagedProcess,
         return http_bench.start_bare(stack)
     port = devservices.free_port()
     cmd = [sys.executable, "-c", _UVLOOP_BARE, str(http_bench.BARE_SERVER), str(port)]
-    log_path = stack.data_dir / "logs" / "bare-uvloop.log"
-    proc = devservices.spawn("bare-uvloop", cmd, log_path, env=stack.child_env())
-    stack.processes.append(proc)
-    devservices.wait_until(lambda: devservices.port_open(port), proc, 30, "the bare server")
-    return proc, port
+    return http_bench.start_server(stack, "bare-uvloop", cmd, port)
 
 
 def vs_bare(args: argparse.Namespace) -> Figures:
