@@ -254,10 +254,14 @@ class LedgerApplied(Collector):
         yield family
 
 
+def _rocks_dbs(table) -> dict | None:
+    """{partition: RocksDB} of a table this worker holds on disk; None for one in memory."""
+    return getattr(table.data, "_dbs", None)
+
+
 def _table_partitions(table):
     """(partition, keys, bytes) of each table partition this worker holds, cheaply."""
-    store = table.data
-    dbs = getattr(store, "_dbs", None)
+    dbs = _rocks_dbs(table)
     if dbs is not None:  # RocksDB: its own estimates, no scan
         for partition, db in list(dbs.items()):
             yield (
@@ -266,7 +270,7 @@ def _table_partitions(table):
                 _rocks_int(db, "rocksdb.estimate-live-data-size"),
             )
         return
-    data = getattr(store, "data", None)
+    data = getattr(table.data, "data", None)
     if data is not None:  # memory: only the total is known cheaply
         yield "all", len(data), 0
 
@@ -274,7 +278,7 @@ def _table_partitions(table):
 def _store_memory(table) -> dict[str, int]:
     """{"memtables": bytes, "block_cache": bytes} of a RocksDB table; {} in memory. The
     partitions share one block cache (streams.table_store): any one of them reports it."""
-    dbs = list((getattr(table.data, "_dbs", None) or {}).values())
+    dbs = list((_rocks_dbs(table) or {}).values())
     if not dbs:
         return {}
     return {
